@@ -1,0 +1,124 @@
+"""Find the image files under the paths a user gave, the way they would expect.
+
+Folders are walked recursively, following symbolic links to folders once each (a link loop is
+noticed, not followed forever); hidden files and folders are skipped unless asked for; ``--exclude``
+globs match against the path relative to the root given and against the bare name.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmsearch.errors import InputError
+from mmsearch.imaging import IMAGE_EXTENSIONS, is_image_path
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    path: str  # absolute
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class Discovery:
+    files: list[FoundFile] = field(default_factory=list)
+    roots: list[str] = field(default_factory=list)  # absolute folders walked
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # (path, reason, message)
+
+
+def discover(
+    paths: list[str | os.PathLike[str]],
+    *,
+    include_hidden: bool = False,
+    exclude: list[str] = (),
+) -> Discovery:
+    """Image files under ``paths`` (files given directly are taken as they are).
+
+    Raises:
+        InputError: a path does not exist.
+    """
+    found = Discovery()
+    seen: set[str] = set()
+    for given in paths:
+        root = os.path.abspath(os.fspath(given))
+        if not os.path.lexists(root):
+            raise InputError(f"path not found: {given}")
+        if os.path.isdir(root):
+            found.roots.append(root)
+            _walk(root, found, seen, include_hidden, list(exclude))
+        elif not os.path.exists(root):
+            found.problems.append((root, "unreadable", f"{root}: dangling symbolic link"))
+        else:
+            if not is_image_path(root):
+                raise InputError(
+                    f"{given} is not an image file mmsearch indexes "
+                    f"({', '.join(sorted(IMAGE_EXTENSIONS))})"
+                )
+            _add(root, found, seen)
+    return found
+
+
+def _walk(root, found, seen, include_hidden, exclude) -> None:
+    visited: set[tuple[int, int]] = set()
+
+    def on_error(error: OSError) -> None:
+        found.problems.append(
+            (error.filename, "unreadable", f"{error.filename}: cannot read folder ({error.strerror})")
+        )
+
+    for folder, dirs, files in os.walk(root, onerror=on_error, followlinks=True):
+        try:
+            stat = os.stat(folder)
+        except OSError:
+            continue
+        if (stat.st_dev, stat.st_ino) in visited:  # a symlink loop or a second way in
+            dirs[:] = []
+            continue
+        visited.add((stat.st_dev, stat.st_ino))
+        relative = os.path.relpath(folder, root)
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if (include_hidden or not d.startswith("."))
+            and not _excluded(os.path.normpath(os.path.join(relative, d)), d, exclude)
+        )
+        for name in sorted(files):
+            if not include_hidden and name.startswith("."):
+                continue
+            if not is_image_path(name):
+                continue
+            if _excluded(os.path.normpath(os.path.join(relative, name)), name, exclude):
+                continue
+            _add(os.path.join(folder, name), found, seen)
+
+
+def _excluded(relative: str, name: str, patterns: list[str]) -> bool:
+    return any(
+        fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(name, p) for p in patterns
+    )
+
+
+def _add(path: str, found: Discovery, seen: set[str]) -> None:
+    if path in seen:
+        return
+    seen.add(path)
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        found.problems.append(
+            (shown, "bad-filename", f"{shown}: file name is not valid UTF-8; rename the file")
+        )
+        return
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        reason = "unreadable"
+        message = f"{path}: {'dangling symbolic link' if Path(path).is_symlink() else exc.strerror}"
+        found.problems.append((path, reason, message))
+        return
+    found.files.append(FoundFile(path, stat.st_size, stat.st_mtime_ns))

@@ -1,0 +1,222 @@
+"""``mmsearch index``: discover → decode (worker processes) → encode (batches) → store.
+
+The encoder is the expensive step, so decoding runs ahead of it in worker processes with a
+bounded number of files in flight (memory stays flat however large the folder). Every batch is
+stored in its own transaction, so an interrupted run loses at most the batch in flight and the
+next run carries on from there: unchanged files are recognised by size and modification time.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import partial
+
+import numpy as np
+
+from indexer.decode import Decoded, decode_for_model
+from indexer.discover import FoundFile, discover
+from mmsearch.errors import InputError
+from mmsearch.imaging import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from mmsearch.library import ImageRecord, Library
+
+# Below this many files, starting worker processes costs more than it saves.
+_MIN_FILES_FOR_WORKERS = 16
+
+
+@dataclass
+class IndexSummary:
+    """What an index run did."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason → count
+    skipped_files: list[dict] = field(default_factory=list)  # {path, reason, message}
+
+    def skip(self, path: str, reason: str, message: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        self.skipped_files.append({"path": path, "reason": reason, "message": message})
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "skipped_total": self.skipped_total}
+
+
+class IndexInterrupted(Exception):
+    """Raised on Ctrl-C after the batch in flight was stored; carries the partial summary."""
+
+    def __init__(self, summary: IndexSummary):
+        super().__init__("interrupted")
+        self.summary = summary
+
+
+def index_paths(
+    library: Library,
+    paths: list[str | os.PathLike[str]],
+    *,
+    include_hidden: bool = False,
+    exclude: list[str] = (),
+    batch_size: int = 32,
+    workers: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool = False,
+) -> IndexSummary:
+    """Bring the library up to date with the image files under ``paths``.
+
+    New and changed files are encoded, files that are gone are removed, files that cannot be
+    decoded are recorded with the reason and not retried until they change.
+
+    Args:
+        library: an open library.
+        paths: folders (walked recursively) and image files.
+        include_hidden: also index hidden files and folders (names starting with ".").
+        exclude: glob patterns to leave out (matched on relative paths and on names).
+        batch_size: images per encoder batch (and per database transaction).
+        workers: decoder processes; default one per CPU core, 0 decodes in this process.
+        max_pixels: images with more pixels are refused as decompression bombs.
+        progress: show a tqdm progress bar on stderr.
+
+    Raises:
+        InputError: a path does not exist, or no image files were found.
+        IndexInterrupted: on KeyboardInterrupt, after storing the batch in flight.
+    """
+    found = discover(paths, include_hidden=include_hidden, exclude=exclude)
+    stored = library.image_state(under=found.roots)
+    if not found.files and not found.problems and not stored:
+        where = ", ".join(str(p) for p in paths)
+        raise InputError(
+            f"no image files found in {where} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}"
+            f"{'' if include_hidden else '; hidden files skipped, see --include-hidden'})"
+        )
+    summary = IndexSummary()
+    for path, reason, message in found.problems:
+        summary.skip(path, reason, message)
+
+    skipped_before = library.skipped_state()
+    todo: list[FoundFile] = []
+    for file in found.files:
+        known = stored.get(file.path)
+        if known and known[1:] == (file.size, file.mtime_ns):
+            summary.unchanged += 1
+            continue
+        earlier = skipped_before.get(file.path)
+        if earlier and earlier[:2] == (file.size, file.mtime_ns):
+            summary.skip(file.path, earlier[2], f"{file.path}: skipped before ({earlier[2]})")
+            continue
+        todo.append(file)
+
+    try:
+        _encode_and_store(library, todo, stored, summary, batch_size, workers, max_pixels, progress)
+    except KeyboardInterrupt:
+        library.flush()
+        raise IndexInterrupted(summary) from None
+
+    walked = set(found.roots)
+    present = {f.path for f in found.files} | {p for p, _, _ in found.problems}
+    gone = [p for p in stored if p not in present and _under_any(p, walked)]
+    summary.removed = library.remove_images(gone)
+    library.forget_skipped(
+        p for p in skipped_before if _under_any(p, walked) and p not in present
+    )
+    library.flush()
+    return summary
+
+
+def _under_any(path: str, roots: set[str]) -> bool:
+    return any(path.startswith(os.path.join(root, "")) for root in roots)
+
+
+def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_pixels, progress):
+    if not todo:
+        return
+    encoder = library.encoder
+    cfg = encoder.preprocess
+    by_path = {f.path: f for f in todo}
+    bar = _progress_bar(len(todo), progress)
+    batch: list[Decoded] = []
+
+    def store(batch: list[Decoded]) -> None:
+        vectors = encoder.encode_images(np.stack([d.pixels for d in batch]))
+        records = [
+            ImageRecord(
+                path=d.path,
+                size=by_path[d.path].size,
+                mtime_ns=by_path[d.path].mtime_ns,
+                width=d.width,
+                height=d.height,
+                format=d.format,
+            )
+            for d in batch
+        ]
+        library.put_images(records, vectors)
+        for d in batch:
+            if d.path in stored:
+                summary.updated += 1
+            else:
+                summary.added += 1
+        bar.update(len(batch))
+
+    try:
+        decode = partial(decode_for_model, cfg=cfg, max_pixels=max_pixels)
+        for decoded in _decode_all([f.path for f in todo], decode, workers, 4 * batch_size):
+            if decoded.pixels is None:
+                file = by_path[decoded.path]
+                library.record_skipped(
+                    decoded.path,
+                    reason=decoded.reason,
+                    message=decoded.message,
+                    size=file.size,
+                    mtime_ns=file.mtime_ns,
+                )
+                summary.skip(decoded.path, decoded.reason, decoded.message)
+                bar.update(1)
+                continue
+            batch.append(decoded)
+            if len(batch) == batch_size:
+                store(batch)
+                batch = []
+        if batch:
+            store(batch)
+    finally:
+        bar.close()
+
+
+def _decode_all(
+    paths: list[str], decode: Callable[[str], Decoded], workers: int | None, window: int
+) -> Iterator[Decoded]:
+    """Decoded files in order, from worker processes, with at most ``window`` in flight."""
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if workers == 0 or len(paths) < _MIN_FILES_FOR_WORKERS:
+        yield from map(decode, paths)
+        return
+    # spawn, not fork: the parent holds torch's thread pools, which do not survive a fork.
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    pending: collections.deque[Future] = collections.deque()
+    try:
+        for path in paths:
+            pending.append(pool.submit(decode, path))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="Indexing", disable=not enabled, leave=False)

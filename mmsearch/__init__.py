@@ -1,0 +1,53 @@
+"""mmsearch: local-first multimodal semantic search over images and texts.
+
+Heavy dependencies (torch, open_clip, FAISS) load on first use, not on import.
+"""
+
+from mmsearch.encoder import Encoder, OpenClipEncoder
+from mmsearch.errors import (
+    EmptyLibraryError,
+    ImageError,
+    InputError,
+    LibraryError,
+    MMSearchError,
+    ModelError,
+    ModelMismatchError,
+    ModelUnavailableError,
+    TextFileError,
+    TrainingError,
+)
+from mmsearch.imaging import load_image
+from mmsearch.library import ImageRecord, Library, TextRecord, open_library
+from mmsearch.models import ModelSpec, get_model, list_models, register_model, resolve_model
+from mmsearch.results import CollectionInfo, ImageHit, LibraryInfo, TextHit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CollectionInfo",
+    "EmptyLibraryError",
+    "Encoder",
+    "ImageError",
+    "ImageHit",
+    "ImageRecord",
+    "InputError",
+    "Library",
+    "LibraryError",
+    "LibraryInfo",
+    "MMSearchError",
+    "ModelError",
+    "ModelMismatchError",
+    "ModelSpec",
+    "ModelUnavailableError",
+    "OpenClipEncoder",
+    "TextFileError",
+    "TextHit",
+    "TextRecord",
+    "TrainingError",
+    "get_model",
+    "list_models",
+    "load_image",
+    "open_library",
+    "register_model",
+    "resolve_model",
+]

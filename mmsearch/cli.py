@@ -1,0 +1,345 @@
+"""The ``mmsearch`` command. Each command parses options, calls one library function, prints.
+
+Errors a user can cause (:class:`~mmsearch.errors.MMSearchError`) print ``Error: <message>`` to
+stderr and exit 1; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mmsearch.errors import MMSearchError
+
+app = typer.Typer(
+    name="mmsearch",
+    help="Local-first multimodal semantic search: index photos and captions, search across them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+LibraryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--library",
+        "-L",
+        help="Library folder [default: $MMSEARCH_LIBRARY, else the user data dir].",
+        show_default=False,
+    ),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Preset (see `mmsearch models`), ARCH:TAG, ARCH:CHECKPOINT or a model folder "
+        "[default: the library's model; vit-b-32-256 for a new library].",
+        show_default=False,
+    ),
+]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option("--device", help="cpu or cuda [default: cuda when available].", show_default=False),
+]
+DbUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db-url",
+        help="SQLAlchemy database URL instead of library.db in the library folder.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+TopK = Annotated[int, typer.Option("-k", "--top", min=1, help="How many results.")]
+
+
+def command(func):
+    """Map user errors to the CLI contract: ``Error: ...`` on stderr, exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except MMSearchError as exc:
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _open(library, model=None, device=None, db_url=None, *, create=False):
+    from mmsearch.library import open_library
+
+    return open_library(library, model=model, device=device, db_url=db_url, create=create)
+
+
+def _print_json(data) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _print_image_hits(hits, as_json: bool, paths_only: bool) -> None:
+    if as_json and paths_only:
+        raise MMSearchError("--json and --paths-only cannot be used together; choose one")
+    if as_json:
+        _print_json([{"rank": n, **h.to_dict()} for n, h in enumerate(hits, 1)])
+    elif paths_only:
+        for hit in hits:
+            typer.echo(hit.path)
+    else:
+        for n, hit in enumerate(hits, 1):
+            typer.echo(f"{n:>3}  {hit.score:6.3f}  {hit.path}")
+
+
+@app.command()
+@command
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Folders (walked recursively) and images.")],
+    library: LibraryOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    db_url: DbUrlOpt = None,
+    include_hidden: Annotated[
+        bool, typer.Option("--include-hidden", help="Also index hidden files and folders.")
+    ] = False,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Glob of files or folders to leave out (repeatable)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per encoder batch.")] = 32,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="Decoder processes [default: one per core; 0: none]."),
+    ] = None,
+    max_megapixels: Annotated[
+        float, typer.Option(min=1, help="Refuse larger images (decompression-bomb guard).")
+    ] = 179.0,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="List each skipped file and why.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index image folders: new and changed files are encoded, files that are gone removed."""
+    from indexer import IndexInterrupted, index_paths
+
+    with _open(library, model, device, db_url, create=True) as lib:
+        try:
+            summary = index_paths(
+                lib,
+                paths,
+                include_hidden=include_hidden,
+                exclude=exclude or [],
+                batch_size=batch_size,
+                workers=workers,
+                max_pixels=int(max_megapixels * 1e6),
+                progress=not as_json and sys.stderr.isatty(),
+            )
+        except IndexInterrupted as stop:
+            typer.echo(
+                f"Interrupted: {stop.summary.added + stop.summary.updated} images stored. "
+                "Run the same command again to carry on where it stopped.",
+                err=True,
+            )
+            raise typer.Exit(130) from None
+    if as_json:
+        _print_json(summary.to_dict())
+        return
+    reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.skipped.items()))
+    typer.echo(
+        f"added {summary.added}, updated {summary.updated}, removed {summary.removed}, "
+        f"unchanged {summary.unchanged}, skipped {summary.skipped_total}"
+        + (f" ({reasons})" if reasons else "")
+    )
+    if verbose:
+        for item in summary.skipped_files:
+            typer.echo(f"skipped [{item['reason']}] {item['message']}")
+    elif summary.skipped_total:
+        typer.echo("(--verbose lists the skipped files)")
+
+
+@app.command("add-texts")
+@command
+def add_texts(
+    file: Annotated[Path, typer.Argument(help="A .txt (one per line), .jsonl or .csv file.")],
+    collection: Annotated[
+        str | None, typer.Option(help="Collection name [default: the file name's stem].")
+    ] = None,
+    replace: Annotated[bool, typer.Option(help="Replace the collection if it exists.")] = False,
+    format: Annotated[
+        str | None, typer.Option(help="txt, jsonl or csv [default: from the extension].")
+    ] = None,
+    text_field: Annotated[str, typer.Option(help="JSONL field / CSV column of the text.")] = "text",
+    id_field: Annotated[str, typer.Option(help="JSONL field / CSV column of an id.")] = "id",
+    library: LibraryOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    db_url: DbUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a caption or text collection, searched by `mmsearch captions`."""
+    from indexer import read_text_file
+
+    parsed = read_text_file(file, format=format, text_field=text_field, id_field=id_field)
+    name = collection or file.stem
+    with _open(library, model, device, db_url, create=True) as lib:
+        added = lib.add_texts(name, parsed.records, replace=replace, source=str(file.resolve()))
+    if as_json:
+        bad = [{"line": n, "reason": why} for n, why in parsed.bad_rows]
+        _print_json({"collection": name, "added": added, "bad_rows": bad})
+        return
+    for number, why in parsed.bad_rows:
+        typer.echo(f"skipped line {number}: {why}", err=True)
+    typer.echo(f"added {added} texts to collection {name!r}, skipped {len(parsed.bad_rows)}")
+
+
+@app.command()
+@command
+def collections(library: LibraryOpt = None, db_url: DbUrlOpt = None, as_json: JsonOpt = False):
+    """List the text collections."""
+    with _open(library, db_url=db_url) as lib:
+        found = lib.collections()
+    if as_json:
+        _print_json([c.to_dict() for c in found])
+        return
+    if not found:
+        typer.echo("no collections; add one with: mmsearch add-texts FILE")
+    for c in found:
+        typer.echo(f"{c.name}\t{c.texts} texts\t{c.source or ''}")
+
+
+@app.command("remove-collection")
+@command
+def remove_collection(
+    name: Annotated[str, typer.Argument(help="The collection to delete.")],
+    library: LibraryOpt = None,
+    db_url: DbUrlOpt = None,
+) -> None:
+    """Delete a text collection."""
+    with _open(library, db_url=db_url) as lib:
+        removed = lib.remove_collection(name)
+    typer.echo(f"removed collection {name!r} ({removed} texts)")
+
+
+@app.command()
+@command
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for, e.g. 'a red bicycle'.")],
+    k: TopK = 10,
+    library: LibraryOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    db_url: DbUrlOpt = None,
+    as_json: JsonOpt = False,
+    paths_only: Annotated[bool, typer.Option("--paths-only", help="Print paths only.")] = False,
+) -> None:
+    """Find images that match a text."""
+    with _open(library, model, device, db_url) as lib:
+        hits = lib.search_text(query, k=k)
+    _print_image_hits(hits, as_json, paths_only)
+
+
+@app.command()
+@command
+def similar(
+    image: Annotated[Path, typer.Argument(help="An image file, in the library or not.")],
+    k: TopK = 10,
+    library: LibraryOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    db_url: DbUrlOpt = None,
+    as_json: JsonOpt = False,
+    paths_only: Annotated[bool, typer.Option("--paths-only", help="Print paths only.")] = False,
+) -> None:
+    """Find images that look like an image."""
+    with _open(library, model, device, db_url) as lib:
+        hits = lib.similar(image, k=k)
+    _print_image_hits(hits, as_json, paths_only)
+
+
+@app.command()
+@command
+def captions(
+    image: Annotated[Path, typer.Argument(help="An image file, in the library or not.")],
+    k: TopK = 5,
+    collection: Annotated[
+        str | None, typer.Option(help="Only texts of this collection.")
+    ] = None,
+    library: LibraryOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    db_url: DbUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the texts (captions) that best describe an image."""
+    with _open(library, model, device, db_url) as lib:
+        hits = lib.captions(image, k=k, collection=collection)
+    if as_json:
+        _print_json([{"rank": n, **h.to_dict()} for n, h in enumerate(hits, 1)])
+        return
+    for n, hit in enumerate(hits, 1):
+        typer.echo(f"{n:>3}  {hit.score:6.3f}  [{hit.collection}]  {hit.text}")
+
+
+@app.command()
+@command
+def info(library: LibraryOpt = None, db_url: DbUrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Show what the library holds and where it lives."""
+    with _open(library, db_url=db_url) as lib:
+        details = lib.info()
+    if as_json:
+        _print_json(details.to_dict())
+        return
+    model = details.model or {}
+    typer.echo(f"library:     {details.library_dir}")
+    typer.echo(f"database:    {details.database}")
+    if details.database_bytes is not None:
+        typer.echo(f"             {details.database_bytes / 1e6:.1f} MB")
+    typer.echo(f"model:       {model.get('model', 'none yet')} (dim {model.get('dim', '-')})")
+    typer.echo(f"images:      {details.images} ({details.skipped_files} files skipped)")
+    typer.echo(f"texts:       {details.texts} in {len(details.collections)} collection(s)")
+    for c in details.collections:
+        typer.echo(f"  {c.name}: {c.texts}")
+    for f in details.index_files:
+        state = "current" if f.current else "stale, rebuilt on next query"
+        typer.echo(f"index:       {f.path} ({f.vectors} vectors, {f.bytes / 1e6:.1f} MB, {state})")
+
+
+@app.command()
+@command
+def models(as_json: JsonOpt = False) -> None:
+    """List the model presets."""
+    from mmsearch.models import DEFAULT_MODEL, list_models
+
+    specs = list_models()
+    if as_json:
+        _print_json(
+            [
+                {
+                    "name": s.name,
+                    "arch": s.arch,
+                    "pretrained": s.pretrained,
+                    "dim": s.dim,
+                    "imagenet_zero_shot": s.imagenet_zero_shot,
+                    "description": s.description,
+                    "default": s.name == DEFAULT_MODEL,
+                }
+                for s in specs
+            ]
+        )
+        return
+    for s in specs:
+        mark = "*" if s.name == DEFAULT_MODEL else " "
+        typer.echo(f"{mark} {s.name:<18} {s.description}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

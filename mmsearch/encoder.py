@@ -1,0 +1,190 @@
+"""Encoders turn pictures and texts into unit vectors in one shared space.
+
+:class:`Encoder` is the small interface the library depends on; :class:`OpenClipEncoder` is the
+default implementation. Heavy imports (torch, open_clip) happen on first use, so that opening a
+library, listing it or printing help stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from mmsearch.errors import ModelError, ModelUnavailableError
+from mmsearch.models import OFFLINE_MODEL, ModelSpec, register_open_clip_configs, weights_id
+from mmsearch.preprocess import PreprocessConfig, fit_to_model, to_model_tensor
+
+
+class Encoder(Protocol):
+    """What the library needs of a dual encoder."""
+
+    spec: ModelSpec
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def preprocess(self) -> PreprocessConfig: ...
+
+    def identity(self) -> dict: ...
+
+    def encode_images(self, pictures: np.ndarray) -> np.ndarray:
+        """NxHxWx3 uint8 pictures already fitted to :attr:`preprocess` → N x dim float32, unit."""
+        ...
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Texts → N x dim float32 unit vectors."""
+        ...
+
+
+def pick_device(device: str | None = None) -> str:
+    """CUDA when available, else CPU; an explicit choice wins."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class OpenClipEncoder:
+    """An open_clip model as an :class:`Encoder`.
+
+    Args:
+        spec: which model (see :func:`mmsearch.models.resolve_model`).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default: CUDA when available.
+        batch_size: how many items one forward pass takes.
+    """
+
+    def __init__(self, spec: ModelSpec, *, device: str | None = None, batch_size: int = 32):
+        self.spec = spec
+        self._device = device
+        self.batch_size = batch_size
+        self._model = None
+        self._tokenizer = None
+        self._preprocess: PreprocessConfig | None = None
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def _load(self):
+        if self._model is not None:
+            return self._model
+        import open_clip
+        import torch
+
+        register_open_clip_configs()
+        self._device = pick_device(self._device)
+        spec = self.spec
+        try:
+            model = open_clip.create_model(
+                spec.arch,
+                pretrained=spec.pretrained,
+                device=self._device,
+                weights_only=True,
+                require_pretrained=bool(spec.pretrained) or spec.arch.startswith("local-dir:"),
+            )
+        except ImportError as exc:
+            raise ModelUnavailableError(
+                f"model {spec.name} needs a package that is not installed ({exc}); "
+                "install it with pip (e.g. `pip install transformers` for Hugging Face text towers)"
+            ) from exc
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise _load_error(spec, exc) from exc
+        if spec.reparameterize:
+            from open_clip.utils import reparameterize_model  # MobileCLIP's inference form
+
+            model = reparameterize_model(model)
+        model.eval()
+        torch.set_grad_enabled(False)
+        self._model = model
+        self._tokenizer = open_clip.get_tokenizer(spec.arch)
+        pp = dict(model.visual.preprocess_cfg) if hasattr(model.visual, "preprocess_cfg") else {}
+        self._preprocess = PreprocessConfig.from_open_clip(
+            {"size": model.visual.image_size, **pp}
+        )
+        return model
+
+    @property
+    def device(self) -> str:
+        self._load()
+        return self._device
+
+    @property
+    def dim(self) -> int:
+        model = self._load()
+        if getattr(model, "text_projection", None) is not None and hasattr(
+            model.text_projection, "shape"
+        ):
+            return int(model.text_projection.shape[-1])
+        return int(self.encode_texts(["dimension probe"]).shape[1])
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        self._load()
+        return self._preprocess
+
+    def identity(self) -> dict:
+        """What must match for two vector sets to be comparable."""
+        return {
+            "model": self.spec.name,
+            "arch": self.spec.arch,
+            "pretrained": self.spec.pretrained,
+            "reparameterize": self.spec.reparameterize,
+            "weights": weights_id(self.spec),
+            "dim": self.dim,
+            "preprocess": self.preprocess.to_dict(),
+        }
+
+    # -- encoding ------------------------------------------------------------------------------
+
+    def encode_images(self, pictures: np.ndarray) -> np.ndarray:
+        import torch
+
+        model = self._load()
+        out = []
+        for start in range(0, len(pictures), self.batch_size):
+            tensor = to_model_tensor(pictures[start : start + self.batch_size], self._preprocess)
+            with torch.inference_mode():
+                features = model.encode_image(tensor.to(self._device), normalize=True)
+            out.append(features.float().cpu().numpy())
+        return _stack(out, self.dim)
+
+    def encode_pictures(self, images: list[Image.Image]) -> np.ndarray:
+        """RGB PIL images of any size → unit vectors."""
+        cfg = self.preprocess
+        return self.encode_images(np.stack([fit_to_model(image, cfg) for image in images]))
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        model = self._load()
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            tokens = self._tokenizer(texts[start : start + self.batch_size]).to(self._device)
+            with torch.inference_mode():
+                features = model.encode_text(tokens, normalize=True)
+            out.append(features.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def _stack(parts: list[np.ndarray], dim: int) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+
+
+def _load_error(spec: ModelSpec, exc: Exception) -> ModelError:
+    text = str(exc)
+    if spec.pretrained and not os.path.isfile(spec.pretrained) or spec.arch.startswith("hf-hub:"):
+        return ModelUnavailableError(
+            f"could not get the weights of {spec.name} ({spec.arch}"
+            f"{':' + spec.pretrained if spec.pretrained else ''}); downloading needs network "
+            f"access to the Hugging Face Hub ({text.splitlines()[0][:200]}). Offline options: "
+            f"--model {OFFLINE_MODEL} (bundled with mmsearch), --model ARCH:/path/to/checkpoint, "
+            "--model /path/to/open_clip-model-folder, or copy ~/.cache/huggingface from a machine "
+            "that has network (set HF_HUB_OFFLINE=1 to skip the download attempts)"
+        )
+    return ModelError(
+        f"cannot load model {spec.name}: {text.splitlines()[0][:300] if text else exc!r}; "
+        "is the checkpoint of this architecture?"
+    )

@@ -1,0 +1,181 @@
+"""Decode an image file safely into an RGB picture, the way a person sees it.
+
+Everything a photo folder can throw at us is handled here, in one place shared by indexing and
+queries: EXIF orientation, transparency (composited on white: clip art and logos are drawn on
+white, and black would turn dark line art into a black square), palette, grey, 16-bit and CMYK
+modes, animated files (first frame), and decompression bombs, which are refused from the header,
+before any pixel is decoded.
+
+This module imports only Pillow and numpy so that decoder worker processes start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mmsearch.errors import ImageError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+
+# Pillow's own bomb limit (it raises above twice MAX_IMAGE_PIXELS, ~179 megapixels).
+DEFAULT_MAX_PIXELS = 2 * 89_478_485
+
+WHITE = (255, 255, 255)
+
+# EXIF orientations that turn the picture a quarter: width and height swap.
+_QUARTER_TURNS = {5, 6, 7, 8}
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A decoded picture and what the file says of itself."""
+
+    image: Image.Image  # RGB, upright; possibly reduced (see ``min_size``)
+    width: int  # of the upright full-size picture
+    height: int
+    format: str | None
+
+
+def load_image(
+    path: str | os.PathLike[str],
+    *,
+    min_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """Open an image file and return it as an RGB image, upright (see :func:`open_picture`)."""
+    return open_picture(path, min_size=min_size, max_pixels=max_pixels).image
+
+
+def open_picture(
+    path: str | os.PathLike[str],
+    *,
+    min_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Picture:
+    """Open an image file and decode it to an upright RGB picture.
+
+    Args:
+        path: the image file.
+        min_size: when given, the decoder may return a smaller picture whose shorter side is still
+            at least this many pixels (JPEG DCT-domain draft mode, ``Image.reduce``); this is what
+            makes decoding a 24-megapixel photo for a 224-pixel model cheap.
+        max_pixels: images with more pixels than this are refused before decoding.
+
+    Raises:
+        ImageError: with a ``reason`` code: ``missing``, ``unreadable``, ``not-an-image``,
+            ``too-large``, ``corrupt``.
+    """
+    path = Path(path)
+    if Image.MAX_IMAGE_PIXELS and max_pixels > 2 * Image.MAX_IMAGE_PIXELS:
+        # Pillow refuses at twice its own limit while opening; the caller asked for more.
+        Image.MAX_IMAGE_PIXELS = max_pixels // 2 + 1
+    try:
+        with warnings.catch_warnings():
+            # Our own limit is checked below, with a message that says how to raise it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except FileNotFoundError as exc:
+        raise ImageError(f"{path}: file not found (moved or deleted?)", reason="missing") from exc
+    except (PermissionError, IsADirectoryError) as exc:
+        raise ImageError(f"{path}: cannot read file ({exc.strerror})", reason="unreadable") from exc
+    except UnidentifiedImageError as exc:
+        if os.path.getsize(path) == 0:
+            raise ImageError(f"{path}: empty file (0 bytes)", reason="empty") from exc
+        raise ImageError(
+            f"{path}: not a recognised image file (supported: JPEG, PNG, WebP, GIF, BMP, TIFF)",
+            reason="not-an-image",
+        ) from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageError(
+            f"{path}: {exc} Raise the limit (--max-megapixels) to index it", reason="too-large"
+        ) from exc
+    except OSError as exc:
+        if exc.errno is not None:  # the operating system's error: the file itself is unreadable
+            raise ImageError(f"{path}: cannot read file ({exc})", reason="unreadable") from exc
+        if os.path.getsize(path) == 0:
+            raise ImageError(f"{path}: empty file (0 bytes)", reason="empty") from exc
+        raise ImageError(
+            f"{path}: corrupt or truncated image header ({exc})", reason="corrupt"
+        ) from exc
+
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageError(
+                f"{path}: {width}x{height} is {width * height / 1e6:.0f} megapixels, over the "
+                f"limit of {max_pixels / 1e6:.0f} (a decompression-bomb guard); raise the limit "
+                "(--max-megapixels) to index it",
+                reason="too-large",
+            )
+        file_format = image.format
+        try:
+            if image.getexif().get(0x0112) in _QUARTER_TURNS:
+                width, height = height, width
+        except (OSError, SyntaxError, ValueError):
+            pass  # unreadable EXIF: the picture itself may still be fine
+        try:
+            with warnings.catch_warnings():
+                # We checked the size ourselves above, against our own limit.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                return Picture(_decode(image, min_size), width, height, file_format)
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageError(
+                f"{path}: corrupt or truncated image data ({exc})", reason="corrupt"
+            ) from exc
+
+
+def _decode(image: Image.Image, min_size: int | None) -> Image.Image:
+    if min_size and image.format == "JPEG":
+        # DCT-domain downscale by 1/2, 1/4 or 1/8 while keeping both sides >= what the model needs.
+        # Orientation may swap the sides later, so ask for min_size on both.
+        image.draft("RGB", (min_size, min_size))
+    image.seek(0)  # animated GIF/WebP/TIFF: the first frame
+    image.load()
+    image = ImageOps.exif_transpose(image)
+    image = _to_rgb(image)
+    if min_size:
+        factor = min(image.size) // (2 * min_size)
+        if factor >= 2:
+            # Integer box reduction down to no less than twice the target: cheap, and it leaves the
+            # final resampling to the model's own resize so the result matches open_clip.
+            image = image.reduce(factor)
+    return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return Image.fromarray(_to_uint8(np.asarray(image))).convert("RGB")
+    if mode == "P" and "transparency" in image.info or mode in ("PA", "LA", "La", "RGBa"):
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode == "RGBA":
+        background = Image.new("RGB", image.size, WHITE)
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    # L, 1, P without transparency, CMYK, YCbCr, LAB, HSV: Pillow converts these faithfully.
+    return image.convert("RGB")
+
+
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Scale 16-bit or float greyscale to 8 bits by its real range (Pillow would clip at 255)."""
+    is_float = pixels.dtype.kind == "f"
+    pixels = pixels.astype(np.float64)
+    if is_float and pixels.size and pixels.max() <= 1.0 and pixels.min() >= 0.0:
+        top = 1.0
+    else:
+        top = 65535.0 if pixels.max(initial=0) > 255 else 255.0
+    return np.clip(pixels / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def is_image_path(path: str | os.PathLike[str]) -> bool:
+    """Whether the file name has an extension mmsearch indexes."""
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS

@@ -1,0 +1,661 @@
+"""A library: one database of images and texts embedded by one model, and its vector indexes.
+
+:func:`open_library` is the entry point. The database is the source of truth (metadata and
+vectors); the per-modality FAISS indexes are caches that are rebuilt whenever the generation they
+were saved at differs from the database's.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from mmsearch.encoder import Encoder, OpenClipEncoder
+from mmsearch.errors import (
+    EmptyLibraryError,
+    ImageError,
+    InputError,
+    LibraryError,
+    ModelMismatchError,
+)
+from mmsearch.imaging import load_image
+from mmsearch.location import read_config, resolve_library_dir, sqlite_url, write_config
+from mmsearch.models import DEFAULT_MODEL, PRESETS, ModelSpec, resolve_model, weights_id
+from mmsearch.results import CollectionInfo, ImageHit, IndexFileInfo, LibraryInfo, TextHit
+from mmsearch.schema import Collection, ImageRow, SkippedFile, TextRow
+from mmsearch.store import bump_generation, get_setting, open_engine, set_setting
+from mmsearch.vector_index import FaissIndex
+
+MODALITIES = ("images", "texts")
+_ROW = {"images": ImageRow, "texts": TextRow}
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """An image file and what the indexer learnt of it, ready to be stored."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    width: int
+    height: int
+    format: str | None
+
+
+@dataclass(frozen=True)
+class TextRecord:
+    """One text of a collection file."""
+
+    text: str
+    external_id: str | None = None
+    meta: dict | None = None
+
+
+def open_library(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    model: str | None = None,
+    db_url: str | None = None,
+    device: str | None = None,
+    encoder: Encoder | None = None,
+    create: bool = True,
+) -> Library:
+    """Open (or create) a library.
+
+    Args:
+        path: the library folder; default ``$MMSEARCH_LIBRARY`` or the user data directory.
+        model: a ``--model`` value (preset, ``ARCH:TAG``, ``ARCH:FILE``, model folder). Default:
+            the model the library was built with, or the default preset for a new library.
+        db_url: a SQLAlchemy URL for the database instead of ``library.db`` in the folder;
+            remembered in the folder's ``library.json``.
+        device: ``cpu`` or ``cuda``; default CUDA when available.
+        encoder: an :class:`~mmsearch.encoder.Encoder` to use instead of ``model``.
+        create: create the folder and database when missing (False: raise instead).
+
+    Raises:
+        LibraryError: the library is missing (with ``create=False``) or unusable.
+        ModelMismatchError: ``model`` is not the model the library was built with.
+    """
+    library_dir = resolve_library_dir(path)
+    if library_dir.exists() and not library_dir.is_dir():
+        raise LibraryError(f"library path {library_dir} is a file, not a folder")
+    config = read_config(library_dir) if library_dir.is_dir() else {}
+    if not library_dir.is_dir() or not (db_url or config.get("db_url") or _has_db(library_dir)):
+        if not create:
+            raise LibraryError(
+                f"no library at {library_dir}; create one with `mmsearch index PATH` "
+                "(or pick another with --library / MMSEARCH_LIBRARY)"
+            )
+        try:
+            library_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LibraryError(f"cannot create library folder {library_dir}: {exc}") from exc
+    if db_url and config.get("db_url") not in (None, db_url):
+        raise LibraryError(
+            f"library {library_dir} uses database {config['db_url']}, not {db_url}; "
+            "omit --db-url or choose another --library"
+        )
+    if db_url and "db_url" not in config:
+        write_config(library_dir, {**config, "db_url": db_url})
+    url = db_url or config.get("db_url") or sqlite_url(library_dir)
+    engine = open_engine(url, create=create)
+    return Library(library_dir, engine, model=model, device=device, encoder=encoder)
+
+
+def _has_db(library_dir: Path) -> bool:
+    return (library_dir / "library.db").is_file()
+
+
+class Library:
+    """A library of images and text collections in one embedding space. Use :func:`open_library`."""
+
+    def __init__(self, library_dir: Path, engine, *, model=None, device=None, encoder=None):
+        self.library_dir = library_dir
+        self.engine = engine
+        self._device = device
+        self._indexes: dict[str, FaissIndex] = {}
+        self._dirty: set[str] = set()
+        with Session(engine) as session:
+            self._stored_model = get_setting(session, "model")
+        if encoder is not None:
+            self._spec = encoder.spec
+            self._encoder = encoder
+        else:
+            self._spec = self._choose_model(model)
+            self._encoder = None
+        if self._stored_model and encoder is not None:
+            self._check_identity(encoder.identity()["weights"], encoder.spec.name)
+
+    # -- model ---------------------------------------------------------------------------------
+
+    def _choose_model(self, model: str | None) -> ModelSpec:
+        stored = self._stored_model
+        if model is not None:
+            spec = resolve_model(model)
+            if stored:
+                self._check_identity(weights_id(spec), model)
+            return spec
+        if stored:
+            if stored["model"] in PRESETS and PRESETS[stored["model"]].arch == stored["arch"]:
+                return PRESETS[stored["model"]]
+            return ModelSpec(
+                name=stored["model"],
+                arch=stored["arch"],
+                pretrained=stored.get("pretrained"),
+                reparameterize=stored.get("reparameterize", False),
+            )
+        return PRESETS[DEFAULT_MODEL]
+
+    def _check_identity(self, weights: str, requested: str) -> None:
+        stored = self._stored_model
+        if weights != stored["weights"]:
+            raise ModelMismatchError(
+                f"library {self.library_dir} was built with model {stored['model']}; "
+                f"{requested} is a different model and its vectors would not be comparable. "
+                f"Omit --model (or pass --model {stored['model']}), or use another --library "
+                "for the new model"
+            )
+
+    @property
+    def model(self) -> ModelSpec:
+        return self._spec
+
+    @property
+    def encoder(self) -> Encoder:
+        """The encoder, loaded on first use."""
+        if self._encoder is None:
+            self._encoder = OpenClipEncoder(self._spec, device=self._device)
+        return self._encoder
+
+    def _record_model(self, session: Session) -> None:
+        if self._stored_model is None:
+            identity = self.encoder.identity()
+            set_setting(session, "model", identity)
+            self._stored_model = identity
+
+    # -- writing images ------------------------------------------------------------------------
+
+    def image_state(self, under: Sequence[str] | None = None) -> dict[str, tuple[int, int, int]]:
+        """path → (id, size, mtime_ns) of stored images, optionally only below the given folders."""
+        stmt = select(ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns)
+        with Session(self.engine) as session:
+            rows = session.execute(stmt).all()
+        prefixes = [os.path.join(os.path.abspath(p), "") for p in under or ()]
+        return {
+            path: (id_, size, mtime)
+            for path, id_, size, mtime in rows
+            if not prefixes or any(path.startswith(p) or path == p[:-1] for p in prefixes)
+        }
+
+    def skipped_state(self) -> dict[str, tuple[int, int, str]]:
+        """path → (size, mtime_ns, reason) of files recorded as not indexable."""
+        with Session(self.engine) as session:
+            rows = session.execute(select(SkippedFile)).scalars().all()
+            return {r.path: (r.size, r.mtime_ns, r.reason) for r in rows}
+
+    def put_images(self, records: Sequence[ImageRecord], vectors: np.ndarray) -> list[int]:
+        """Insert or update images (matched by path) with their vectors, in one transaction."""
+        vectors = _as_vectors(vectors, len(records))
+        now = time.time()
+        with self._write() as session:
+            self._record_model(session)
+            self._check_dim(vectors)
+            existing = dict(
+                session.execute(
+                    select(ImageRow.path, ImageRow).where(
+                        ImageRow.path.in_([r.path for r in records])
+                    )
+                ).all()
+            )
+            rows = []
+            for record, vector in zip(records, vectors, strict=True):
+                row = existing.get(record.path) or ImageRow(path=record.path)
+                row.size, row.mtime_ns = record.size, record.mtime_ns
+                row.width, row.height, row.format = record.width, record.height, record.format
+                row.indexed_at, row.embedding = now, vector.tobytes()
+                session.add(row)
+                rows.append(row)
+            session.execute(
+                delete(SkippedFile).where(SkippedFile.path.in_([r.path for r in records]))
+            )
+            session.flush()
+            ids = np.array([row.id for row in rows], dtype=np.int64)
+            generation = bump_generation(session, "images")
+        self._apply("images", generation, remove=ids, add=(ids, vectors))
+        return ids.tolist()
+
+    def remove_images(self, paths: Iterable[str]) -> int:
+        """Forget images by path (files that are gone); returns how many were removed."""
+        paths = list(paths)
+        if not paths:
+            return 0
+        with self._write() as session:
+            ids = np.array(
+                session.execute(select(ImageRow.id).where(ImageRow.path.in_(paths))).scalars().all(),
+                dtype=np.int64,
+            )
+            session.execute(delete(ImageRow).where(ImageRow.id.in_(ids.tolist())))
+            session.execute(delete(SkippedFile).where(SkippedFile.path.in_(paths)))
+            generation = bump_generation(session, "images")
+        self._apply("images", generation, remove=ids)
+        return len(ids)
+
+    def record_skipped(self, path: str, *, reason: str, message: str, size: int, mtime_ns: int):
+        """Remember that a file could not be indexed (and drop any stale entry for it)."""
+        with self._write() as session:
+            ids = session.execute(select(ImageRow.id).where(ImageRow.path == path)).scalars().all()
+            if ids:
+                session.execute(delete(ImageRow).where(ImageRow.id.in_(ids)))
+                generation = bump_generation(session, "images")
+            session.merge(
+                SkippedFile(path=path, reason=reason, message=message, size=size, mtime_ns=mtime_ns)
+            )
+        if ids:
+            self._apply("images", generation, remove=np.array(ids, dtype=np.int64))
+
+    def forget_skipped(self, paths: Iterable[str]) -> None:
+        with self._write() as session:
+            session.execute(delete(SkippedFile).where(SkippedFile.path.in_(list(paths))))
+
+    # -- text collections ----------------------------------------------------------------------
+
+    def add_texts(
+        self,
+        collection: str,
+        records: Sequence[TextRecord],
+        *,
+        replace: bool = False,
+        source: str | None = None,
+        progress=None,
+    ) -> int:
+        """Embed and store texts as a named collection; returns how many were stored.
+
+        Raises:
+            InputError: the collection exists and ``replace`` is False, or ``records`` is empty.
+        """
+        if not records:
+            raise InputError(f"no texts to add to collection {collection!r}")
+        with Session(self.engine) as session:
+            exists = session.execute(
+                select(Collection.id).where(Collection.name == collection)
+            ).scalar_one_or_none()
+        if exists is not None and not replace:
+            raise InputError(
+                f"collection {collection!r} already exists; pass --replace to replace it "
+                "or --collection NAME to add another"
+            )
+        encoder = self.encoder
+        vectors = []
+        step = 256
+        for start in range(0, len(records), step):
+            chunk = records[start : start + step]
+            vectors.append(encoder.encode_texts([r.text for r in chunk]))
+            if progress is not None:
+                progress(len(chunk))
+        vectors = _as_vectors(np.concatenate(vectors), len(records))
+        with self._write() as session:
+            self._record_model(session)
+            self._check_dim(vectors)
+            removed = np.zeros(0, np.int64)
+            old = session.execute(
+                select(Collection).where(Collection.name == collection)
+            ).scalar_one_or_none()
+            if old is not None:
+                removed = np.array(
+                    session.execute(select(TextRow.id).where(TextRow.collection_id == old.id))
+                    .scalars()
+                    .all(),
+                    dtype=np.int64,
+                )
+                session.execute(delete(TextRow).where(TextRow.collection_id == old.id))
+                session.delete(old)
+                session.flush()
+            coll = Collection(name=collection, source=source, created_at=time.time())
+            session.add(coll)
+            rows = [
+                TextRow(
+                    collection=coll,
+                    external_id=r.external_id,
+                    text=r.text,
+                    meta=r.meta,
+                    embedding=v.tobytes(),
+                )
+                for r, v in zip(records, vectors, strict=True)
+            ]
+            session.add_all(rows)
+            session.flush()
+            ids = np.array([row.id for row in rows], dtype=np.int64)
+            generation = bump_generation(session, "texts")
+        self._apply("texts", generation, remove=removed, add=(ids, vectors))
+        return len(rows)
+
+    def collections(self) -> list[CollectionInfo]:
+        stmt = (
+            select(Collection.name, func.count(TextRow.id), Collection.source)
+            .outerjoin(TextRow)
+            .group_by(Collection.id)
+            .order_by(Collection.name)
+        )
+        with Session(self.engine) as session:
+            return [CollectionInfo(n, c, s) for n, c, s in session.execute(stmt).all()]
+
+    def remove_collection(self, name: str) -> int:
+        """Delete a collection and its texts; returns how many texts went."""
+        with self._write() as session:
+            coll = self._collection(session, name)
+            ids = np.array(
+                session.execute(select(TextRow.id).where(TextRow.collection_id == coll.id))
+                .scalars()
+                .all(),
+                dtype=np.int64,
+            )
+            session.execute(delete(TextRow).where(TextRow.collection_id == coll.id))
+            session.delete(coll)
+            generation = bump_generation(session, "texts")
+        self._apply("texts", generation, remove=ids)
+        return len(ids)
+
+    def _collection(self, session: Session, name: str) -> Collection:
+        coll = session.execute(
+            select(Collection).where(Collection.name == name)
+        ).scalar_one_or_none()
+        if coll is None:
+            names = ", ".join(c.name for c in self.collections()) or "none yet"
+            raise InputError(f"no text collection named {name!r} (collections: {names})")
+        return coll
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def search_text(self, query: str, *, k: int = 10) -> list[ImageHit]:
+        """Images that match a text query, best first."""
+        if not query.strip():
+            raise InputError("the query is empty; say what to look for, e.g. 'a red bicycle'")
+        self._require("images")
+        return self._image_hits(self.encoder.encode_texts([query])[0], k)
+
+    def similar(self, image: str | os.PathLike[str] | Image.Image, *, k: int = 10) -> list[ImageHit]:
+        """Images that look like ``image`` (a file, in the library or not, or a PIL image).
+
+        The query image itself is left out of the results.
+        """
+        self._require("images")
+        vector, own_id = self._image_vector(image)
+        exclude = {own_id} if own_id is not None else set()
+        return self._image_hits(vector, k, exclude=exclude)
+
+    def captions(
+        self,
+        image: str | os.PathLike[str] | Image.Image,
+        *,
+        k: int = 5,
+        collection: str | None = None,
+    ) -> list[TextHit]:
+        """The texts nearest to an image, optionally from one collection only."""
+        self._require("texts")
+        allowed = None
+        if collection is not None:
+            with Session(self.engine) as session:
+                coll = self._collection(session, collection)
+                allowed = np.array(
+                    session.execute(select(TextRow.id).where(TextRow.collection_id == coll.id))
+                    .scalars()
+                    .all(),
+                    dtype=np.int64,
+                )
+        vector, _ = self._image_vector(image)
+        scores, ids = self.index("texts").search(vector, k, allowed=allowed)
+        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        with Session(self.engine) as session:
+            rows = {
+                row.id: row
+                for row in session.execute(
+                    select(TextRow).where(TextRow.id.in_([i for i, _ in found]))
+                ).scalars()
+            }
+            names = dict(session.execute(select(Collection.id, Collection.name)).all())
+            return [
+                TextHit(
+                    id=i,
+                    text=rows[i].text,
+                    score=s,
+                    collection=names[rows[i].collection_id],
+                    external_id=rows[i].external_id,
+                    meta=rows[i].meta,
+                )
+                for i, s in found
+                if i in rows
+            ]
+
+    def _image_hits(self, vector: np.ndarray, k: int, *, exclude=frozenset()) -> list[ImageHit]:
+        scores, ids = self.index("images").search(vector, k + len(exclude))
+        found = [
+            (int(i), float(s))
+            for i, s in zip(ids[0], scores[0], strict=True)
+            if i >= 0 and int(i) not in exclude
+        ][:k]
+        with Session(self.engine) as session:
+            rows = {
+                row.id: row
+                for row in session.execute(
+                    select(ImageRow).where(ImageRow.id.in_([i for i, _ in found]))
+                ).scalars()
+            }
+        return [
+            ImageHit(id=i, path=rows[i].path, score=s, width=rows[i].width, height=rows[i].height)
+            for i, s in found
+            if i in rows
+        ]
+
+    def _image_vector(self, image) -> tuple[np.ndarray, int | None]:
+        """A query image's vector: stored if the file is in the library and unchanged."""
+        if isinstance(image, Image.Image):
+            return self.encoder.encode_pictures([image.convert("RGB")])[0], None
+        path = os.path.abspath(os.fspath(image))
+        with Session(self.engine) as session:
+            row = session.execute(
+                select(ImageRow).where(ImageRow.path == path)
+            ).scalar_one_or_none()
+            if row is not None:
+                try:
+                    stat = os.stat(path)
+                    unchanged = (stat.st_size, stat.st_mtime_ns) == (row.size, row.mtime_ns)
+                except OSError:
+                    unchanged = True  # the stored vector is all we have
+                if unchanged:
+                    return np.frombuffer(row.embedding, dtype=np.float32), row.id
+        try:
+            picture = load_image(path, min_size=self.encoder.preprocess.size)
+        except ImageError as exc:
+            raise InputError(f"cannot use {image} as a query image: {exc}") from exc
+        return self.encoder.encode_pictures([picture])[0], None
+
+    def _require(self, modality: str) -> None:
+        with Session(self.engine) as session:
+            count = session.execute(select(func.count()).select_from(_ROW[modality])).scalar_one()
+        if not count:
+            hint = (
+                "index some images first: mmsearch index PATH"
+                if modality == "images"
+                else "add a text collection first: mmsearch add-texts FILE"
+            )
+            raise EmptyLibraryError(f"library {self.library_dir} has no {modality}; {hint}")
+
+    # -- vector indexes ------------------------------------------------------------------------
+
+    def index_path(self, modality: str) -> Path:
+        return self.library_dir / f"{modality}.faiss"
+
+    def index(self, modality: str) -> FaissIndex:
+        """The modality's vector index, current with the database (loaded or rebuilt)."""
+        with Session(self.engine) as session:
+            generation = int(get_setting(session, f"generation.{modality}", 0))
+        index = self._indexes.get(modality)
+        if index is not None and index.generation == generation:
+            return index
+        index = FaissIndex.load(self.index_path(modality))
+        if index is None or index.generation != generation:
+            index = self._rebuild(modality)
+            self._dirty.add(modality)
+        self._indexes[modality] = index
+        self.flush()
+        return index
+
+    def _rebuild(self, modality: str) -> FaissIndex:
+        row = _ROW[modality]
+        with Session(self.engine) as session:
+            # One snapshot: the generation and the vectors it stamps are read together.
+            generation = int(get_setting(session, f"generation.{modality}", 0))
+            dim = self.dim_or_none(session)
+            index = FaissIndex(dim or 1, generation=generation)
+            batch_ids, batch_vectors = [], []
+            for id_, blob in session.execute(select(row.id, row.embedding)).yield_per(10_000):
+                batch_ids.append(id_)
+                batch_vectors.append(np.frombuffer(blob, dtype=np.float32))
+                if len(batch_ids) == 10_000:
+                    index.add(np.array(batch_ids), np.stack(batch_vectors))
+                    batch_ids, batch_vectors = [], []
+            if batch_ids:
+                index.add(np.array(batch_ids), np.stack(batch_vectors))
+        return index
+
+    def dim_or_none(self, session: Session) -> int | None:
+        model = get_setting(session, "model")
+        return int(model["dim"]) if model else None
+
+    def _apply(self, modality, generation, *, remove=None, add=None) -> None:
+        """Mirror a committed change in the loaded index, or drop it when it has fallen behind."""
+        index = self._indexes.get(modality) or FaissIndex.load(self.index_path(modality))
+        if index is None or index.generation != generation - 1:
+            # Not saved yet, or another writer got in between: rebuild from the database.
+            self._indexes.pop(modality, None)
+            self.index(modality)
+            return
+        self._indexes[modality] = index
+        if remove is not None:
+            index.remove(remove)
+        if add is not None:
+            index.add(*add)
+        index.generation = generation
+        self._dirty.add(modality)
+
+    def flush(self) -> None:
+        """Save changed vector indexes (atomically)."""
+        for modality in sorted(self._dirty):
+            index = self._indexes.get(modality)
+            if index is not None:
+                try:
+                    index.save(self.index_path(modality))
+                except OSError:
+                    # A read-only library can still answer queries; the index is rebuilt later.
+                    pass
+        self._dirty.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.engine.dispose()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _write(self):
+        return _WriteSession(self.engine, self.library_dir)
+
+    def _check_dim(self, vectors: np.ndarray) -> None:
+        expected = int(self._stored_model["dim"])
+        if vectors.shape[1] != expected:
+            raise ModelMismatchError(
+                f"vectors of dimension {vectors.shape[1]} cannot join library "
+                f"{self.library_dir}, whose model makes dimension {expected}"
+            )
+
+    # -- info ----------------------------------------------------------------------------------
+
+    def info(self) -> LibraryInfo:
+        """What the library holds and where."""
+        with Session(self.engine) as session:
+            images = session.execute(select(func.count()).select_from(ImageRow)).scalar_one()
+            texts = session.execute(select(func.count()).select_from(TextRow)).scalar_one()
+            skipped = session.execute(select(func.count()).select_from(SkippedFile)).scalar_one()
+            generations = {
+                m: int(get_setting(session, f"generation.{m}", 0)) for m in MODALITIES
+            }
+        files = []
+        for modality in MODALITIES:
+            path = self.index_path(modality)
+            if path.exists():
+                saved = FaissIndex.load(path)
+                files.append(
+                    IndexFileInfo(
+                        modality=modality,
+                        path=str(path),
+                        bytes=path.stat().st_size,
+                        vectors=len(saved) if saved else 0,
+                        current=bool(saved and saved.generation == generations[modality]),
+                    )
+                )
+        url = self.engine.url
+        db_path = Path(url.database) if url.drivername.startswith("sqlite") and url.database else None
+        return LibraryInfo(
+            library_dir=str(self.library_dir),
+            database=url.render_as_string(hide_password=True),
+            database_bytes=db_path.stat().st_size if db_path and db_path.exists() else None,
+            model=self._stored_model,
+            images=images,
+            skipped_files=skipped,
+            texts=texts,
+            collections=self.collections(),
+            index_files=files,
+        )
+
+
+class _WriteSession:
+    """A transaction that commits on success and turns database failures into LibraryError."""
+
+    def __init__(self, engine, library_dir):
+        self._session = Session(engine)
+        self._library_dir = library_dir
+
+    def __enter__(self) -> Session:
+        return self._session
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self._session.commit()
+            else:
+                self._session.rollback()
+                if issubclass(exc_type, (OperationalError, IntegrityError)):
+                    raise self._error(exc) from exc
+        except (OperationalError, IntegrityError) as error:
+            self._session.rollback()
+            raise self._error(error) from error
+        finally:
+            self._session.close()
+        return False
+
+    def _error(self, error) -> LibraryError:
+        return LibraryError(
+            f"could not write to library {self._library_dir}: {error.orig} "
+            "(is the disk full, the folder read-only, or another process writing?)"
+        )
+
+
+def _as_vectors(vectors: np.ndarray, count: int) -> np.ndarray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) != count:
+        raise ValueError(f"expected {count} vectors, got shape {vectors.shape}")
+    return vectors

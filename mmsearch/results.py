@@ -1,0 +1,74 @@
+"""What queries and ``info`` return: plain frozen dataclasses with a ``to_dict`` for JSON output."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class ImageHit:
+    """An image found by a query; ``score`` is the cosine similarity to the query."""
+
+    id: int
+    path: str
+    score: float
+    width: int
+    height: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TextHit:
+    """A text (caption) found by an image query."""
+
+    id: int
+    text: str
+    score: float
+    collection: str
+    external_id: str | None = None
+    meta: dict | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    texts: int
+    source: str | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class IndexFileInfo:
+    modality: str
+    path: str
+    bytes: int
+    vectors: int
+    current: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LibraryInfo:
+    """What a library holds and where (``mmsearch info``)."""
+
+    library_dir: str
+    database: str
+    database_bytes: int | None
+    model: dict | None
+    images: int
+    skipped_files: int
+    texts: int
+    collections: list[CollectionInfo] = field(default_factory=list)
+    index_files: list[IndexFileInfo] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,98 @@
+"""The library database schema (SQLAlchemy 2.x). SQLite by default; any SQLAlchemy URL works.
+
+The database is the source of truth: item metadata *and* embedding vectors live here, FAISS
+indexes are rebuilt from it. ``settings.generation.<modality>`` increases in the same
+transaction as every change to that modality's vectors, which is how a saved index knows whether
+it is current.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SCHEMA_VERSION = 1
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Setting(Base):
+    """Library-wide key → JSON value: schema version, model identity, generations."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[object] = mapped_column(JSON)
+
+
+class ImageRow(Base):
+    """One indexed image file; ``id`` is also its id in the image vector index."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str | None] = mapped_column(String(16))
+    indexed_at: Mapped[float] = mapped_column(Float)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SkippedFile(Base):
+    """A file that could not be indexed, with why; not retried until its size or mtime change."""
+
+    __tablename__ = "skipped_files"
+
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class Collection(Base):
+    """A named set of texts (captions, descriptions) searched by image."""
+
+    __tablename__ = "collections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    source: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    texts: Mapped[list[TextRow]] = relationship(
+        back_populates="collection", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class TextRow(Base):
+    """One text of a collection; ``id`` is also its id in the text vector index."""
+
+    __tablename__ = "texts"
+    __table_args__ = (UniqueConstraint("collection_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), index=True
+    )
+    external_id: Mapped[str | None] = mapped_column(String(500))
+    text: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict | None] = mapped_column(JSON)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+
+    collection: Mapped[Collection] = relationship(back_populates="texts")

@@ -1,0 +1,76 @@
+"""Opening the library database: engine set-up, schema creation and version checks."""
+
+from __future__ import annotations
+
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
+from sqlalchemy.orm import Session
+
+from mmsearch.errors import LibraryError
+from mmsearch.schema import SCHEMA_VERSION, Base, Setting
+
+
+def open_engine(url: str, *, create: bool) -> Engine:
+    """An engine on ``url`` with the schema in place (created when ``create``).
+
+    Raises:
+        LibraryError: the URL is malformed, the database cannot be opened, or it was written by
+            a newer mmsearch.
+    """
+    try:
+        engine = create_engine(url)
+    except (ArgumentError, ImportError) as exc:
+        raise LibraryError(f"cannot use database URL {url!r}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        if create:
+            Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            version = session.get(Setting, "schema_version")
+            if version is None and create:
+                session.add(Setting(key="schema_version", value=SCHEMA_VERSION))
+                session.commit()
+            elif version is None:
+                raise LibraryError(f"{url} is not an mmsearch library (no schema version)")
+            elif int(version.value) > SCHEMA_VERSION:
+                raise LibraryError(
+                    f"{url} was written by a newer mmsearch (schema {version.value}, this one "
+                    f"reads {SCHEMA_VERSION}); upgrade mmsearch"
+                )
+    except (OperationalError, DatabaseError) as exc:
+        raise LibraryError(f"cannot open library database {url}: {exc.orig}") from exc
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: searches read a consistent snapshot while an index run writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def get_setting(session: Session, key: str, default=None):
+    row = session.get(Setting, key)
+    return default if row is None else row.value
+
+
+def set_setting(session: Session, key: str, value) -> None:
+    row = session.get(Setting, key)
+    if row is None:
+        session.add(Setting(key=key, value=value))
+    else:
+        row.value = value
+
+
+def bump_generation(session: Session, modality: str) -> int:
+    """Increase a modality's generation inside the caller's transaction; returns the new value."""
+    key = f"generation.{modality}"
+    row = session.execute(select(Setting).where(Setting.key == key)).scalar_one_or_none()
+    value = (int(row.value) if row else 0) + 1
+    set_setting(session, key, value)
+    return value

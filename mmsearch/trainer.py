@@ -1,0 +1,110 @@
+"""``mmsearch train`` and ``mmsearch eval`` over files: read, decode (cached), train, score."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mmsearch.captioned import read_captioned
+from mmsearch.evaluation import RetrievalScores, evaluate_encoder
+from mmsearch.training import TrainConfig, TrainingSample, TrainResult, load_pictures, train
+
+
+def cached_pictures(
+    samples: list[TrainingSample], size: int, cache_dir: Path
+) -> tuple[np.ndarray, list[TrainingSample]]:
+    """Decoded pictures for ``samples``, kept in ``cache_dir`` so reruns and resumes skip decoding."""
+    key = hashlib.sha1(json.dumps([size, [s.image for s in samples]]).encode()).hexdigest()[:16]
+    cache = cache_dir / f"pictures-{size}-{key}.npz"
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as data:
+            keep = set(data["kept"].tolist())
+            return data["pictures"], [s for s in samples if s.image in keep]
+
+    def report(path: str, why: str) -> None:
+        print(f"skipped: {why}", file=sys.stderr)
+
+    pictures, kept = load_pictures(samples, size, on_skip=report)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, pictures=pictures, kept=np.array([s.image for s in kept]))
+    os.replace(tmp, cache)
+    return pictures, kept
+
+
+def train_from_files(
+    captions_file: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    config: TrainConfig,
+    *,
+    val_file: str | os.PathLike[str] | None = None,
+    images_root: str | None = None,
+    skip_missing: bool = False,
+    progress: bool = False,
+    resume: bool = True,
+    validate_every: int = 1,
+    log=print,
+) -> TrainResult:
+    """Train on a captioned collection file; evaluate on ``val_file`` as training goes."""
+    import open_clip
+
+    from mmsearch.models import register_open_clip_configs
+
+    register_open_clip_configs()
+    samples = read_captioned(captions_file, images_root=images_root, skip_missing=skip_missing)
+    output_dir = Path(output_dir)
+    model_cfg = open_clip.get_model_config(config.arch) or {}
+    size = model_cfg.get("vision_cfg", {}).get("image_size", 224)
+    crop_from = int(round(size * (1 + config.crop_margin)))
+    pictures, samples = cached_pictures(samples, crop_from, output_dir / "cache")
+    validate = None
+    if val_file is not None:
+        val_samples = read_captioned(val_file, images_root=images_root, skip_missing=skip_missing)
+        val_pictures, val_samples = cached_pictures(val_samples, size, output_dir / "cache")
+        val_captions = [s.captions[0] for s in val_samples]
+
+        def validate(encoder) -> dict:
+            scores = evaluate_encoder(encoder, val_pictures, val_captions)
+            metrics = {
+                "t2i_R@10": scores.text_to_image["R@10"],
+                "i2t_R@10": scores.image_to_text["R@10"],
+            }
+            log(json.dumps(metrics))
+            return metrics
+
+    return train(
+        samples,
+        output_dir,
+        config,
+        pictures=pictures,
+        validate=validate,
+        validate_every=validate_every,
+        progress=progress,
+        resume=resume,
+    )
+
+
+def evaluate_file(
+    encoder,
+    captions_file: str | os.PathLike[str],
+    *,
+    images_root: str | None = None,
+    skip_missing: bool = False,
+) -> RetrievalScores:
+    """Score an encoder on a captioned collection (the first caption of each image counts)."""
+    from mmsearch.imaging import open_picture
+    from mmsearch.preprocess import fit_to_model
+
+    samples = read_captioned(captions_file, images_root=images_root, skip_missing=skip_missing)
+    cfg = encoder.preprocess
+    pictures, captions = [], []
+    for sample in samples:
+        picture = open_picture(sample.image, min_size=cfg.size).image
+        pictures.append(fit_to_model(picture, cfg))
+        captions.append(sample.captions[0])
+    return evaluate_encoder(encoder, np.stack(pictures), captions)

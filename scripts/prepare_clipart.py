@@ -1,0 +1,56 @@
+"""Write the clipart-mini training and held-out caption files from Debian's Open Clip Art packages.
+
+    sudo apt-get install openclipart-png openclipart-svg
+    python scripts/prepare_clipart.py data/clipart
+
+Writes ``train.jsonl`` (nine tenths: every image with several captions: title, title with
+description, keywords, category path) and ``heldout.jsonl`` (the held-out tenth that
+sample_corpus is drawn from: one caption each, its title, or its category path when untitled).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from openclipart import PNG_ROOT, iter_clipart, is_held_out  # noqa: E402
+
+
+def training_captions(item) -> list[str]:
+    category = item.category.replace("/", " ").replace("_", " ")
+    captions = [item.caption]
+    if item.description and item.description.lower() != item.title.lower():
+        captions.append(f"{item.title}: {item.description}" if item.title else item.description)
+    if item.keywords:
+        captions.append(", ".join(item.keywords))
+    captions.append(f"{item.caption}, {category}" if item.title else category)
+    return list(dict.fromkeys(c for c in captions if c))
+
+
+def main(out_dir: str) -> None:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {"train": 0, "heldout": 0, "copies_of_heldout_left_out": 0}
+    items = list(iter_clipart())
+    # The library files some drawings under two categories; a copy of a held-out drawing in the
+    # training set would leak it, so those copies stay out of training too.
+    held_names = {Path(i.relative_path).name for i in items if is_held_out(i.relative_path)}
+    with open(out / "train.jsonl", "w") as train, open(out / "heldout.jsonl", "w") as held:
+        for item in items:
+            image = str(PNG_ROOT / item.relative_path)
+            if is_held_out(item.relative_path):
+                held.write(json.dumps({"image": image, "caption": item.caption}) + "\n")
+                counts["heldout"] += 1
+            elif Path(item.relative_path).name in held_names:
+                counts["copies_of_heldout_left_out"] += 1
+            else:
+                row = {"image": image, "captions": training_captions(item)}
+                train.write(json.dumps(row) + "\n")
+                counts["train"] += 1
+    print(json.dumps(counts))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "data/clipart")

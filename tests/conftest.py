@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mmsearch.cli import app
+from tests import shapes
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_CORPUS = REPO / "sample_corpus"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path_factory):
+    """No test touches the user's data dir or waits on the network for weights."""
+    monkeypatch.delenv("MMSEARCH_LIBRARY", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A real open_clip model (mmsearch-tiny) trained here on coloured shapes; its folder."""
+    from mmsearch.training import TrainConfig, TrainingSample, train
+
+    root = tmp_path_factory.mktemp("tiny-model")
+    pairs = shapes.make_set(root / "train", per_kind=40, seed=1)
+    config = TrainConfig(
+        arch="mmsearch-tiny", epochs=40, batch_size=36, lr=2e-3, warmup_steps=10, seed=0
+    )
+    train([TrainingSample(str(p), [c]) for p, c in pairs], root / "model", config)
+    return root / "model"
+
+
+@pytest.fixture(scope="session")
+def shapes_test_set(tmp_path_factory) -> list[tuple[Path, str]]:
+    """Held-out shapes (other positions, sizes and tints than training), 3 of each kind."""
+    return shapes.make_set(tmp_path_factory.mktemp("shapes-test") / "photos", per_kind=3, seed=2)
+
+
+@pytest.fixture
+def photos(tmp_path, shapes_test_set) -> Path:
+    """A fresh, writable copy of the held-out shapes folder."""
+    target = tmp_path / "photos"
+    shutil.copytree(shapes_test_set[0][0].parent, target)
+    return target
+
+
+@pytest.fixture
+def cli(tmp_path, tiny_model):
+    """Run the CLI against a library in tmp_path with the tiny model; returns the Result."""
+    runner = CliRunner()
+    library = tmp_path / "library"
+
+    def run(*args: str, model: bool = True, library_dir: Path | None = None):
+        argv = list(args)
+        if args[0] != "models":
+            argv += ["--library", str(library_dir or library)]
+        if model and args[0] in {"index", "add-texts", "search", "similar", "captions"}:
+            argv += ["--model", str(tiny_model)]
+        return runner.invoke(app, argv)
+
+    run.library = library
+    return run

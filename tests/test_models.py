@@ -1,0 +1,67 @@
+"""Resolving --model values, and model identity."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmsearch.errors import ModelError
+from mmsearch.models import DEFAULT_MODEL, get_model, list_models, resolve_model, weights_id
+
+
+def test_presets_are_data():
+    names = [m.name for m in list_models()]
+    assert DEFAULT_MODEL in names and "clipart-mini" in names
+    assert any("multilingual" in m.languages for m in list_models())
+    assert get_model("vit-b-32").arch == "ViT-B-32"
+
+
+def test_arch_and_tag():
+    spec = resolve_model("ViT-B-32:laion2b_s34b_b79k")
+    assert (spec.arch, spec.pretrained) == ("ViT-B-32", "laion2b_s34b_b79k")
+    assert weights_id(spec) == "tag:ViT-B-32:laion2b_s34b_b79k"
+
+
+def test_arch_and_checkpoint_file(tmp_path):
+    checkpoint = tmp_path / "w.pt"
+    checkpoint.write_bytes(b"weights")
+    spec = resolve_model(f"ViT-B-32:{checkpoint}")
+    assert spec.pretrained == str(checkpoint)
+    assert weights_id(spec).startswith("sha256:")
+
+
+def test_model_folder(tmp_path):
+    (tmp_path / "open_clip_config.json").write_text("{}")
+    assert resolve_model(str(tmp_path)).arch == f"local-dir:{tmp_path}"
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        pytest.param(
+            "ViT-B-32:nope",
+            "'nope' is neither a pretrained tag of ViT-B-32 nor an existing checkpoint file",
+            id="bad-tag",
+        ),
+        pytest.param("NoSuchArch:x", "unknown open_clip architecture 'NoSuchArch'", id="bad-arch"),
+        pytest.param("nothing", "unknown model 'nothing': not a preset", id="unknown"),
+    ],
+)
+def test_bad_values(value, message):
+    with pytest.raises(ModelError, match=message):
+        resolve_model(value)
+
+
+def test_bare_checkpoint_file_asks_for_its_architecture(tmp_path):
+    checkpoint = tmp_path / "w.pt"
+    checkpoint.write_bytes(b"x")
+    with pytest.raises(ModelError) as caught:
+        resolve_model(str(checkpoint))
+    assert str(caught.value) == (
+        f"{checkpoint} is a checkpoint file; name its architecture as ARCH:PATH "
+        f"(e.g. ViT-B-32:{checkpoint}) or pass the model folder that holds it"
+    )
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(ModelError, match="has no open_clip_config.json"):
+        resolve_model(str(tmp_path))
