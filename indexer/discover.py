@@ -67,7 +67,11 @@ def _walk(root, found, seen, include_hidden, exclude) -> None:
 
     def on_error(error: OSError) -> None:
         found.problems.append(
-            (error.filename, "unreadable", f"{error.filename}: cannot read folder ({error.strerror})")
+            (
+                error.filename,
+                "unreadable",
+                f"{error.filename}: cannot read folder ({error.strerror})",
+            )
         )
 
     for folder, dirs, files in os.walk(root, onerror=on_error, followlinks=True):
@@ -97,9 +101,7 @@ def _walk(root, found, seen, include_hidden, exclude) -> None:
 
 
 def _excluded(relative: str, name: str, patterns: list[str]) -> bool:
-    return any(
-        fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(name, p) for p in patterns
-    )
+    return any(fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(name, p) for p in patterns)
 
 
 def _add(path: str, found: Discovery, seen: set[str]) -> None:

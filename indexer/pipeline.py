@@ -124,9 +124,7 @@ def index_paths(
     present = {f.path for f in found.files} | {p for p, _, _ in found.problems}
     gone = [p for p in stored if p not in present and _under_any(p, walked)]
     summary.removed = library.remove_images(gone)
-    library.forget_skipped(
-        p for p in skipped_before if _under_any(p, walked) and p not in present
-    )
+    library.forget_skipped(p for p in skipped_before if _under_any(p, walked) and p not in present)
     library.flush()
     return summary
 

@@ -18,7 +18,13 @@ from mmsearch.errors import TextFileError
 from mmsearch.library import TextRecord
 
 FORMATS = ("txt", "jsonl", "csv")
-_SUFFIX_FORMAT = {".txt": "txt", ".text": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+_SUFFIX_FORMAT = {
+    ".txt": "txt",
+    ".text": "txt",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+}
 MAX_TEXT_CHARS = 10_000  # longer "captions" are almost always a broken file; CLIP reads ~77 tokens
 
 
@@ -169,8 +175,11 @@ def _drop_duplicate_ids(parsed: TextFile) -> None:
         if record.external_id is not None:
             if record.external_id in seen:
                 parsed.bad_rows.append(
-                    (line, f"duplicate id {record.external_id!r} (first on line "
-                           f"{seen[record.external_id]})")
+                    (
+                        line,
+                        f"duplicate id {record.external_id!r} (first on line "
+                        f"{seen[record.external_id]})",
+                    )
                 )
                 continue
             seen[record.external_id] = line

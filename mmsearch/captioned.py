@@ -45,7 +45,7 @@ def read_captioned(
             problems.append(f"line {number}: not valid JSON ({exc.msg})")
             continue
         if not isinstance(row, dict) or not isinstance(row.get("image"), str):
-            problems.append(f"line {number}: needs an \"image\" path")
+            problems.append(f'line {number}: needs an "image" path')
             continue
         captions = row.get("captions", [row["caption"]] if "caption" in row else [])
         captions = [" ".join(c.split()) for c in captions if isinstance(c, str) and c.strip()]

@@ -45,7 +45,9 @@ ModelOpt = Annotated[
 ]
 DeviceOpt = Annotated[
     str | None,
-    typer.Option("--device", help="cpu or cuda [default: cuda when available].", show_default=False),
+    typer.Option(
+        "--device", help="cpu or cuda [default: cuda when available].", show_default=False
+    ),
 ]
 DbUrlOpt = Annotated[
     str | None,
@@ -266,9 +268,7 @@ def similar(
 def captions(
     image: Annotated[Path, typer.Argument(help="An image file, in the library or not.")],
     k: TopK = 5,
-    collection: Annotated[
-        str | None, typer.Option(help="Only texts of this collection.")
-    ] = None,
+    collection: Annotated[str | None, typer.Option(help="Only texts of this collection.")] = None,
     library: LibraryOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
@@ -335,6 +335,115 @@ def models(as_json: JsonOpt = False) -> None:
     for s in specs:
         mark = "*" if s.name == DEFAULT_MODEL else " "
         typer.echo(f"{mark} {s.name:<18} {s.description}")
+
+
+@app.command()
+@command
+def train(
+    captions_file: Annotated[
+        Path, typer.Argument(help="JSONL of {image, caption | captions}; paths relative to it.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")],
+    arch: Annotated[
+        str, typer.Option(help="open_clip architecture (ours: mmsearch-tiny, clipart-mini).")
+    ] = "clipart-mini",
+    init: Annotated[
+        str | None, typer.Option(help="Fine-tune this --model value instead of starting afresh.")
+    ] = None,
+    val: Annotated[
+        Path | None, typer.Option(help="Held-out captions file scored after each epoch.")
+    ] = None,
+    val_every: Annotated[int, typer.Option(min=1, help="Score --val every N epochs.")] = 1,
+    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    batch_size: Annotated[int, typer.Option(min=2)] = 128,
+    lr: Annotated[float, typer.Option(min=0)] = 1e-3,
+    warmup: Annotated[int, typer.Option(min=0, help="Warm-up steps.")] = 100,
+    seed: int = 0,
+    images_root: Annotated[
+        Path | None, typer.Option(help="Folder the image paths are relative to.")
+    ] = None,
+    skip_missing: Annotated[
+        bool, typer.Option(help="Leave out rows whose image does not exist.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from OUTPUT/checkpoint.pt when present.")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train (or fine-tune) a CLIP model on captioned images; the folder works as --model."""
+    from mmsearch.trainer import train_from_files
+    from mmsearch.training import TrainConfig
+
+    config = TrainConfig(
+        arch=arch,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=warmup,
+        seed=seed,
+        init=init,
+    )
+    try:
+        result = train_from_files(
+            captions_file,
+            output,
+            config,
+            val_file=val,
+            images_root=str(images_root) if images_root else None,
+            skip_missing=skip_missing,
+            progress=sys.stderr.isatty(),
+            resume=resume,
+            log=lambda line: typer.echo(line, err=True),
+        )
+    except KeyboardInterrupt:
+        typer.echo(
+            f"Interrupted: the last finished epoch is saved in {output}/checkpoint.pt; "
+            "run the same command again to resume.",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    if as_json:
+        _print_json(result.__dict__)
+        return
+    typer.echo(
+        f"trained {result.epochs} epochs ({result.steps} steps) in {result.seconds:.0f} s, "
+        f"final loss {result.final_loss:.3f}; use it with --model {output}"
+    )
+
+
+@app.command("eval")
+@command
+def evaluate(
+    captions_file: Annotated[Path, typer.Argument(help="JSONL of {image, caption}.")],
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    images_root: Annotated[
+        Path | None, typer.Option(help="Folder the image paths are relative to.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a model: text→image and image→text Recall@1/5/10 and median rank."""
+    from mmsearch.encoder import OpenClipEncoder
+    from mmsearch.models import DEFAULT_MODEL, resolve_model
+    from mmsearch.trainer import evaluate_file
+
+    encoder = OpenClipEncoder(resolve_model(model or DEFAULT_MODEL), device=device)
+    scores = evaluate_file(
+        encoder, captions_file, images_root=str(images_root) if images_root else None
+    )
+    if as_json:
+        _print_json(scores.to_dict())
+        return
+    typer.echo(f"{scores.images} images, {scores.captions} distinct captions")
+    typer.echo(f"{'direction':<15}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'median rank':>13}")
+    for name, row in (
+        ("text → image", scores.text_to_image),
+        ("image → text", scores.image_to_text),
+    ):
+        typer.echo(
+            f"{name:<15}{row['R@1']:>7.3f}{row['R@5']:>7.3f}{row['R@10']:>7.3f}"
+            f"{row['median_rank']:>13.0f}"
+        )
 
 
 def main() -> None:

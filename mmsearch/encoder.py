@@ -72,7 +72,6 @@ class OpenClipEncoder:
         if self._model is not None:
             return self._model
         import open_clip
-        import torch
 
         register_open_clip_configs()
         self._device = pick_device(self._device)
@@ -97,13 +96,10 @@ class OpenClipEncoder:
 
             model = reparameterize_model(model)
         model.eval()
-        torch.set_grad_enabled(False)
         self._model = model
         self._tokenizer = open_clip.get_tokenizer(spec.arch)
         pp = dict(model.visual.preprocess_cfg) if hasattr(model.visual, "preprocess_cfg") else {}
-        self._preprocess = PreprocessConfig.from_open_clip(
-            {"size": model.visual.image_size, **pp}
-        )
+        self._preprocess = PreprocessConfig.from_open_clip({"size": model.visual.image_size, **pp})
         return model
 
     @property

@@ -27,7 +27,9 @@ class RetrievalScores:
 
 
 def retrieval_scores(
-    image_vectors: np.ndarray, image_captions: list[str], caption_vectors: np.ndarray,
+    image_vectors: np.ndarray,
+    image_captions: list[str],
+    caption_vectors: np.ndarray,
     captions: list[str],
 ) -> RetrievalScores:
     """Scores from unit vectors: one per image (with its caption) and one per distinct caption."""

@@ -7,6 +7,7 @@ were saved at differs from the database's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -240,7 +241,9 @@ class Library:
             return 0
         with self._write() as session:
             ids = np.array(
-                session.execute(select(ImageRow.id).where(ImageRow.path.in_(paths))).scalars().all(),
+                session.execute(select(ImageRow.id).where(ImageRow.path.in_(paths)))
+                .scalars()
+                .all(),
                 dtype=np.int64,
             )
             session.execute(delete(ImageRow).where(ImageRow.id.in_(ids.tolist())))
@@ -382,7 +385,9 @@ class Library:
         self._require("images")
         return self._image_hits(self.encoder.encode_texts([query])[0], k)
 
-    def similar(self, image: str | os.PathLike[str] | Image.Image, *, k: int = 10) -> list[ImageHit]:
+    def similar(
+        self, image: str | os.PathLike[str] | Image.Image, *, k: int = 10
+    ) -> list[ImageHit]:
         """Images that look like ``image`` (a file, in the library or not, or a PIL image).
 
         The query image itself is left out of the results.
@@ -552,11 +557,9 @@ class Library:
         for modality in sorted(self._dirty):
             index = self._indexes.get(modality)
             if index is not None:
-                try:
+                # A read-only library can still answer queries; the index is rebuilt later.
+                with contextlib.suppress(OSError):
                     index.save(self.index_path(modality))
-                except OSError:
-                    # A read-only library can still answer queries; the index is rebuilt later.
-                    pass
         self._dirty.clear()
 
     def close(self) -> None:
@@ -590,9 +593,7 @@ class Library:
             images = session.execute(select(func.count()).select_from(ImageRow)).scalar_one()
             texts = session.execute(select(func.count()).select_from(TextRow)).scalar_one()
             skipped = session.execute(select(func.count()).select_from(SkippedFile)).scalar_one()
-            generations = {
-                m: int(get_setting(session, f"generation.{m}", 0)) for m in MODALITIES
-            }
+            generations = {m: int(get_setting(session, f"generation.{m}", 0)) for m in MODALITIES}
         files = []
         for modality in MODALITIES:
             path = self.index_path(modality)
@@ -608,7 +609,9 @@ class Library:
                     )
                 )
         url = self.engine.url
-        db_path = Path(url.database) if url.drivername.startswith("sqlite") and url.database else None
+        db_path = (
+            Path(url.database) if url.drivername.startswith("sqlite") and url.database else None
+        )
         return LibraryInfo(
             library_dir=str(self.library_dir),
             database=url.render_as_string(hide_password=True),

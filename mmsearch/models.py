@@ -127,9 +127,7 @@ def get_model(name: str) -> ModelSpec:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ModelError(
-            f"unknown model preset {name!r}; presets: {', '.join(PRESETS)}"
-        ) from None
+        raise ModelError(f"unknown model preset {name!r}; presets: {', '.join(PRESETS)}") from None
 
 
 def register_model(spec: ModelSpec) -> None:

@@ -18,7 +18,7 @@ from mmsearch.training import TrainConfig, TrainingSample, TrainResult, load_pic
 def cached_pictures(
     samples: list[TrainingSample], size: int, cache_dir: Path
 ) -> tuple[np.ndarray, list[TrainingSample]]:
-    """Decoded pictures for ``samples``, kept in ``cache_dir`` so reruns and resumes skip decoding."""
+    """Decoded pictures for ``samples``, cached so that reruns and resumes skip decoding."""
     key = hashlib.sha1(json.dumps([size, [s.image for s in samples]]).encode()).hexdigest()[:16]
     cache = cache_dir / f"pictures-{size}-{key}.npz"
     if cache.exists():

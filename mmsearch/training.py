@@ -119,6 +119,7 @@ def train(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     register_open_clip_configs()
+    torch.manual_seed(config.seed)  # the initial weights too
     model, model_cfg = _create(config)
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
@@ -131,7 +132,6 @@ def train(
     preprocess = PreprocessConfig(size=size, mean=CLIP_MEAN, std=CLIP_STD)
 
     generator = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
     steps_per_epoch = max(1, len(samples) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     optimizer = torch.optim.AdamW(
@@ -197,7 +197,9 @@ def train(
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.3f}")
             bar.update(1)
         record = {"epoch": epoch + 1, "loss": float(np.mean(epoch_losses))}
-        if validate is not None and ((epoch + 1) % validate_every == 0 or epoch + 1 == config.epochs):
+        if validate is not None and (
+            (epoch + 1) % validate_every == 0 or epoch + 1 == config.epochs
+        ):
             model.eval()
             record.update(validate(_Evaluable(model, tokenizer, preprocess)))
         history.append(record)
@@ -214,7 +216,11 @@ def train(
             checkpoint_path.with_suffix(".tmp"),
         )
         checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
+        if (
+            stop_after_epoch is not None
+            and epoch + 1 >= stop_after_epoch
+            and epoch + 1 < config.epochs
+        ):
             bar.close()
             raise KeyboardInterrupt
     bar.close()
@@ -295,7 +301,9 @@ class _Evaluable:
 
         with torch.inference_mode():
             out = [
-                self._model.encode_image(to_model_tensor(pictures[i : i + 256], self.preprocess), True)
+                self._model.encode_image(
+                    to_model_tensor(pictures[i : i + 256], self.preprocess), True
+                )
                 for i in range(0, len(pictures), 256)
             ]
         return torch.cat(out).numpy()

@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "scripts"))
 sys.path.insert(0, str(HERE.parent))
-from openclipart import PNG_ROOT, iter_clipart, is_held_out  # noqa: E402
+from openclipart import PNG_ROOT, is_held_out, iter_clipart  # noqa: E402
 
 from mmsearch.errors import ImageError  # noqa: E402
 from mmsearch.imaging import load_image  # noqa: E402

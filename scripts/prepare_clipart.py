@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from openclipart import PNG_ROOT, iter_clipart, is_held_out  # noqa: E402
+from openclipart import PNG_ROOT, is_held_out, iter_clipart  # noqa: E402
 
 
 def training_captions(item) -> list[str]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -22,17 +23,32 @@ def _isolated_env(monkeypatch, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """A real open_clip model (mmsearch-tiny) trained here on coloured shapes; its folder."""
+def tiny_model(request, tmp_path_factory) -> Path:
+    """A real open_clip model (mmsearch-tiny) trained here on coloured shapes; its folder.
+
+    Training takes half a minute; the result is kept in pytest's cache, keyed by the code and
+    data that produce it, so repeated local runs reuse it and any change retrains.
+    """
     from mmsearch.training import TrainConfig, TrainingSample, train
 
+    inputs = [
+        REPO / "mmsearch/training.py",
+        REPO / "tests/shapes.py",
+        REPO / "mmsearch/model_configs/mmsearch-tiny.json",
+    ]
+    key = hashlib.sha1(b"".join(p.read_bytes() for p in inputs)).hexdigest()[:12]
+    cached = Path(request.config.cache.mkdir(f"tiny-model-{key}"))
+    if (cached / "open_clip_config.json").is_file():
+        return cached
     root = tmp_path_factory.mktemp("tiny-model")
     pairs = shapes.make_set(root / "train", per_kind=40, seed=1)
     config = TrainConfig(
         arch="mmsearch-tiny", epochs=40, batch_size=36, lr=2e-3, warmup_steps=10, seed=0
     )
     train([TrainingSample(str(p), [c]) for p, c in pairs], root / "model", config)
-    return root / "model"
+    for name in ("open_clip_config.json", "open_clip_pytorch_model.bin"):
+        shutil.copy(root / "model" / name, cached / name)
+    return cached
 
 
 @pytest.fixture(scope="session")

@@ -59,7 +59,9 @@ def test_dangling_link_is_reported(tmp_path):
     os.symlink(tmp_path / "missing.png", tmp_path / "dangling.png")
     found = discover([tmp_path])
     assert _names(found) == ["ok.png"]
-    assert [(p, r) for p, r, _ in found.problems] == [(str(tmp_path / "dangling.png"), "unreadable")]
+    assert [(p, r) for p, r, _ in found.problems] == [
+        (str(tmp_path / "dangling.png"), "unreadable")
+    ]
 
 
 def test_missing_path_is_an_error(tmp_path):
