@@ -393,6 +393,7 @@ def train(
             skip_missing=skip_missing,
             progress=sys.stderr.isatty(),
             resume=resume,
+            validate_every=val_every,
             log=lambda line: typer.echo(line, err=True),
         )
     except KeyboardInterrupt:

@@ -7,7 +7,6 @@ were saved at differs from the database's.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -17,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from mmsearch.derived_indexes import MODALITIES, ROWS, DerivedIndexes
 from mmsearch.encoder import Encoder, OpenClipEncoder
 from mmsearch.errors import (
     EmptyLibraryError,
@@ -34,10 +33,8 @@ from mmsearch.models import DEFAULT_MODEL, PRESETS, ModelSpec, resolve_model, we
 from mmsearch.results import CollectionInfo, ImageHit, IndexFileInfo, LibraryInfo, TextHit
 from mmsearch.schema import Collection, ImageRow, SkippedFile, TextRow
 from mmsearch.store import bump_generation, get_setting, open_engine, set_setting
+from mmsearch.transaction import WriteTransaction
 from mmsearch.vector_index import FaissIndex
-
-MODALITIES = ("images", "texts")
-_ROW = {"images": ImageRow, "texts": TextRow}
 
 
 @dataclass(frozen=True)
@@ -123,8 +120,7 @@ class Library:
         self.library_dir = library_dir
         self.engine = engine
         self._device = device
-        self._indexes: dict[str, FaissIndex] = {}
-        self._dirty: set[str] = set()
+        self._indexes = DerivedIndexes(engine, library_dir)
         with Session(engine) as session:
             self._stored_model = get_setting(session, "model")
         if encoder is not None:
@@ -231,7 +227,7 @@ class Library:
             session.flush()
             ids = np.array([row.id for row in rows], dtype=np.int64)
             generation = bump_generation(session, "images")
-        self._apply("images", generation, remove=ids, add=(ids, vectors))
+        self._indexes.apply("images", generation, remove=ids, add=(ids, vectors))
         return ids.tolist()
 
     def remove_images(self, paths: Iterable[str]) -> int:
@@ -249,7 +245,7 @@ class Library:
             session.execute(delete(ImageRow).where(ImageRow.id.in_(ids.tolist())))
             session.execute(delete(SkippedFile).where(SkippedFile.path.in_(paths)))
             generation = bump_generation(session, "images")
-        self._apply("images", generation, remove=ids)
+        self._indexes.apply("images", generation, remove=ids)
         return len(ids)
 
     def record_skipped(self, path: str, *, reason: str, message: str, size: int, mtime_ns: int):
@@ -263,7 +259,7 @@ class Library:
                 SkippedFile(path=path, reason=reason, message=message, size=size, mtime_ns=mtime_ns)
             )
         if ids:
-            self._apply("images", generation, remove=np.array(ids, dtype=np.int64))
+            self._indexes.apply("images", generation, remove=np.array(ids, dtype=np.int64))
 
     def forget_skipped(self, paths: Iterable[str]) -> None:
         with self._write() as session:
@@ -338,7 +334,7 @@ class Library:
             session.flush()
             ids = np.array([row.id for row in rows], dtype=np.int64)
             generation = bump_generation(session, "texts")
-        self._apply("texts", generation, remove=removed, add=(ids, vectors))
+        self._indexes.apply("texts", generation, remove=removed, add=(ids, vectors))
         return len(rows)
 
     def collections(self) -> list[CollectionInfo]:
@@ -364,7 +360,7 @@ class Library:
             session.execute(delete(TextRow).where(TextRow.collection_id == coll.id))
             session.delete(coll)
             generation = bump_generation(session, "texts")
-        self._apply("texts", generation, remove=ids)
+        self._indexes.apply("texts", generation, remove=ids)
         return len(ids)
 
     def _collection(self, session: Session, name: str) -> Collection:
@@ -417,7 +413,7 @@ class Library:
                     dtype=np.int64,
                 )
         vector, _ = self._image_vector(image)
-        scores, ids = self.index("texts").search(vector, k, allowed=allowed)
+        scores, ids = self._indexes.get("texts").search(vector, k, allowed=allowed)
         found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         with Session(self.engine) as session:
             rows = {
@@ -441,7 +437,7 @@ class Library:
             ]
 
     def _image_hits(self, vector: np.ndarray, k: int, *, exclude=frozenset()) -> list[ImageHit]:
-        scores, ids = self.index("images").search(vector, k + len(exclude))
+        scores, ids = self._indexes.get("images").search(vector, k + len(exclude))
         found = [
             (int(i), float(s))
             for i, s in zip(ids[0], scores[0], strict=True)
@@ -485,7 +481,7 @@ class Library:
 
     def _require(self, modality: str) -> None:
         with Session(self.engine) as session:
-            count = session.execute(select(func.count()).select_from(_ROW[modality])).scalar_one()
+            count = session.execute(select(func.count()).select_from(ROWS[modality])).scalar_one()
         if not count:
             hint = (
                 "index some images first: mmsearch index PATH"
@@ -494,73 +490,13 @@ class Library:
             )
             raise EmptyLibraryError(f"library {self.library_dir} has no {modality}; {hint}")
 
-    # -- vector indexes ------------------------------------------------------------------------
-
     def index_path(self, modality: str) -> Path:
-        return self.library_dir / f"{modality}.faiss"
-
-    def index(self, modality: str) -> FaissIndex:
-        """The modality's vector index, current with the database (loaded or rebuilt)."""
-        with Session(self.engine) as session:
-            generation = int(get_setting(session, f"generation.{modality}", 0))
-        index = self._indexes.get(modality)
-        if index is not None and index.generation == generation:
-            return index
-        index = FaissIndex.load(self.index_path(modality))
-        if index is None or index.generation != generation:
-            index = self._rebuild(modality)
-            self._dirty.add(modality)
-        self._indexes[modality] = index
-        self.flush()
-        return index
-
-    def _rebuild(self, modality: str) -> FaissIndex:
-        row = _ROW[modality]
-        with Session(self.engine) as session:
-            # One snapshot: the generation and the vectors it stamps are read together.
-            generation = int(get_setting(session, f"generation.{modality}", 0))
-            dim = self.dim_or_none(session)
-            index = FaissIndex(dim or 1, generation=generation)
-            batch_ids, batch_vectors = [], []
-            for id_, blob in session.execute(select(row.id, row.embedding)).yield_per(10_000):
-                batch_ids.append(id_)
-                batch_vectors.append(np.frombuffer(blob, dtype=np.float32))
-                if len(batch_ids) == 10_000:
-                    index.add(np.array(batch_ids), np.stack(batch_vectors))
-                    batch_ids, batch_vectors = [], []
-            if batch_ids:
-                index.add(np.array(batch_ids), np.stack(batch_vectors))
-        return index
-
-    def dim_or_none(self, session: Session) -> int | None:
-        model = get_setting(session, "model")
-        return int(model["dim"]) if model else None
-
-    def _apply(self, modality, generation, *, remove=None, add=None) -> None:
-        """Mirror a committed change in the loaded index, or drop it when it has fallen behind."""
-        index = self._indexes.get(modality) or FaissIndex.load(self.index_path(modality))
-        if index is None or index.generation != generation - 1:
-            # Not saved yet, or another writer got in between: rebuild from the database.
-            self._indexes.pop(modality, None)
-            self.index(modality)
-            return
-        self._indexes[modality] = index
-        if remove is not None:
-            index.remove(remove)
-        if add is not None:
-            index.add(*add)
-        index.generation = generation
-        self._dirty.add(modality)
+        """Where the modality's vector index file lives."""
+        return self._indexes.path(modality)
 
     def flush(self) -> None:
         """Save changed vector indexes (atomically)."""
-        for modality in sorted(self._dirty):
-            index = self._indexes.get(modality)
-            if index is not None:
-                # A read-only library can still answer queries; the index is rebuilt later.
-                with contextlib.suppress(OSError):
-                    index.save(self.index_path(modality))
-        self._dirty.clear()
+        self._indexes.flush()
 
     def close(self) -> None:
         self.flush()
@@ -574,8 +510,8 @@ class Library:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _write(self):
-        return _WriteSession(self.engine, self.library_dir)
+    def _write(self) -> WriteTransaction:
+        return WriteTransaction(self.engine, self.library_dir)
 
     def _check_dim(self, vectors: np.ndarray) -> None:
         expected = int(self._stored_model["dim"])
@@ -622,38 +558,6 @@ class Library:
             texts=texts,
             collections=self.collections(),
             index_files=files,
-        )
-
-
-class _WriteSession:
-    """A transaction that commits on success and turns database failures into LibraryError."""
-
-    def __init__(self, engine, library_dir):
-        self._session = Session(engine)
-        self._library_dir = library_dir
-
-    def __enter__(self) -> Session:
-        return self._session
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            if exc_type is None:
-                self._session.commit()
-            else:
-                self._session.rollback()
-                if issubclass(exc_type, (OperationalError, IntegrityError)):
-                    raise self._error(exc) from exc
-        except (OperationalError, IntegrityError) as error:
-            self._session.rollback()
-            raise self._error(error) from error
-        finally:
-            self._session.close()
-        return False
-
-    def _error(self, error) -> LibraryError:
-        return LibraryError(
-            f"could not write to library {self._library_dir}: {error.orig} "
-            "(is the disk full, the folder read-only, or another process writing?)"
         )
 
 

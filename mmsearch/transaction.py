@@ -1,0 +1,43 @@
+"""A write transaction on the library database, with failures said in the user's terms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from mmsearch.errors import LibraryError
+
+
+class WriteTransaction:
+    """``with WriteTransaction(engine, dir) as session:`` commits on success, rolls back on error,
+    and turns database failures (disk full, read-only, locked) into :class:`LibraryError`."""
+
+    def __init__(self, engine, library_dir: Path):
+        self._session = Session(engine)
+        self._library_dir = library_dir
+
+    def __enter__(self) -> Session:
+        return self._session
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self._session.commit()
+            else:
+                self._session.rollback()
+                if issubclass(exc_type, (OperationalError, IntegrityError)):
+                    raise self._error(exc) from exc
+        except (OperationalError, IntegrityError) as error:
+            self._session.rollback()
+            raise self._error(error) from error
+        finally:
+            self._session.close()
+        return False
+
+    def _error(self, error) -> LibraryError:
+        return LibraryError(
+            f"could not write to library {self._library_dir}: {error.orig} "
+            "(is the disk full, the folder read-only, or another process writing?)"
+        )
