@@ -90,7 +90,8 @@ def index_paths(
         IndexInterrupted: on KeyboardInterrupt, after storing the batch in flight.
     """
     found = discover(paths, include_hidden=include_hidden, exclude=exclude)
-    stored = library.image_state(under=found.roots)
+    # Everything stored under the given paths (folders and single files) is compared with disk.
+    stored = library.image_state(under=[os.path.abspath(p) for p in paths])
     if not found.files and not found.problems and not stored:
         where = ", ".join(str(p) for p in paths)
         raise InputError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -448,6 +449,9 @@ def evaluate(
 
 
 def main() -> None:
+    # open_clip reports through the root logger ("No pretrained weights loaded", download
+    # retries); our own errors say what matters, so keep those lines off the terminal.
+    logging.getLogger().setLevel(logging.CRITICAL)
     app()
 
 

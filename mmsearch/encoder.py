@@ -16,6 +16,7 @@ from PIL import Image
 from mmsearch.errors import ModelError, ModelUnavailableError
 from mmsearch.models import OFFLINE_MODEL, ModelSpec, register_open_clip_configs, weights_id
 from mmsearch.preprocess import PreprocessConfig, fit_to_model, to_model_tensor
+from mmsearch.text_tower import can_truncate, encode_text_truncated
 
 
 class Encoder(Protocol):
@@ -97,6 +98,7 @@ class OpenClipEncoder:
             model = reparameterize_model(model)
         model.eval()
         self._model = model
+        self._truncate = can_truncate(model)
         self._tokenizer = open_clip.get_tokenizer(spec.arch)
         pp = dict(model.visual.preprocess_cfg) if hasattr(model.visual, "preprocess_cfg") else {}
         self._preprocess = PreprocessConfig.from_open_clip({"size": model.visual.image_size, **pp})
@@ -160,7 +162,10 @@ class OpenClipEncoder:
         for start in range(0, len(texts), self.batch_size):
             tokens = self._tokenizer(texts[start : start + self.batch_size]).to(self._device)
             with torch.inference_mode():
-                features = model.encode_text(tokens, normalize=True)
+                if self._truncate:
+                    features = encode_text_truncated(model, tokens)
+                else:
+                    features = model.encode_text(tokens, normalize=True)
             out.append(features.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 

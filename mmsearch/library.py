@@ -182,7 +182,8 @@ class Library:
     # -- writing images ------------------------------------------------------------------------
 
     def image_state(self, under: Sequence[str] | None = None) -> dict[str, tuple[int, int, int]]:
-        """path → (id, size, mtime_ns) of stored images, optionally only below the given folders."""
+        """path → (id, size, mtime_ns) of stored images, optionally only those at or below the
+        given absolute paths (folders or files)."""
         stmt = select(ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns)
         with Session(self.engine) as session:
             rows = session.execute(stmt).all()
@@ -534,14 +535,14 @@ class Library:
         for modality in MODALITIES:
             path = self.index_path(modality)
             if path.exists():
-                saved = FaissIndex.load(path)
+                header = FaissIndex.read_header(path) or {}
                 files.append(
                     IndexFileInfo(
                         modality=modality,
                         path=str(path),
                         bytes=path.stat().st_size,
-                        vectors=len(saved) if saved else 0,
-                        current=bool(saved and saved.generation == generations[modality]),
+                        vectors=int(header.get("count", 0)),
+                        current=header.get("generation") == generations[modality],
                     )
                 )
         url = self.engine.url

@@ -120,7 +120,14 @@ def train(
     output_dir.mkdir(parents=True, exist_ok=True)
     register_open_clip_configs()
     torch.manual_seed(config.seed)  # the initial weights too
-    model, model_cfg = _create(config)
+    try:
+        model, model_cfg = _create(config)
+    except (RuntimeError, MemoryError) as exc:
+        if "memory" not in str(exc).lower() and not isinstance(exc, MemoryError):
+            raise
+        raise TrainingError(
+            f"out of memory creating {config.arch}; choose a smaller --arch"
+        ) from exc
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
     crop_from = int(round(size * (1 + config.crop_margin)))

@@ -94,6 +94,17 @@ class FaissIndex:
         payload = faiss.serialize_index(self._index)
         _atomic_write(path, [MAGIC, header, b"\n", memoryview(payload)])
 
+    @staticmethod
+    def read_header(path: Path) -> dict | None:
+        """The header of a saved index (generation, dim, count) without loading the vectors."""
+        try:
+            with open(path, "rb") as f:
+                if f.read(len(MAGIC)) != MAGIC:
+                    return None
+                return json.loads(f.readline())
+        except (OSError, ValueError):
+            return None
+
     @classmethod
     def load(cls, path: Path) -> FaissIndex | None:
         """The index saved at ``path``, or None when it is missing or unreadable (then rebuild)."""

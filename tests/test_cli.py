@@ -305,3 +305,13 @@ def test_pretrained_weights_unavailable_offline(cli, photos):
         "downloading needs network access to the Hugging Face Hub"
     )
     assert "Offline options: --model clipart-mini (bundled with mmsearch)" in result.stderr
+
+
+def test_single_files_can_be_indexed_and_reindexed(cli, photos):
+    one = photos / "red_square_1.png"
+    first = json.loads(cli("index", str(one), "--json").stdout)
+    assert (first["added"], first["unchanged"]) == (1, 0)
+    again = json.loads(cli("index", str(one), "--json").stdout)
+    assert (again["added"], again["unchanged"]) == (0, 1)
+    folder = json.loads(cli("index", str(photos), "--json").stdout)
+    assert (folder["added"], folder["unchanged"]) == (26, 1)

@@ -141,3 +141,26 @@ def test_recall_counts_any_item_with_the_same_caption():
     assert scores.image_to_text["R@1"] == pytest.approx(2 / 3)
     assert scores.image_to_text["R@5"] == 1.0
     assert scores.image_to_text["median_rank"] == 1.0
+
+
+@pytest.mark.slow
+def test_out_of_memory_says_what_to_do(small_set, tmp_path):
+    """A batch that does not fit: a real allocation failure under a real memory limit."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, sys\n"
+        "limit = int(5.5 * 2**30)\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n"
+        "from mmsearch.cli import main\n"
+        "sys.argv = ['mmsearch'] + sys.argv[1:]\n"
+        "main()\n"
+    )
+    args = [str(small_set / "captions.jsonl"), "--output", str(tmp_path / "m")]
+    args += ["--arch", "ViT-B-32", "--batch-size", "36", "--epochs", "1"]
+    done = subprocess.run(
+        [sys.executable, "-c", code, "train", *args], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("Error: out of memory ")
