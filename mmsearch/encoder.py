@@ -42,12 +42,25 @@ class Encoder(Protocol):
 
 
 def pick_device(device: str | None = None) -> str:
-    """CUDA when available, else CPU; an explicit choice wins."""
-    if device:
-        return device
+    """CUDA when available, else CPU; an explicit choice wins if this machine has it.
+
+    Raises:
+        ModelError: the device is not a torch device, or CUDA was asked for and is absent.
+    """
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ModelError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ModelError(
+            f"--device {device}: no CUDA device is available here; use --device cpu "
+            "(or leave --device out to pick automatically)"
+        )
+    return device
 
 
 class OpenClipEncoder:

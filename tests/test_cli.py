@@ -315,3 +315,24 @@ def test_single_files_can_be_indexed_and_reindexed(cli, photos):
     assert (again["added"], again["unchanged"]) == (0, 1)
     folder = json.loads(cli("index", str(photos), "--json").stdout)
     assert (folder["added"], folder["unchanged"]) == (26, 1)
+
+
+@pytest.mark.parametrize(
+    "device, message",
+    [
+        pytest.param("gpu", "Error: unknown device 'gpu'; use cpu, cuda or cuda:N", id="unknown"),
+        pytest.param(
+            "cuda",
+            "Error: --device cuda: no CUDA device is available here; use --device cpu "
+            "(or leave --device out to pick automatically)",
+            id="cuda-absent",
+            marks=pytest.mark.skipif(
+                __import__("torch").cuda.is_available(), reason="this machine has CUDA"
+            ),
+        ),
+    ],
+)
+def test_device_errors(cli, photos, device, message):
+    result = cli("index", str(photos), "--device", device)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == message

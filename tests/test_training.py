@@ -164,3 +164,15 @@ def test_out_of_memory_says_what_to_do(small_set, tmp_path):
     )
     assert done.returncode == 1, done.stderr[-2000:]
     assert done.stderr.strip().splitlines()[-1].startswith("Error: out of memory ")
+
+
+def test_fine_tune_from_a_model_folder(small_set, tmp_path):
+    samples = read_captioned(small_set / "captions.jsonl")
+    train(samples, tmp_path / "base", TrainConfig(epochs=1, **TINY))
+    base = _weights(tmp_path / "base")
+    config = TrainConfig(epochs=1, init=str(tmp_path / "base"), **{**TINY, "lr": 1e-4})
+    train(samples, tmp_path / "tuned", config)
+    tuned = _weights(tmp_path / "tuned")
+    # Fine-tuning starts from the base weights: small steps away, not a fresh random init.
+    drift = max((tuned[k].float() - base[k].float()).abs().max().item() for k in base)
+    assert 0 < drift < 0.05
