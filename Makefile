@@ -30,8 +30,8 @@ demo: setup
 	$(MMSEARCH) add-texts sample_corpus/captions.jsonl --text-field caption --library $(DEMO_LIBRARY)
 	@echo; echo '$$ mmsearch search "flag" -k 5'
 	@$(MMSEARCH) search "flag" -k 5 --library $(DEMO_LIBRARY)
-	@echo; echo '$$ mmsearch search "star" -k 5'
-	@$(MMSEARCH) search "star" -k 5 --library $(DEMO_LIBRARY)
+	@echo; echo '$$ mmsearch search "road sign" -k 5'
+	@$(MMSEARCH) search "road sign" -k 5 --library $(DEMO_LIBRARY)
 	@echo; echo '$$ mmsearch captions sample_corpus/images/shapes/stars/star_23pt06step.png'
 	@$(MMSEARCH) captions sample_corpus/images/shapes/stars/star_23pt06step.png --library $(DEMO_LIBRARY)
 

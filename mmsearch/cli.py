@@ -431,12 +431,16 @@ def evaluate(
 
     encoder = OpenClipEncoder(resolve_model(model or DEFAULT_MODEL), device=device)
     scores = evaluate_file(
-        encoder, captions_file, images_root=str(images_root) if images_root else None
+        encoder,
+        captions_file,
+        images_root=str(images_root) if images_root else None,
+        on_skip=lambda path, why: typer.echo(f"skipped: {why}", err=True),
     )
     if as_json:
         _print_json(scores.to_dict())
         return
-    typer.echo(f"{scores.images} images, {scores.captions} distinct captions")
+    skipped = f" ({scores.skipped_images} undecodable left out)" if scores.skipped_images else ""
+    typer.echo(f"{scores.images} images{skipped}, {scores.captions} distinct captions")
     typer.echo(f"{'direction':<15}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'median rank':>13}")
     for name, row in (
         ("text → image", scores.text_to_image),

@@ -21,6 +21,7 @@ class RetrievalScores:
     image_to_text: dict[str, float]
     images: int
     captions: int
+    skipped_images: int = 0  # images that could not be decoded and were left out
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -95,16 +96,28 @@ def evaluate_file(
     *,
     images_root: str | None = None,
     skip_missing: bool = False,
+    on_skip=lambda path, why: None,
 ) -> RetrievalScores:
-    """Score an encoder on a captioned collection (the first caption of each image counts)."""
+    """Score an encoder on a captioned collection (the first caption of each image counts).
+
+    Images that cannot be decoded (corrupt, over the decompression-bomb limit) are left out and
+    reported through ``on_skip``; the scores say how many.
+    """
+    from mmsearch.errors import ImageError
     from mmsearch.imaging import open_picture
     from mmsearch.preprocess import fit_to_model
 
     samples = read_captioned(captions_file, images_root=images_root, skip_missing=skip_missing)
     cfg = encoder.preprocess
-    pictures, captions = [], []
+    pictures, captions, skipped = [], [], 0
     for sample in samples:
-        picture = open_picture(sample.image, min_size=cfg.size).image
+        try:
+            picture = open_picture(sample.image, min_size=cfg.size).image
+        except ImageError as exc:
+            on_skip(sample.image, str(exc))
+            skipped += 1
+            continue
         pictures.append(fit_to_model(picture, cfg))
         captions.append(sample.captions[0])
-    return evaluate_encoder(encoder, np.stack(pictures), captions)
+    scores = evaluate_encoder(encoder, np.stack(pictures), captions)
+    return dataclasses.replace(scores, skipped_images=skipped)

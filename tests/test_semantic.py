@@ -81,7 +81,13 @@ def test_bundled_model_on_sample_corpus(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["added"] == 234
-    for query, folder in [("flag", "signs_and_symbols/flags"), ("star", "shapes/stars")]:
+    subjects = [
+        ("flag", "signs_and_symbols/flags"),
+        ("stars", "shapes/stars"),
+        ("road sign", "transportation/roadsigns"),
+        ("fruit", "food/fruit"),
+    ]
+    for query, folder in subjects:
         paths = runner.invoke(app, ["search", query, "-k", "5", "--paths-only", *lib]).stdout
         assert any(f"/images/{folder}/" in p for p in paths.splitlines()), (query, paths)
 
