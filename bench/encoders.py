@@ -28,7 +28,7 @@ def measure(spec, batch: int, images: int, queries: int = 20) -> dict:
     # Random weights (no pretrained tag): speed does not depend on their values.
     model = open_clip.create_model(spec.arch)
     if spec.reparameterize:
-        from open_clip.utils import reparameterize_model
+        from timm.utils.model import reparameterize_model
 
         model = reparameterize_model(model)
     model.eval()

@@ -106,7 +106,8 @@ class OpenClipEncoder:
         except (RuntimeError, OSError, ValueError) as exc:
             raise _load_error(spec, exc) from exc
         if spec.reparameterize:
-            from open_clip.utils import reparameterize_model  # MobileCLIP's inference form
+            # MobileCLIP's inference form: fold the training-time branches (timm does this).
+            from timm.utils.model import reparameterize_model
 
             model = reparameterize_model(model)
         model.eval()

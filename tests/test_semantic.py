@@ -105,3 +105,29 @@ def test_bundled_model_on_sample_corpus(tmp_path):
         ).stdout
     )
     assert star["caption"] in [h["text"] for h in hits]
+
+
+@pytest.mark.slow
+def test_reparameterised_mobileclip_encodes(tmp_path):
+    """The MobileCLIP2 preset's inference path: folded branches give the same vectors."""
+    import numpy as np
+    import open_clip
+
+    from mmsearch.encoder import OpenClipEncoder
+    from mmsearch.models import ModelSpec
+
+    torch.manual_seed(0)
+    reference = open_clip.create_model("MobileCLIP2-S2").eval()
+    checkpoint = tmp_path / "mobileclip2.pt"
+    torch.save(reference.state_dict(), checkpoint)
+    spec = ModelSpec(
+        name="m", arch="MobileCLIP2-S2", pretrained=str(checkpoint), reparameterize=True
+    )
+    encoder = OpenClipEncoder(spec, device="cpu")
+    pictures = np.random.default_rng(0).integers(0, 255, (2, 256, 256, 3), dtype=np.uint8)
+    folded = encoder.encode_images(pictures)
+    from mmsearch.preprocess import to_model_tensor
+
+    with torch.inference_mode():
+        unfolded = reference.encode_image(to_model_tensor(pictures, encoder.preprocess), True)
+    assert (folded * unfolded.numpy()).sum(axis=1).min() > 0.999
