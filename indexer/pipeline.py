@@ -22,7 +22,8 @@ from indexer.decode import Decoded, decode_for_model
 from indexer.discover import FoundFile, discover
 from mmsearch.errors import InputError
 from mmsearch.imaging import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
-from mmsearch.library import ImageRecord, Library
+from mmsearch.library import Library
+from mmsearch.records import ImageRecord
 
 # Below this many files, starting worker processes costs more than it saves.
 _MIN_FILES_FOR_WORKERS = 16

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmsearch.errors import TextFileError
-from mmsearch.library import TextRecord
+from mmsearch.records import TextRecord
 
 FORMATS = ("txt", "jsonl", "csv")
 _SUFFIX_FORMAT = {

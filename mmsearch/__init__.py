@@ -17,8 +17,10 @@ from mmsearch.errors import (
     TrainingError,
 )
 from mmsearch.imaging import load_image
-from mmsearch.library import ImageRecord, Library, TextRecord, open_library
+from mmsearch.library import Library
 from mmsearch.models import ModelSpec, get_model, list_models, register_model, resolve_model
+from mmsearch.opening import open_library
+from mmsearch.records import ImageRecord, TextRecord
 from mmsearch.results import CollectionInfo, ImageHit, LibraryInfo, TextHit
 
 __version__ = "0.1.0"

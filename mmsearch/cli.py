@@ -60,6 +60,7 @@ DbUrlOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 TopK = Annotated[int, typer.Option("-k", "--top", min=1, help="How many results.")]
+PathsOnlyOpt = Annotated[bool, typer.Option("--paths-only", help="Print paths only.")]
 
 
 def command(func):
@@ -77,7 +78,7 @@ def command(func):
 
 
 def _open(library, model=None, device=None, db_url=None, *, create=False):
-    from mmsearch.library import open_library
+    from mmsearch.opening import open_library
 
     return open_library(library, model=model, device=device, db_url=db_url, create=create)
 
@@ -238,7 +239,7 @@ def search(
     device: DeviceOpt = None,
     db_url: DbUrlOpt = None,
     as_json: JsonOpt = False,
-    paths_only: Annotated[bool, typer.Option("--paths-only", help="Print paths only.")] = False,
+    paths_only: PathsOnlyOpt = False,
 ) -> None:
     """Find images that match a text."""
     with _open(library, model, device, db_url) as lib:
@@ -256,7 +257,7 @@ def similar(
     device: DeviceOpt = None,
     db_url: DbUrlOpt = None,
     as_json: JsonOpt = False,
-    paths_only: Annotated[bool, typer.Option("--paths-only", help="Print paths only.")] = False,
+    paths_only: PathsOnlyOpt = False,
 ) -> None:
     """Find images that look like an image."""
     with _open(library, model, device, db_url) as lib:

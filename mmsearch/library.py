@@ -1,8 +1,8 @@
 """A library: one database of images and texts embedded by one model, and its vector indexes.
 
-:func:`open_library` is the entry point. The database is the source of truth (metadata and
-vectors); the per-modality FAISS indexes are caches that are rebuilt whenever the generation they
-were saved at differs from the database's.
+Open one with :func:`mmsearch.open_library`. The database is the source of truth (metadata and
+vectors); the per-modality FAISS indexes are caches, rebuilt whenever the generation they were
+saved at differs from the database's.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,93 +23,16 @@ from mmsearch.errors import (
     EmptyLibraryError,
     ImageError,
     InputError,
-    LibraryError,
     ModelMismatchError,
 )
 from mmsearch.imaging import load_image
-from mmsearch.location import read_config, resolve_library_dir, sqlite_url, write_config
 from mmsearch.models import DEFAULT_MODEL, PRESETS, ModelSpec, resolve_model, weights_id
+from mmsearch.records import ImageRecord, TextRecord
 from mmsearch.results import CollectionInfo, ImageHit, IndexFileInfo, LibraryInfo, TextHit
 from mmsearch.schema import Collection, ImageRow, SkippedFile, TextRow
-from mmsearch.store import bump_generation, get_setting, open_engine, set_setting
+from mmsearch.store import bump_generation, get_setting, set_setting
 from mmsearch.transaction import WriteTransaction
 from mmsearch.vector_index import FaissIndex
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """An image file and what the indexer learnt of it, ready to be stored."""
-
-    path: str
-    size: int
-    mtime_ns: int
-    width: int
-    height: int
-    format: str | None
-
-
-@dataclass(frozen=True)
-class TextRecord:
-    """One text of a collection file."""
-
-    text: str
-    external_id: str | None = None
-    meta: dict | None = None
-
-
-def open_library(
-    path: str | os.PathLike[str] | None = None,
-    *,
-    model: str | None = None,
-    db_url: str | None = None,
-    device: str | None = None,
-    encoder: Encoder | None = None,
-    create: bool = True,
-) -> Library:
-    """Open (or create) a library.
-
-    Args:
-        path: the library folder; default ``$MMSEARCH_LIBRARY`` or the user data directory.
-        model: a ``--model`` value (preset, ``ARCH:TAG``, ``ARCH:FILE``, model folder). Default:
-            the model the library was built with, or the default preset for a new library.
-        db_url: a SQLAlchemy URL for the database instead of ``library.db`` in the folder;
-            remembered in the folder's ``library.json``.
-        device: ``cpu`` or ``cuda``; default CUDA when available.
-        encoder: an :class:`~mmsearch.encoder.Encoder` to use instead of ``model``.
-        create: create the folder and database when missing (False: raise instead).
-
-    Raises:
-        LibraryError: the library is missing (with ``create=False``) or unusable.
-        ModelMismatchError: ``model`` is not the model the library was built with.
-    """
-    library_dir = resolve_library_dir(path)
-    if library_dir.exists() and not library_dir.is_dir():
-        raise LibraryError(f"library path {library_dir} is a file, not a folder")
-    config = read_config(library_dir) if library_dir.is_dir() else {}
-    if not library_dir.is_dir() or not (db_url or config.get("db_url") or _has_db(library_dir)):
-        if not create:
-            raise LibraryError(
-                f"no library at {library_dir}; create one with `mmsearch index PATH` "
-                "(or pick another with --library / MMSEARCH_LIBRARY)"
-            )
-        try:
-            library_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LibraryError(f"cannot create library folder {library_dir}: {exc}") from exc
-    if db_url and config.get("db_url") not in (None, db_url):
-        raise LibraryError(
-            f"library {library_dir} uses database {config['db_url']}, not {db_url}; "
-            "omit --db-url or choose another --library"
-        )
-    if db_url and "db_url" not in config:
-        write_config(library_dir, {**config, "db_url": db_url})
-    url = db_url or config.get("db_url") or sqlite_url(library_dir)
-    engine = open_engine(url, create=create)
-    return Library(library_dir, engine, model=model, device=device, encoder=encoder)
-
-
-def _has_db(library_dir: Path) -> bool:
-    return (library_dir / "library.db").is_file()
 
 
 class Library:
@@ -310,14 +232,7 @@ class Library:
                 select(Collection).where(Collection.name == collection)
             ).scalar_one_or_none()
             if old is not None:
-                removed = np.array(
-                    session.execute(select(TextRow.id).where(TextRow.collection_id == old.id))
-                    .scalars()
-                    .all(),
-                    dtype=np.int64,
-                )
-                session.execute(delete(TextRow).where(TextRow.collection_id == old.id))
-                session.delete(old)
+                removed = _drop_collection(session, old)
                 session.flush()
             coll = Collection(name=collection, source=source, created_at=time.time())
             session.add(coll)
@@ -351,15 +266,7 @@ class Library:
     def remove_collection(self, name: str) -> int:
         """Delete a collection and its texts; returns how many texts went."""
         with self._write() as session:
-            coll = self._collection(session, name)
-            ids = np.array(
-                session.execute(select(TextRow.id).where(TextRow.collection_id == coll.id))
-                .scalars()
-                .all(),
-                dtype=np.int64,
-            )
-            session.execute(delete(TextRow).where(TextRow.collection_id == coll.id))
-            session.delete(coll)
+            ids = _drop_collection(session, self._collection(session, name))
             generation = bump_generation(session, "texts")
         self._indexes.apply("texts", generation, remove=ids)
         return len(ids)
@@ -406,13 +313,7 @@ class Library:
         allowed = None
         if collection is not None:
             with Session(self.engine) as session:
-                coll = self._collection(session, collection)
-                allowed = np.array(
-                    session.execute(select(TextRow.id).where(TextRow.collection_id == coll.id))
-                    .scalars()
-                    .all(),
-                    dtype=np.int64,
-                )
+                allowed = _text_ids(session, self._collection(session, collection))
         vector, _ = self._image_vector(image)
         scores, ids = self._indexes.get("texts").search(vector, k, allowed=allowed)
         found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
@@ -560,6 +461,19 @@ class Library:
             collections=self.collections(),
             index_files=files,
         )
+
+
+def _text_ids(session: Session, collection: Collection) -> np.ndarray:
+    stmt = select(TextRow.id).where(TextRow.collection_id == collection.id)
+    return np.array(session.execute(stmt).scalars().all(), dtype=np.int64)
+
+
+def _drop_collection(session: Session, collection: Collection) -> np.ndarray:
+    """Delete a collection and its texts inside the caller's transaction; returns the text ids."""
+    ids = _text_ids(session, collection)
+    session.execute(delete(TextRow).where(TextRow.collection_id == collection.id))
+    session.delete(collection)
+    return ids
 
 
 def _as_vectors(vectors: np.ndarray, count: int) -> np.ndarray:

@@ -1,0 +1,67 @@
+"""Opening a library: find its folder and database, check what is there, bind the model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mmsearch.encoder import Encoder
+from mmsearch.errors import LibraryError
+from mmsearch.library import Library
+from mmsearch.location import read_config, resolve_library_dir, sqlite_url, write_config
+from mmsearch.store import open_engine
+
+
+def open_library(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    model: str | None = None,
+    db_url: str | None = None,
+    device: str | None = None,
+    encoder: Encoder | None = None,
+    create: bool = True,
+) -> Library:
+    """Open (or create) a library.
+
+    Args:
+        path: the library folder; default ``$MMSEARCH_LIBRARY`` or the user data directory.
+        model: a ``--model`` value (preset, ``ARCH:TAG``, ``ARCH:FILE``, model folder). Default:
+            the model the library was built with, or the default preset for a new library.
+        db_url: a SQLAlchemy URL for the database instead of ``library.db`` in the folder;
+            remembered in the folder's ``library.json``.
+        device: ``cpu`` or ``cuda``; default CUDA when available.
+        encoder: an :class:`~mmsearch.encoder.Encoder` to use instead of ``model``.
+        create: create the folder and database when missing (False: raise instead).
+
+    Raises:
+        LibraryError: the library is missing (with ``create=False``) or unusable.
+        ModelMismatchError: ``model`` is not the model the library was built with.
+    """
+    library_dir = resolve_library_dir(path)
+    if library_dir.exists() and not library_dir.is_dir():
+        raise LibraryError(f"library path {library_dir} is a file, not a folder")
+    config = read_config(library_dir) if library_dir.is_dir() else {}
+    if not library_dir.is_dir() or not (db_url or config.get("db_url") or _has_db(library_dir)):
+        if not create:
+            raise LibraryError(
+                f"no library at {library_dir}; create one with `mmsearch index PATH` "
+                "(or pick another with --library / MMSEARCH_LIBRARY)"
+            )
+        try:
+            library_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LibraryError(f"cannot create library folder {library_dir}: {exc}") from exc
+    if db_url and config.get("db_url") not in (None, db_url):
+        raise LibraryError(
+            f"library {library_dir} uses database {config['db_url']}, not {db_url}; "
+            "omit --db-url or choose another --library"
+        )
+    if db_url and "db_url" not in config:
+        write_config(library_dir, {**config, "db_url": db_url})
+    url = db_url or config.get("db_url") or sqlite_url(library_dir)
+    engine = open_engine(url, create=create)
+    return Library(library_dir, engine, model=model, device=device, encoder=encoder)
+
+
+def _has_db(library_dir: Path) -> bool:
+    return (library_dir / "library.db").is_file()
