@@ -112,7 +112,8 @@ def index_paths(
             continue
         earlier = skipped_before.get(file.path)
         if earlier and earlier[:2] == (file.size, file.mtime_ns):
-            summary.skip(file.path, earlier[2], f"{file.path}: skipped before ({earlier[2]})")
+            # Known bad and unchanged since: report it again, do not decode it again.
+            summary.skip(file.path, earlier[2], f"{earlier[3]} (not retried until it changes)")
             continue
         todo.append(file)
 

@@ -64,8 +64,11 @@ class Library:
                 self._check_identity(weights_id(spec), model)
             return spec
         if stored:
-            if stored["model"] in PRESETS and PRESETS[stored["model"]].arch == stored["arch"]:
-                return PRESETS[stored["model"]]
+            if stored["model"] in PRESETS:
+                # By name, not by stored path: the bundled model's folder moves with the package.
+                spec = PRESETS[stored["model"]]
+                self._check_identity(weights_id(spec), stored["model"])
+                return spec
             return ModelSpec(
                 name=stored["model"],
                 arch=stored["arch"],
@@ -116,11 +119,11 @@ class Library:
             if not prefixes or any(path.startswith(p) or path == p[:-1] for p in prefixes)
         }
 
-    def skipped_state(self) -> dict[str, tuple[int, int, str]]:
-        """path → (size, mtime_ns, reason) of files recorded as not indexable."""
+    def skipped_state(self) -> dict[str, tuple[int, int, str, str]]:
+        """path → (size, mtime_ns, reason, message) of files recorded as not indexable."""
         with Session(self.engine) as session:
             rows = session.execute(select(SkippedFile)).scalars().all()
-            return {r.path: (r.size, r.mtime_ns, r.reason) for r in rows}
+            return {r.path: (r.size, r.mtime_ns, r.reason, r.message) for r in rows}
 
     def put_images(self, records: Sequence[ImageRecord], vectors: np.ndarray) -> list[int]:
         """Insert or update images (matched by path) with their vectors, in one transaction."""

@@ -80,7 +80,10 @@ def test_summary_line_and_verbose_skips(cli, photos):
         "added 27, updated 0, removed 0, unchanged 0, skipped 2 (1 corrupt, 1 empty)"
     )
     verbose = cli("index", str(photos), "--verbose")
-    assert f"skipped [corrupt] {photos / 'broken.jpg'}: skipped before (corrupt)" in verbose.stdout
+    assert (
+        f"skipped [corrupt] {photos / 'broken.jpg'}: corrupt or truncated image header "
+        "(Truncated File Read) (not retried until it changes)"
+    ) in verbose.stdout.splitlines()
 
 
 def test_hidden_and_exclude(cli, photos):
