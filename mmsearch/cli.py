@@ -271,6 +271,10 @@ def captions(
     image: Annotated[Path, typer.Argument(help="An image file, in the library or not.")],
     k: TopK = 5,
     collection: Annotated[str | None, typer.Option(help="Only texts of this collection.")] = None,
+    keep_duplicates: Annotated[
+        bool,
+        typer.Option("--keep-duplicates", help="List a text each time it occurs, not once."),
+    ] = False,
     library: LibraryOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
@@ -279,7 +283,7 @@ def captions(
 ) -> None:
     """Find the texts (captions) that best describe an image."""
     with _open(library, model, device, db_url) as lib:
-        hits = lib.captions(image, k=k, collection=collection)
+        hits = lib.captions(image, k=k, collection=collection, distinct=not keep_duplicates)
     if as_json:
         _print_json([{"rank": n, **h.to_dict()} for n, h in enumerate(hits, 1)])
         return

@@ -310,16 +310,35 @@ class Library:
         *,
         k: int = 5,
         collection: str | None = None,
+        distinct: bool = True,
     ) -> list[TextHit]:
-        """The texts nearest to an image, optionally from one collection only."""
+        """The texts nearest to an image, optionally from one collection only.
+
+        With ``distinct`` (the default) a text that occurs many times (a caption shared by many
+        images) is listed once, with its best-scoring occurrence.
+        """
         self._require("texts")
         allowed = None
         if collection is not None:
             with Session(self.engine) as session:
                 allowed = _text_ids(session, self._collection(session, collection))
         vector, _ = self._image_vector(image)
-        scores, ids = self._indexes.get("texts").search(vector, k, allowed=allowed)
-        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        index = self._indexes.get("texts")
+        fetch = k * 8 if distinct else k
+        while True:
+            scores, ids = index.search(vector, fetch, allowed=allowed)
+            found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+            hits = self._text_hits(found)
+            if distinct:
+                best: dict[str, TextHit] = {}
+                for hit in hits:
+                    best.setdefault(hit.text, hit)
+                hits = list(best.values())
+            if len(hits) >= k or fetch >= len(index):
+                return hits[:k]
+            fetch *= 8
+
+    def _text_hits(self, found: list[tuple[int, float]]) -> list[TextHit]:
         with Session(self.engine) as session:
             rows = {
                 row.id: row
@@ -328,18 +347,18 @@ class Library:
                 ).scalars()
             }
             names = dict(session.execute(select(Collection.id, Collection.name)).all())
-            return [
-                TextHit(
-                    id=i,
-                    text=rows[i].text,
-                    score=s,
-                    collection=names[rows[i].collection_id],
-                    external_id=rows[i].external_id,
-                    meta=rows[i].meta,
-                )
-                for i, s in found
-                if i in rows
-            ]
+        return [
+            TextHit(
+                id=i,
+                text=rows[i].text,
+                score=s,
+                collection=names[rows[i].collection_id],
+                external_id=rows[i].external_id,
+                meta=rows[i].meta,
+            )
+            for i, s in found
+            if i in rows
+        ]
 
     def _image_hits(self, vector: np.ndarray, k: int, *, exclude=frozenset()) -> list[ImageHit]:
         scores, ids = self._indexes.get("images").search(vector, k + len(exclude))

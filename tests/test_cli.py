@@ -339,3 +339,20 @@ def test_device_errors(cli, photos, device, message):
     result = cli("index", str(photos), "--device", device)
     assert result.exit_code == 1
     assert result.stderr.strip() == message
+
+
+def test_captions_list_each_text_once_unless_asked(cli, photos, tmp_path):
+    cli("index", str(photos))
+    captions = tmp_path / "repeated.txt"
+    captions.write_text("a red circle\n" * 4 + "a blue square\na green triangle\n")
+    cli("add-texts", str(captions))
+    image = str(photos / "red_circle_1.png")
+    distinct = json.loads(cli("captions", image, "-k", "3", "--json").stdout)
+    assert [h["text"] for h in distinct][0] == "a red circle"
+    assert sorted(h["text"] for h in distinct) == [
+        "a blue square",
+        "a green triangle",
+        "a red circle",
+    ]
+    every = json.loads(cli("captions", image, "-k", "4", "--keep-duplicates", "--json").stdout)
+    assert [h["text"] for h in every] == ["a red circle"] * 4
