@@ -11,11 +11,10 @@ import os
 from typing import Protocol
 
 import numpy as np
-from PIL import Image
 
 from mmsearch.errors import ModelError, ModelUnavailableError
 from mmsearch.models import OFFLINE_MODEL, ModelSpec, register_open_clip_configs, weights_id
-from mmsearch.preprocess import PreprocessConfig, fit_to_model, to_model_tensor
+from mmsearch.preprocess import PreprocessConfig, to_model_tensor
 from mmsearch.text_tower import can_truncate, encode_text_truncated
 
 
@@ -162,11 +161,6 @@ class OpenClipEncoder:
                 features = model.encode_image(tensor.to(self._device), normalize=True)
             out.append(features.float().cpu().numpy())
         return _stack(out, self.dim)
-
-    def encode_pictures(self, images: list[Image.Image]) -> np.ndarray:
-        """RGB PIL images of any size → unit vectors."""
-        cfg = self.preprocess
-        return self.encode_images(np.stack([fit_to_model(image, cfg) for image in images]))
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         import torch

@@ -27,6 +27,7 @@ from mmsearch.errors import (
 )
 from mmsearch.imaging import load_image
 from mmsearch.models import DEFAULT_MODEL, PRESETS, ModelSpec, resolve_model, weights_id
+from mmsearch.preprocess import fit_to_model
 from mmsearch.records import ImageRecord, TextRecord
 from mmsearch.results import CollectionInfo, ImageHit, IndexFileInfo, LibraryInfo, TextHit
 from mmsearch.schema import Collection, ImageRow, SkippedFile, TextRow
@@ -383,7 +384,7 @@ class Library:
     def _image_vector(self, image) -> tuple[np.ndarray, int | None]:
         """A query image's vector: stored if the file is in the library and unchanged."""
         if isinstance(image, Image.Image):
-            return self.encoder.encode_pictures([image.convert("RGB")])[0], None
+            return self._encode_picture(image.convert("RGB")), None
         path = os.path.abspath(os.fspath(image))
         with Session(self.engine) as session:
             row = session.execute(
@@ -401,7 +402,11 @@ class Library:
             picture = load_image(path, min_size=self.encoder.preprocess.size)
         except ImageError as exc:
             raise InputError(f"cannot use {image} as a query image: {exc}") from exc
-        return self.encoder.encode_pictures([picture])[0], None
+        return self._encode_picture(picture), None
+
+    def _encode_picture(self, picture: Image.Image) -> np.ndarray:
+        pixels = fit_to_model(picture, self.encoder.preprocess)
+        return self.encoder.encode_images(pixels[None])[0]
 
     def _require(self, modality: str) -> None:
         with Session(self.engine) as session:
