@@ -83,6 +83,12 @@ def _open(library, model=None, device=None, db_url=None, *, create=False):
     return open_library(library, model=model, device=device, db_url=db_url, create=create)
 
 
+def _exit_interrupted(what_to_do: str) -> None:
+    """Ctrl-C: say what was kept and how to resume; exit 130 as shells expect."""
+    typer.echo(f"Interrupted: {what_to_do}", err=True)
+    raise typer.Exit(130)
+
+
 def _print_json(data) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -144,12 +150,10 @@ def index(
                 progress=not as_json and sys.stderr.isatty(),
             )
         except IndexInterrupted as stop:
-            typer.echo(
-                f"Interrupted: {stop.summary.added + stop.summary.updated} images stored. "
-                "Run the same command again to carry on where it stopped.",
-                err=True,
+            _exit_interrupted(
+                f"{stop.summary.added + stop.summary.updated} images stored. "
+                "Run the same command again to carry on where it stopped."
             )
-            raise typer.Exit(130) from None
     if as_json:
         _print_json(summary.to_dict())
         return
@@ -403,12 +407,10 @@ def train(
             log=lambda line: typer.echo(line, err=True),
         )
     except KeyboardInterrupt:
-        typer.echo(
-            f"Interrupted: the last finished epoch is saved in {output}/checkpoint.pt; "
-            "run the same command again to resume.",
-            err=True,
+        _exit_interrupted(
+            f"the last finished epoch is saved in {output}/checkpoint.pt; "
+            "run the same command again to resume."
         )
-        raise typer.Exit(130) from None
     if as_json:
         _print_json(result.__dict__)
         return
