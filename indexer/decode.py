@@ -5,6 +5,7 @@ This module must stay light (Pillow and numpy only): it is what each worker proc
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,15 +24,50 @@ class Decoded:
     format: str | None = None
     reason: str | None = None  # ImageError.reason when decoding failed
     message: str | None = None
+    content_hash: str | None = None
+    known: bool = False  # not decoded: the library already holds an embedding of this content
 
 
-def decode_for_model(path: str, cfg: PreprocessConfig, max_pixels: int) -> Decoded:
-    """Decode one file for the model; failures come back as values, never as exceptions."""
+# Content hashes the library already has embeddings for, set once per worker process (see
+# share_known_hashes): a moved, renamed or duplicated file is hashed but never decoded.
+_known_hashes: frozenset[str] = frozenset()
+
+
+def share_known_hashes(hashes: frozenset[str]) -> None:
+    global _known_hashes
+    _known_hashes = hashes
+
+
+def content_hash(path: str) -> str:
+    """BLAKE2b-128 of a file's bytes, hex."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+
+
+def decode_for_model(
+    path: str, cfg: PreprocessConfig, max_pixels: int, *, use_known: bool = True
+) -> Decoded:
+    """Hash and decode one file for the model; failures come back as values, never as exceptions.
+
+    A file whose content hash is in the shared known set is not decoded (``known`` is set).
+    """
+    try:
+        digest = content_hash(path)
+    except OSError:
+        digest = None  # open_picture below says precisely what is wrong with the file
+    if use_known and digest in _known_hashes:
+        return Decoded(path, None, content_hash=digest, known=True)
     try:
         picture = open_picture(path, min_size=cfg.size, max_pixels=max_pixels)
         pixels = fit_to_model(picture.image, cfg)
     except ImageError as exc:
-        return Decoded(path, None, reason=exc.reason, message=str(exc))
+        return Decoded(path, None, reason=exc.reason, message=str(exc), content_hash=digest)
     except MemoryError:
-        return Decoded(path, None, reason="too-large", message=f"{path}: out of memory decoding")
-    return Decoded(path, pixels, picture.width, picture.height, picture.format)
+        return Decoded(
+            path,
+            None,
+            reason="too-large",
+            message=f"{path}: out of memory decoding",
+            content_hash=digest,
+        )
+    return Decoded(path, pixels, picture.width, picture.height, picture.format, content_hash=digest)

@@ -4,6 +4,8 @@ The encoder is the expensive step, so decoding runs ahead of it in worker proces
 bounded number of files in flight (memory stays flat however large the folder). Every batch is
 stored in its own transaction, so an interrupted run loses at most the batch in flight and the
 next run carries on from there: unchanged files are recognised by size and modification time.
+A file that did change is hashed; content the library already holds (a moved, renamed, duplicated
+or merely touched file) takes its stored embedding instead of being decoded and encoded again.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from functools import partial
 
 import numpy as np
 
-from indexer.decode import Decoded, decode_for_model
+from indexer.decode import Decoded, decode_for_model, share_known_hashes
 from indexer.discover import FoundFile, discover
 from mmsearch.errors import InputError
 from mmsearch.imaging import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
@@ -37,6 +39,7 @@ class IndexSummary:
     updated: int = 0
     removed: int = 0
     unchanged: int = 0
+    reused: int = 0  # of added and updated: took a stored embedding of the same content
     skipped: dict[str, int] = field(default_factory=dict)  # reason → count
     skipped_files: list[dict] = field(default_factory=list)  # {path, reason, message}
 
@@ -107,7 +110,7 @@ def index_paths(
     todo: list[FoundFile] = []
     for file in found.files:
         known = stored.get(file.path)
-        if known and known[1:] == (file.size, file.mtime_ns):
+        if known and (known.size, known.mtime_ns) == (file.size, file.mtime_ns):
             summary.unchanged += 1
             continue
         earlier = skipped_before.get(file.path)
@@ -140,46 +143,71 @@ def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_p
     if not todo:
         return
     encoder = library.encoder
-    cfg = encoder.preprocess
+    decode = partial(decode_for_model, cfg=encoder.preprocess, max_pixels=max_pixels)
     by_path = {f.path: f for f in todo}
     bar = _progress_bar(len(todo), progress)
-    batch: list[Decoded] = []
+
+    def skip(decoded: Decoded) -> None:
+        file = by_path[decoded.path]
+        library.record_skipped(
+            decoded.path,
+            reason=decoded.reason,
+            message=decoded.message,
+            size=file.size,
+            mtime_ns=file.mtime_ns,
+        )
+        summary.skip(decoded.path, decoded.reason, decoded.message)
+        bar.update(1)
 
     def store(batch: list[Decoded]) -> None:
-        vectors = encoder.encode_images(np.stack([d.pixels for d in batch]))
-        records = [
-            ImageRecord(
-                path=d.path,
-                size=by_path[d.path].size,
-                mtime_ns=by_path[d.path].mtime_ns,
-                width=d.width,
-                height=d.height,
-                format=d.format,
-            )
-            for d in batch
-        ]
-        library.put_images(records, vectors)
+        reuse = library.images_by_hash({d.content_hash for d in batch if d.content_hash})
+        ready = []
         for d in batch:
-            if d.path in stored:
-                summary.updated += 1
-            else:
-                summary.added += 1
-        bar.update(len(batch))
-
-    try:
-        decode = partial(decode_for_model, cfg=cfg, max_pixels=max_pixels)
-        for decoded in _decode_all([f.path for f in todo], decode, workers, 4 * batch_size):
-            if decoded.pixels is None:
-                file = by_path[decoded.path]
-                library.record_skipped(
-                    decoded.path,
-                    reason=decoded.reason,
-                    message=decoded.message,
+            if d.known and d.content_hash not in reuse:
+                # Its twin left the library during this run: decode it after all.
+                d = decode(d.path, use_known=False)
+                if d.pixels is None:
+                    skip(d)
+                    continue
+            ready.append(d)
+        # Each distinct new content is encoded once; the rest take a stored or fresh embedding.
+        fresh = {}
+        for d in ready:
+            if d.content_hash not in reuse:
+                fresh.setdefault(d.content_hash or d.path, d)
+        vectors = {}
+        if fresh:
+            encoded = encoder.encode_images(np.stack([d.pixels for d in fresh.values()]))
+            vectors = dict(zip(fresh, encoded, strict=True))
+        records, rows = [], []
+        for d in ready:
+            key = d.content_hash or d.path
+            source, vector = reuse.get(key) or (d, vectors[key])
+            file = by_path[d.path]
+            records.append(
+                ImageRecord(
+                    path=d.path,
                     size=file.size,
                     mtime_ns=file.mtime_ns,
+                    width=source.width,
+                    height=source.height,
+                    format=source.format,
+                    content_hash=d.content_hash,
                 )
-                summary.skip(decoded.path, decoded.reason, decoded.message)
-                bar.update(1)
+            )
+            rows.append(vector)
+            _count(summary, stored.get(d.path), d, encoded_here=fresh.get(key) is d)
+        if records:
+            library.put_images(records, np.stack(rows))
+        bar.update(len(records))
+
+    batch: list[Decoded] = []
+    try:
+        for decoded in _decode_all(
+            [f.path for f in todo], decode, workers, 4 * batch_size, library.known_hashes()
+        ):
+            if decoded.reason is not None:
+                skip(decoded)
                 continue
             batch.append(decoded)
             if len(batch) == batch_size:
@@ -191,18 +219,43 @@ def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_p
         bar.close()
 
 
+def _count(summary: IndexSummary, before, decoded: Decoded, *, encoded_here: bool) -> None:
+    if before is not None and before.content_hash == decoded.content_hash:
+        summary.unchanged += 1  # touched, not changed
+        return
+    if before is None:
+        summary.added += 1
+    else:
+        summary.updated += 1
+    if not encoded_here:
+        summary.reused += 1
+
+
 def _decode_all(
-    paths: list[str], decode: Callable[[str], Decoded], workers: int | None, window: int
+    paths: list[str],
+    decode: Callable[[str], Decoded],
+    workers: int | None,
+    window: int,
+    known_hashes: frozenset[str],
 ) -> Iterator[Decoded]:
     """Decoded files in order, from worker processes, with at most ``window`` in flight."""
     if workers is None:
         workers = os.cpu_count() or 1
     if workers == 0 or len(paths) < _MIN_FILES_FOR_WORKERS:
-        yield from map(decode, paths)
+        share_known_hashes(known_hashes)
+        try:
+            yield from map(decode, paths)
+        finally:
+            share_known_hashes(frozenset())
         return
     # spawn, not fork: the parent holds torch's thread pools, which do not survive a fork.
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=share_known_hashes,
+        initargs=(known_hashes,),
+    )
     pending: collections.deque[Future] = collections.deque()
     try:
         for path in paths:

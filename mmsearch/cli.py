@@ -163,6 +163,11 @@ def index(
         f"unchanged {summary.unchanged}, skipped {summary.skipped_total}"
         + (f" ({reasons})" if reasons else "")
     )
+    if summary.reused:
+        typer.echo(
+            f"{summary.reused} of the added and updated files reused a stored embedding "
+            "(moved, renamed or duplicate files: not encoded again)"
+        )
     if verbose:
         for item in summary.skipped_files:
             typer.echo(f"skipped [{item['reason']}] {item['message']}")

@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -107,18 +108,35 @@ class Library:
 
     # -- writing images ------------------------------------------------------------------------
 
-    def image_state(self, under: Sequence[str] | None = None) -> dict[str, tuple[int, int, int]]:
-        """path → (id, size, mtime_ns) of stored images, optionally only those at or below the
-        given absolute paths (folders or files)."""
-        stmt = select(ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns)
+    def image_state(self, under: Sequence[str] | None = None) -> dict[str, StoredFile]:
+        """path → what is stored of each image, optionally only those at or below the given
+        absolute paths (folders or files)."""
+        stmt = select(
+            ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns, ImageRow.content_hash
+        )
         with Session(self.engine) as session:
             rows = session.execute(stmt).all()
         prefixes = [os.path.join(os.path.abspath(p), "") for p in under or ()]
         return {
-            path: (id_, size, mtime)
-            for path, id_, size, mtime in rows
+            path: StoredFile(*rest)
+            for path, *rest in rows
             if not prefixes or any(path.startswith(p) or path == p[:-1] for p in prefixes)
         }
+
+    def known_hashes(self) -> frozenset[str]:
+        """Content hashes of every stored image."""
+        stmt = select(ImageRow.content_hash).where(ImageRow.content_hash.is_not(None)).distinct()
+        with Session(self.engine) as session:
+            return frozenset(session.execute(stmt).scalars())
+
+    def images_by_hash(self, hashes: Iterable[str]) -> dict[str, tuple[ImageRecord, np.ndarray]]:
+        """content hash → (a stored image with that content, its vector), for those stored."""
+        stmt = select(ImageRow).where(ImageRow.content_hash.in_(set(hashes)))
+        found = {}
+        with Session(self.engine) as session:
+            for row in session.execute(stmt).scalars():
+                found[row.content_hash] = (_record(row), np.frombuffer(row.embedding, np.float32))
+        return found
 
     def skipped_state(self) -> dict[str, tuple[int, int, str, str]]:
         """path → (size, mtime_ns, reason, message) of files recorded as not indexable."""
@@ -145,6 +163,7 @@ class Library:
                 row = existing.get(record.path) or ImageRow(path=record.path)
                 row.size, row.mtime_ns = record.size, record.mtime_ns
                 row.width, row.height, row.format = record.width, record.height, record.format
+                row.content_hash = record.content_hash
                 row.indexed_at, row.embedding = now, vector.tobytes()
                 session.add(row)
                 rows.append(row)
@@ -488,6 +507,25 @@ class Library:
             collections=self.collections(),
             index_files=files,
         )
+
+
+class StoredFile(NamedTuple):
+    id: int
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+
+
+def _record(row: ImageRow) -> ImageRecord:
+    return ImageRecord(
+        path=row.path,
+        size=row.size,
+        mtime_ns=row.mtime_ns,
+        width=row.width,
+        height=row.height,
+        format=row.format,
+        content_hash=row.content_hash,
+    )
 
 
 def _text_ids(session: Session, collection: Collection) -> np.ndarray:

@@ -15,6 +15,7 @@ class ImageRecord:
     width: int
     height: int
     format: str | None
+    content_hash: str | None = None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: images.content_hash
 
 
 class Base(DeclarativeBase):
@@ -49,6 +49,10 @@ class ImageRow(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     format: Mapped[str | None] = mapped_column(String(16))
+    # BLAKE2b-128 of the file's bytes: recognises moved, renamed and duplicate files (their
+    # embedding is reused) and files touched without being changed. None in libraries from
+    # schema 1 until the file changes.
+    content_hash: Mapped[str | None] = mapped_column(String(32), index=True)
     indexed_at: Mapped[float] = mapped_column(Float)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlalchemy.orm import Session
 
 from mmsearch.errors import LibraryError
-from mmsearch.schema import SCHEMA_VERSION, Base, Setting
+from mmsearch.schema import SCHEMA_VERSION, Base, ImageRow, Setting
 
 
 def open_engine(url: str, *, create: bool) -> Engine:
@@ -39,9 +39,27 @@ def open_engine(url: str, *, create: bool) -> Engine:
                     f"{url} was written by a newer mmsearch (schema {version.value}, this one "
                     f"reads {SCHEMA_VERSION}); upgrade mmsearch"
                 )
+            elif int(version.value) < SCHEMA_VERSION:
+                _upgrade(engine, int(version.value))
     except (OperationalError, DatabaseError) as exc:
         raise LibraryError(f"cannot open library database {url}: {exc.orig}") from exc
     return engine
+
+
+def _upgrade(engine: Engine, version: int) -> None:
+    """Bring a library written by an older mmsearch up to the current schema, in one transaction."""
+    with engine.begin() as connection:
+        if version < 2:
+            columns = {c["name"] for c in inspect(connection).get_columns("images")}
+            if "content_hash" not in columns:
+                connection.execute(text("ALTER TABLE images ADD COLUMN content_hash VARCHAR(32)"))
+            for index in ImageRow.__table__.indexes:
+                index.create(connection, checkfirst=True)
+        connection.execute(
+            Setting.__table__.update()
+            .where(Setting.key == "schema_version")
+            .values(value=SCHEMA_VERSION)
+        )
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -1,0 +1,116 @@
+"""Incremental sync: only changed content is encoded; moves and duplicates reuse embeddings."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+
+import pytest
+
+from indexer import index_paths
+from mmsearch import open_library
+from tests import shapes
+
+
+@pytest.fixture
+def library(tmp_path, tiny_model, photos):
+    lib = open_library(tmp_path / "lib", model=str(tiny_model))
+    index_paths(lib, [photos], workers=0)
+    yield lib
+    lib.close()
+
+
+def _stored(library, path):
+    return library.image_state()[str(path)]
+
+
+def test_moved_file_reuses_its_embedding(library, photos):
+    before = _stored(library, photos / "red_circle_0.png")
+    (photos / "sub").mkdir()
+    (photos / "red_circle_0.png").rename(photos / "sub" / "renamed.png")
+
+    summary = index_paths(library, [photos], workers=0)
+
+    assert (summary.added, summary.reused, summary.removed) == (1, 1, 1)
+    after = _stored(library, photos / "sub" / "renamed.png")
+    assert after.content_hash == before.content_hash
+    hits = library.search_text("a red circle", k=3)
+    assert str(photos / "sub" / "renamed.png") in [h.path for h in hits]
+
+
+def test_duplicates_are_encoded_once(tmp_path, tiny_model, photos):
+    shutil.copy(photos / "blue_square_0.png", photos / "copy_a.png")
+    shutil.copy(photos / "blue_square_0.png", photos / "copy_b.png")
+    with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
+        # batch_size 4: copies land in the same batch and in later ones.
+        summary = index_paths(lib, [photos], workers=0, batch_size=4)
+        assert (summary.added, summary.reused) == (29, 2)
+        shutil.copy(photos / "blue_square_0.png", photos / "copy_c.png")
+        again = index_paths(lib, [photos], workers=0)
+        assert (again.added, again.reused, again.unchanged) == (1, 1, 29)
+        state = lib.image_state()
+        hashes = {state[str(photos / n)].content_hash for n in ("copy_a.png", "copy_c.png")}
+        assert hashes == {state[str(photos / "blue_square_0.png")].content_hash}
+
+
+def test_touched_file_is_not_encoded_again(library, photos):
+    path = photos / "green_square_1.png"
+    os.utime(path, ns=(10**18, 10**18))
+    summary = index_paths(library, [photos], workers=0)
+    assert (summary.added, summary.updated, summary.unchanged) == (0, 0, 27)
+    assert _stored(library, path).mtime_ns == 10**18  # next run compares against the new time
+
+
+def test_changed_content_is_encoded(library, photos):
+    path = photos / "blue_circle_1.png"
+    before = _stored(library, path)
+    shapes.draw("green", "triangle", __import__("random").Random(4)).save(path)
+    summary = index_paths(library, [photos], workers=0)
+    assert (summary.updated, summary.reused) == (1, 0)
+    assert _stored(library, path).content_hash != before.content_hash
+    hits = library.search_text("a green triangle", k=4)
+    assert str(path) in [h.path for h in hits]
+
+
+def test_moves_with_worker_processes(library, photos):
+    """The known hashes reach spawned decoder processes: a whole moved folder is reused."""
+    moved = photos.parent / "moved"
+    photos.rename(moved)
+    summary = index_paths(library, [photos.parent], workers=2)
+    assert (summary.added, summary.reused, summary.removed) == (27, 27, 27)
+
+
+def test_twin_gone_during_run_is_decoded_after_all(library, photos, monkeypatch):
+    """A file whose twin was known when the run started but left the library before its batch
+    was stored (the twin was changed into a broken file, say) is decoded after all."""
+    shutil.copy(photos / "red_square_2.png", photos / "twin.png")
+    known_at_start = library.known_hashes()
+    library.remove_images([str(photos / "red_square_2.png")])
+    monkeypatch.setattr(library, "known_hashes", lambda: known_at_start)
+    summary = index_paths(library, [photos / "twin.png"], workers=0)
+    assert (summary.added, summary.reused, summary.skipped_total) == (1, 0, 0)
+    assert str(photos / "twin.png") in [h.path for h in library.search_text("a red square", k=3)]
+
+
+def test_schema_1_library_is_upgraded(tmp_path, tiny_model, photos):
+    """Libraries written before content hashes existed open, gain the column, and keep working."""
+    lib_dir = tmp_path / "old"
+    with open_library(lib_dir, model=str(tiny_model)) as lib:
+        index_paths(lib, [photos], workers=0)
+    db = sqlite3.connect(lib_dir / "library.db")
+    db.execute("DROP INDEX ix_images_content_hash")
+    db.execute("ALTER TABLE images DROP COLUMN content_hash")
+    db.execute("UPDATE settings SET value = '1' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+
+    with open_library(lib_dir, model=str(tiny_model)) as lib:
+        assert lib.search_text("a red circle", k=1)[0].path.endswith(".png")
+        assert all(s.content_hash is None for s in lib.image_state().values())
+        shutil.copy(photos / "red_circle_0.png", photos / "copy.png")
+        summary = index_paths(lib, [photos], workers=0)
+        assert (summary.added, summary.unchanged) == (1, 27)
+    db = sqlite3.connect(lib_dir / "library.db")
+    [(version,)] = db.execute("SELECT value FROM settings WHERE key = 'schema_version'")
+    assert int(version) == 2
