@@ -47,7 +47,9 @@ def sentence_vectors(texts: list[str], model_dir: Path, batch: int = 2048) -> np
     with torch.inference_mode():
         for start in range(0, len(texts), batch):
             chunk = [t or "[UNK]" for t in texts[start : start + batch]]
-            enc = tokenizer(chunk, padding=True, truncation=True, max_length=16, return_tensors="pt")
+            enc = tokenizer(
+                chunk, padding=True, truncation=True, max_length=16, return_tensors="pt"
+            )
             hidden = model(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).float()
             mean = (hidden * mask).sum(1) / mask.sum(1)
