@@ -92,7 +92,15 @@ def index_paths(
     Raises:
         InputError: a path does not exist, or no image files were found.
         IndexInterrupted: on KeyboardInterrupt, after storing the batch in flight.
+        LibraryBusyError: another process is writing to the library.
     """
+    with library.writing():
+        return _index(
+            library, paths, include_hidden, exclude, batch_size, workers, max_pixels, progress
+        )
+
+
+def _index(library, paths, include_hidden, exclude, batch_size, workers, max_pixels, progress):
     found = discover(paths, include_hidden=include_hidden, exclude=exclude)
     # Everything stored under the given paths (folders and single files) is compared with disk.
     stored = library.image_state(under=[os.path.abspath(p) for p in paths])

@@ -7,7 +7,8 @@ Every error a user can cause derives from :class:`MMSearchError`; the CLI prints
 
     MMSearchError
     ├── LibraryError          the library on disk: missing, unreadable, wrong schema, busy
-    │   └── EmptyLibraryError a query needs items the library does not hold yet
+    │   ├── EmptyLibraryError a query needs items the library does not hold yet
+    │   └── LibraryBusyError  another process is writing to the library
     ├── ModelError            choosing or loading a model
     │   ├── ModelMismatchError  the library was built with another model
     │   └── ModelUnavailableError  weights cannot be had (offline, missing file)
@@ -30,6 +31,10 @@ class LibraryError(MMSearchError):
 
 class EmptyLibraryError(LibraryError):
     """A query needs items (images or texts) that the library does not hold yet."""
+
+
+class LibraryBusyError(LibraryError):
+    """Another process holds the library's write lock."""
 
 
 class ModelError(MMSearchError):

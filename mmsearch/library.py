@@ -35,6 +35,7 @@ from mmsearch.schema import Collection, ImageRow, SkippedFile, TextRow
 from mmsearch.store import bump_generation, get_setting, set_setting
 from mmsearch.transaction import WriteTransaction
 from mmsearch.vector_index import FaissIndex
+from mmsearch.writer_lock import WriterLock
 
 
 class Library:
@@ -45,6 +46,7 @@ class Library:
         self.engine = engine
         self._device = device
         self._indexes = DerivedIndexes(engine, library_dir)
+        self._writer_lock = WriterLock(library_dir)
         with Session(engine) as session:
             self._stored_model = get_setting(session, "model")
         if encoder is not None:
@@ -458,8 +460,17 @@ class Library:
 
     # -- helpers -------------------------------------------------------------------------------
 
+    def writing(self) -> WriterLock:
+        """``with library.writing():`` holds the library's writer lock across several writes
+        (every write takes it anyway; this keeps another process out in between).
+
+        Raises:
+            LibraryBusyError: another process is writing to the library.
+        """
+        return self._writer_lock
+
     def _write(self) -> WriteTransaction:
-        return WriteTransaction(self.engine, self.library_dir)
+        return WriteTransaction(self.engine, self.library_dir, self._writer_lock)
 
     def _check_dim(self, vectors: np.ndarray) -> None:
         expected = int(self._stored_model["dim"])

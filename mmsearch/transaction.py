@@ -8,17 +8,21 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from mmsearch.errors import LibraryError
+from mmsearch.writer_lock import WriterLock
 
 
 class WriteTransaction:
     """``with WriteTransaction(engine, dir) as session:`` commits on success, rolls back on error,
-    and turns database failures (disk full, read-only, locked) into :class:`LibraryError`."""
+    and turns database failures (disk full, read-only, locked) into :class:`LibraryError`.
+    It holds the library's writer lock while open."""
 
-    def __init__(self, engine, library_dir: Path):
+    def __init__(self, engine, library_dir: Path, writer_lock: WriterLock):
+        self._writer_lock = writer_lock
         self._session = Session(engine)
         self._library_dir = library_dir
 
     def __enter__(self) -> Session:
+        self._writer_lock.__enter__()
         return self._session
 
     def __exit__(self, exc_type, exc, tb):
@@ -34,6 +38,7 @@ class WriteTransaction:
             raise self._error(error) from error
         finally:
             self._session.close()
+            self._writer_lock.__exit__()
         return False
 
     def _error(self, error) -> LibraryError:

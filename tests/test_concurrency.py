@@ -1,0 +1,96 @@
+"""Several processes on one library: readers during a write, and a second writer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from indexer import index_paths
+from mmsearch import TextRecord, open_library
+from mmsearch.errors import LibraryBusyError
+
+
+def _mmsearch(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mmsearch", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture
+def lock_holder(tmp_path, tiny_model):
+    """Another process that holds the library's writer lock until told to stop."""
+    lib_dir = tmp_path / "lib"
+    open_library(lib_dir, model=str(tiny_model)).close()
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from mmsearch import open_library
+        with open_library({str(lib_dir)!r}) as lib, lib.writing():
+            print("locked", flush=True)
+            sys.stdin.readline()
+        """
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    yield lib_dir, holder
+    holder.communicate("done\n", timeout=30)
+
+
+def test_second_writer_fails_clearly_and_changes_nothing(lock_holder, cli, photos, tiny_model):
+    lib_dir, holder = lock_holder
+    result = cli("index", str(photos), library_dir=lib_dir)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: library {lib_dir} is being written by another mmsearch process "
+        f"(pid {holder.pid}); wait for it to finish and try again (searching works meanwhile)"
+    )
+    with open_library(lib_dir, model=str(tiny_model), create=False) as lib:
+        assert lib.info().images == 0
+        with pytest.raises(LibraryBusyError):
+            lib.add_texts("c", [TextRecord("a red circle")])
+
+
+def test_lock_is_released_when_the_writer_is_killed(lock_holder, tiny_model, photos):
+    lib_dir, holder = lock_holder
+    holder.kill()
+    holder.wait()
+    with open_library(lib_dir, model=str(tiny_model)) as lib:
+        assert index_paths(lib, [photos], workers=0).added == 27
+
+
+def test_readers_see_whole_batches_while_an_index_run_writes(tmp_path, tiny_model, photos):
+    lib_dir = tmp_path / "lib"
+    with open_library(lib_dir, model=str(tiny_model)) as lib:
+        index_paths(lib, [photos / "red_circle_0.png"], workers=0)  # something to search
+    writer = _mmsearch(
+        "index", str(photos), "--library", str(lib_dir), "--model", str(tiny_model),
+        "--batch-size", "4", "--workers", "0",
+    )  # fmt: skip
+    seen_counts, searches = set(), 0
+    names = {p.name for p in photos.iterdir()}
+    with open_library(lib_dir, create=False) as reader:
+        while writer.poll() is None or searches == 0:
+            count = reader.info().images
+            seen_counts.add(count)
+            hits = reader.search_text("a blue square", k=30)
+            assert len({h.path for h in hits}) == len(hits)
+            assert {h.path.rsplit("/", 1)[-1] for h in hits} <= names
+            searches += 1
+            time.sleep(0.01)
+    out, err = writer.communicate()
+    assert writer.returncode == 0, err
+    # One image to start with, then the rest in whole batches of four (the last one short).
+    assert seen_counts <= {1, 5, 9, 13, 17, 21, 25, 27}, seen_counts
+    assert searches > 1
+    assert len(seen_counts) > 2  # the reader really ran while batches were landing
+    with open_library(lib_dir, create=False) as reader:
+        assert reader.info().images == 27
