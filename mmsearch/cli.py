@@ -73,8 +73,24 @@ def command(func):
         except MMSearchError as exc:
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(1) from None
+        except Exception as exc:
+            if not _is_database_error(exc):
+                raise
+            typer.echo(
+                f"Error: the library database cannot be read or written ({exc.orig}); "
+                "`mmsearch check` says what is wrong",
+                err=True,
+            )
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _is_database_error(exc: Exception) -> bool:
+    """A failing or damaged database (SQLAlchemy's DatabaseError), without importing SQLAlchemy
+    for commands that never touched it."""
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    return sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.DatabaseError)
 
 
 def _open(library, model=None, device=None, db_url=None, *, create=False):
@@ -298,6 +314,58 @@ def captions(
         return
     for n, hit in enumerate(hits, 1):
         typer.echo(f"{n:>3}  {hit.score:6.3f}  [{hit.collection}]  {hit.text}")
+
+
+@app.command()
+@command
+def check(
+    library: LibraryOpt = None,
+    db_url: DbUrlOpt = None,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Rebuild what is derived: indexes, damaged vectors.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify the library: database, model, vectors and indexes. Exit 1 if anything is wrong."""
+    from mmsearch.checking import check_library, damaged_database, repair_library
+    from mmsearch.location import resolve_library_dir
+
+    repaired, where, counts = [], resolve_library_dir(library), ""
+    try:
+        with _open(library, db_url=db_url) as lib:
+            problems = check_library(lib)
+            if repair and any(p.repairable for p in problems):
+                repaired = repair_library(lib, problems)
+                problems = check_library(lib)
+            if not problems:
+                details = lib.info()
+                counts = f"{details.images} images, {details.texts} texts"
+    except Exception as exc:
+        if not _is_database_error(exc):
+            raise
+        problems = [damaged_database(str(exc.orig))]
+    if as_json:
+        _print_json(
+            {
+                "library": str(where),
+                "ok": not problems,
+                "repaired": repaired,
+                "problems": [p.to_dict() for p in problems],
+            }
+        )
+    else:
+        for line in repaired:
+            typer.echo(f"repaired: {line}")
+        for problem in problems:
+            hint = " [mmsearch check --repair fixes this]" if problem.repairable else ""
+            typer.echo(f"problem [{problem.part}]: {problem.message}{hint}")
+        if not problems:
+            typer.echo(
+                f"ok: library {where} is consistent ({counts}; database, model, vectors and "
+                "indexes checked)"
+            )
+    if problems:
+        raise typer.Exit(1)
 
 
 @app.command()

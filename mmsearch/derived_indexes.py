@@ -74,6 +74,14 @@ class DerivedIndexes:
                 index.add(np.array(ids), np.stack(vectors))
         return index
 
+    def rebuild(self, modality: str) -> FaissIndex:
+        """Rebuild the modality's index from the database and save it, whatever is loaded."""
+        index = self._rebuild(modality)
+        self._loaded[modality] = index
+        self._dirty.add(modality)
+        self.flush()
+        return index
+
     def apply(self, modality: str, generation: int, *, remove=None, add=None) -> None:
         """Mirror a change committed at ``generation`` in the index (or rebuild it)."""
         index = self._loaded.get(modality) or FaissIndex.load(self.path(modality))

@@ -444,6 +444,11 @@ class Library:
         """Where the modality's vector index file lives."""
         return self._indexes.path(modality)
 
+    def rebuild_index(self, modality: str) -> int:
+        """Rebuild a modality's vector index (``images`` or ``texts``) from the database and save
+        it; returns how many vectors it holds."""
+        return len(self._indexes.rebuild(modality))
+
     def flush(self) -> None:
         """Save changed vector indexes (atomically)."""
         self._indexes.flush()

@@ -85,6 +85,13 @@ class FaissIndex:
 
         return faiss.vector_to_array(self._index.id_map).astype(np.int64)
 
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of everything in the index, in storage order."""
+        vectors = (
+            self._index.index.reconstruct_n(0, len(self)) if len(self) else np.zeros((0, self.dim))
+        )
+        return self.ids(), vectors
+
     def save(self, path: Path) -> None:
         import faiss
 

@@ -1,0 +1,259 @@
+"""``mmsearch check``: verify that a library answers correctly, and repair what is derived.
+
+What is checked: the database file itself (SQLite's integrity check), the model the library was
+built with (its weights must still be the ones recorded), every stored vector (right length,
+finite, unit length), and each FAISS index against the database (current generation, the same
+ids, the same vectors). The database is the truth, so a damaged index is rebuilt from it; a
+damaged image vector is dropped so the next ``mmsearch index`` encodes that file again; a damaged
+text vector is encoded again from its text. A damaged database cannot be repaired from within:
+the report says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import DatabaseError
+from sqlalchemy.orm import Session
+
+from mmsearch.derived_indexes import MODALITIES, ROWS
+from mmsearch.library import Library
+from mmsearch.models import weights_id
+from mmsearch.schema import ImageRow, SkippedFile, TextRow
+from mmsearch.store import bump_generation, get_setting
+from mmsearch.vector_index import FaissIndex
+
+NORM_TOLERANCE = 1e-3  # vectors are stored unit length; float32 rounding stays far below this
+INDEX_TOLERANCE = 1e-5  # an index holds exact copies of the stored vectors
+_CHUNK = 10_000
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a library."""
+
+    part: str  # "database", "model", "images", "texts", "images.faiss", "skipped_files", ...
+    message: str
+    repairable: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_library(library: Library) -> list[Problem]:
+    """Everything wrong with the library; an empty list means it is consistent."""
+    try:
+        return _check_all(library)
+    except DatabaseError as exc:
+        return [damaged_database(str(exc.orig))]
+
+
+def _check_all(library: Library) -> list[Problem]:
+    problems = _check_database(library)
+    if problems:
+        return problems  # nothing else can be trusted to read correctly
+    problems += _check_model(library)
+    dim = _stored_dim(library)
+    for modality in MODALITIES:
+        bad = _bad_vectors(library, modality, dim)
+        if bad:
+            problems.append(
+                Problem(
+                    modality,
+                    f"{len(bad)} stored {modality[:-1]} vectors are damaged (wrong length, not "
+                    f"finite or not unit length), ids {_some(bad)}",
+                    repairable=True,
+                )
+            )
+        problems += _check_index(library, modality, dim, exclude=bad)
+    problems += _check_skipped(library)
+    return problems
+
+
+def repair_library(library: Library, problems: list[Problem]) -> list[str]:
+    """Repair what the problems allow; returns what was done, one line each."""
+    done = []
+    parts = {p.part for p in problems if p.repairable}
+    dim = _stored_dim(library)
+    if "images" in parts:
+        bad = _bad_vectors(library, "images", dim)
+        with Session(library.engine) as session:
+            paths = session.execute(select(ImageRow.path).where(ImageRow.id.in_(bad))).scalars()
+            removed = library.remove_images(list(paths))
+        done.append(
+            f"removed {removed} images with damaged vectors; `mmsearch index` on their folders "
+            "encodes them again"
+        )
+    if "texts" in parts:
+        done.append(_reencode_texts(library, _bad_vectors(library, "texts", dim)))
+    if "skipped_files" in parts:
+        with library.writing(), Session(library.engine) as session:
+            indexed = select(ImageRow.path)
+            gone = session.execute(delete(SkippedFile).where(SkippedFile.path.in_(indexed)))
+            session.commit()
+        done.append(f"dropped {gone.rowcount} skip records of files that are indexed")
+    for modality in MODALITIES:
+        if f"{modality}.faiss" in parts or modality in parts:
+            count = library.rebuild_index(modality)
+            done.append(f"rebuilt {library.index_path(modality).name} from the database ({count})")
+    return done
+
+
+def _check_database(library: Library) -> list[Problem]:
+    if library.engine.dialect.name != "sqlite":
+        return []  # server databases check themselves
+    with library.engine.connect() as connection:
+        result = [row[0] for row in connection.execute(text("PRAGMA integrity_check"))]
+    return [] if result == ["ok"] else [damaged_database("; ".join(result[:5]))]
+
+
+def damaged_database(details: str) -> Problem:
+    """The problem report for a database SQLite cannot read."""
+    return Problem(
+        "database",
+        f"the database is damaged ({details}). mmsearch cannot repair its own database: restore "
+        "library.db from a backup, or salvage it with "
+        "`sqlite3 library.db .recover | sqlite3 recovered.db`",
+        repairable=False,
+    )
+
+
+def _check_model(library: Library) -> list[Problem]:
+    with Session(library.engine) as session:
+        stored = get_setting(session, "model")
+        items = (
+            session.execute(select(ImageRow.id).limit(1)).first()
+            or session.execute(select(TextRow.id).limit(1)).first()
+        )
+    if stored is None:
+        if items:
+            return [Problem("model", "items are stored but no model is recorded", False)]
+        return []
+    try:
+        current = weights_id(library.model)
+    except OSError as exc:
+        return [Problem("model", f"the weights of {stored['model']} cannot be read: {exc}", False)]
+    if current != stored["weights"]:
+        return [
+            Problem(
+                "model",
+                f"the weights of {stored['model']} are not the ones the library was built with "
+                f"(recorded {stored['weights']}, now {current}); rebuild the library with "
+                "the new model, or restore the old weights",
+                repairable=False,
+            )
+        ]
+    return []
+
+
+def _stored_dim(library: Library) -> int | None:
+    with Session(library.engine) as session:
+        model = get_setting(session, "model")
+    return int(model["dim"]) if model else None
+
+
+def _stored_vectors(library: Library, modality: str):
+    """(ids, raw blobs) of a modality, in chunks."""
+    row = ROWS[modality]
+    with Session(library.engine) as session:
+        result = session.execute(select(row.id, row.embedding).order_by(row.id))
+        for chunk in result.partitions(_CHUNK):
+            yield [i for i, _ in chunk], [b for _, b in chunk]
+
+
+def _bad_vectors(library: Library, modality: str, dim: int | None) -> list[int]:
+    bad = []
+    for ids, blobs in _stored_vectors(library, modality):
+        for id_, blob in zip(ids, blobs, strict=True):
+            if dim is None or blob is None or len(blob) != 4 * dim:
+                bad.append(id_)
+                continue
+            vector = np.frombuffer(blob, np.float32)
+            if not np.isfinite(vector).all() or abs(np.linalg.norm(vector) - 1) > NORM_TOLERANCE:
+                bad.append(id_)
+    return bad
+
+
+def _check_index(library: Library, modality: str, dim, *, exclude) -> list[Problem]:
+    path = library.index_path(modality)
+    part = path.name
+    with Session(library.engine) as session:
+        generation = int(get_setting(session, f"generation.{modality}", 0))
+        count = session.execute(select(func.count()).select_from(ROWS[modality])).scalar_one()
+    if not count and not path.exists():
+        return []
+    if not path.exists():
+        return [Problem(part, f"{path} is missing", repairable=True)]
+    index = FaissIndex.load(path)
+    if index is None:
+        return [Problem(part, f"{path} is truncated or not an mmsearch index", repairable=True)]
+    if index.generation != generation:
+        return [
+            Problem(
+                part,
+                f"{path} is from an older state of the library (generation {index.generation}, "
+                f"database at {generation})",
+                repairable=True,
+            )
+        ]
+    indexed = dict(zip(*index.items(), strict=True))
+    mismatched, missing = [], []
+    for ids, blobs in _stored_vectors(library, modality):
+        for id_, blob in zip(ids, blobs, strict=True):
+            vector = indexed.pop(id_, None)
+            if vector is None:
+                missing.append(id_)
+            elif id_ not in exclude and not np.allclose(
+                vector, np.frombuffer(blob, np.float32), atol=INDEX_TOLERANCE
+            ):
+                mismatched.append(id_)
+    problems = []
+    if missing:
+        message = f"{len(missing)} stored items are missing from {path} (ids {_some(missing)})"
+        problems.append(Problem(part, message, repairable=True))
+    if indexed:
+        extra = sorted(indexed)
+        message = f"{len(extra)} ids in {path} have no item in the database (ids {_some(extra)})"
+        problems.append(Problem(part, message, repairable=True))
+    if mismatched:
+        message = f"{len(mismatched)} items have other vectors in {path} (ids {_some(mismatched)})"
+        problems.append(Problem(part, message, repairable=True))
+    return problems
+
+
+def _check_skipped(library: Library) -> list[Problem]:
+    with Session(library.engine) as session:
+        both = session.execute(
+            select(SkippedFile.path).where(SkippedFile.path.in_(select(ImageRow.path)))
+        ).scalars()
+        both = list(both)
+    if not both:
+        return []
+    return [
+        Problem(
+            "skipped_files",
+            f"{len(both)} files are recorded both as indexed and as skipped, e.g. {both[0]}",
+            repairable=True,
+        )
+    ]
+
+
+def _reencode_texts(library: Library, ids: list[int]) -> str:
+    with Session(library.engine) as session:
+        rows = session.execute(select(TextRow.id, TextRow.text).where(TextRow.id.in_(ids))).all()
+    vectors = library.encoder.encode_texts([t for _, t in rows]) if rows else []
+    with library.writing(), Session(library.engine) as session:
+        for (id_, _), vector in zip(rows, vectors, strict=True):
+            session.execute(
+                update(TextRow).where(TextRow.id == id_).values(embedding=vector.tobytes())
+            )
+        bump_generation(session, "texts")
+        session.commit()
+    return f"encoded {len(rows)} texts again from their text"
+
+
+def _some(ids: list[int], shown: int = 5) -> str:
+    more = f", … ({len(ids) - shown} more)" if len(ids) > shown else ""
+    return ", ".join(str(i) for i in ids[:shown]) + more
