@@ -6,6 +6,7 @@ This module must stay light (Pillow and numpy only): it is what each worker proc
 from __future__ import annotations
 
 import hashlib
+import signal
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,13 @@ _known_hashes: frozenset[str] = frozenset()
 def share_known_hashes(hashes: frozenset[str]) -> None:
     global _known_hashes
     _known_hashes = hashes
+
+
+def start_worker(hashes: frozenset[str]) -> None:
+    """Set up a decoder worker process. Ctrl-C reaches the whole process group; the parent
+    handles it (stores the batch in flight, then stops the workers), so workers ignore it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    share_known_hashes(hashes)
 
 
 def content_hash(path: str) -> str:

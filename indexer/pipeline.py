@@ -20,7 +20,7 @@ from functools import partial
 
 import numpy as np
 
-from indexer.decode import Decoded, decode_for_model, share_known_hashes
+from indexer.decode import Decoded, decode_for_model, share_known_hashes, start_worker
 from indexer.discover import FoundFile, discover
 from mmsearch.errors import InputError
 from mmsearch.imaging import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
@@ -261,7 +261,7 @@ def _decode_all(
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
-        initializer=share_known_hashes,
+        initializer=start_worker,
         initargs=(known_hashes,),
     )
     pending: collections.deque[Future] = collections.deque()

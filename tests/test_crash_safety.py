@@ -1,0 +1,162 @@
+"""Killing a real ``mmsearch index`` at random moments never leaves a library that answers wrong.
+
+After every SIGKILL (sent to the whole process group: the indexer and its decoder workers) the
+library must open, answer a query with hits that are all real items scored with their stored
+vectors, and pass ``mmsearch check`` once that query has refreshed the derived index. After the
+kills, one uninterrupted run must reach exactly the state a clean run produces.
+
+``MMSEARCH_KILLS=200 pytest tests/test_crash_safety.py`` runs a longer campaign (RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from indexer.decode import content_hash
+from mmsearch import open_library
+from mmsearch.checking import check_library
+from mmsearch.schema import ImageRow, SkippedFile
+from tests import shapes
+
+KILLS = int(os.environ.get("MMSEARCH_KILLS", "8"))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """54 drawings, two broken files (skip records get written too) and a duplicate."""
+    root = tmp_path / "photos"
+    shapes.make_set(root / "a", per_kind=3, seed=11)
+    shapes.make_set(root / "b", per_kind=3, seed=12)
+    (root / "b" / "truncated.png").write_bytes((root / "a" / "red_circle_0.png").read_bytes()[:60])
+    (root / "b" / "random.jpg").write_bytes(random.Random(0).randbytes(3000))
+    (root / "b" / "duplicate.png").write_bytes((root / "a" / "blue_square_1.png").read_bytes())
+    return root
+
+
+def _churn(folder, rng: random.Random, round_: int) -> None:
+    """A day in a photo folder: files edited, moved, deleted and added (work for the indexer)."""
+    files = sorted(p for p in folder.rglob("*.png") if p.name != "truncated.png")
+    rng.shuffle(files)
+    edited, moved, deleted = files[:12], files[12:15], files[15:18]
+    for path in edited:
+        shapes.draw(rng.choice(list(shapes.COLOURS)), rng.choice(shapes.SHAPES), rng).save(path)
+    (folder / "moved").mkdir(exist_ok=True)
+    for path in moved:
+        path.rename(folder / "moved" / f"{path.stem}-{round_}.png")
+    for path in deleted:
+        path.unlink()
+    (folder / "new").mkdir(exist_ok=True)
+    for n in range(6):
+        picture = shapes.draw(rng.choice(list(shapes.COLOURS)), rng.choice(shapes.SHAPES), rng)
+        picture.save(folder / "new" / f"{round_}-{n}.png")
+
+
+def _start_index(folder, library, model) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "mmsearch", "index", str(folder), "--library", str(library),
+            "--model", str(model), "--batch-size", "4", "--workers", "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, like a shell job
+    )  # fmt: skip
+
+
+def _finish(run: subprocess.Popen) -> None:
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+
+
+def _state(library_dir) -> dict:
+    """What the library holds: path → (content hash, vector); skipped path → reason."""
+    with open_library(library_dir, create=False) as lib, Session(lib.engine) as session:
+        images = {
+            r.path: (r.content_hash, np.frombuffer(r.embedding, np.float32))
+            for r in session.execute(select(ImageRow)).scalars()
+        }
+        skipped = dict(session.execute(select(SkippedFile.path, SkippedFile.reason)).all())
+    return {"images": images, "skipped": skipped}
+
+
+def _up_to_date(library_dir) -> int:
+    """How many stored images match their file's current content (progress at the kill)."""
+    images = _state(library_dir)["images"].items()
+    return sum(os.path.exists(p) and content_hash(p) == digest for p, (digest, _) in images)
+
+
+def _assert_answers_consistently(library_dir, model) -> int:
+    with open_library(library_dir, model=str(model), create=False) as lib:
+        state = _state(library_dir)["images"]
+        if state:
+            query = lib.encoder.encode_texts(["a red circle"])[0]
+            hits = lib.search_text("a red circle", k=len(state) + 5)
+            assert len(hits) == len(state)
+            for hit in hits:
+                _, vector = state[hit.path]
+                assert hit.score == pytest.approx(float(vector @ query), abs=1e-4)
+        assert check_library(lib) == []
+        return len(state)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments(folder, tmp_path, tiny_model):
+    library = tmp_path / "killed"
+    started = time.monotonic()
+    _finish(_start_index(folder, library, tiny_model))
+    duration = time.monotonic() - started
+    rng = random.Random(1)
+    stored_at_kill = []
+    for round_ in range(KILLS):
+        _churn(folder, rng, round_)
+        run = _start_index(folder, library, tiny_model)
+        time.sleep(rng.uniform(0.1, 1.0) * duration)
+        os.killpg(run.pid, signal.SIGKILL)
+        run.communicate()
+        _assert_answers_consistently(library, tiny_model)
+        files = sum(1 for p in folder.rglob("*.png") if p.name != "truncated.png")
+        stored_at_kill.append(f"{_up_to_date(library)}/{files}")
+    print(f"images up to date after each kill: {', '.join(stored_at_kill)}")
+
+    _finish(_start_index(folder, library, tiny_model))
+    reference = tmp_path / "reference"
+    _finish(_start_index(folder, reference, tiny_model))
+    expected, got = _state(reference), _state(library)
+    assert got["skipped"] == expected["skipped"] and len(expected["skipped"]) == 2
+    assert got["images"].keys() == expected["images"].keys()
+    for path, (digest, vector) in expected["images"].items():
+        assert got["images"][path][0] == digest
+        np.testing.assert_allclose(got["images"][path][1], vector, atol=1e-5)
+    _assert_answers_consistently(library, tiny_model)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume(folder, tmp_path, tiny_model):
+    library = tmp_path / "lib"
+    run = _start_index(folder, library, tiny_model)
+    while not (library / "library.db").exists() and run.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.killpg(run.pid, signal.SIGINT)  # what a terminal sends the whole job on Ctrl-C
+    _, err = run.communicate(timeout=120)
+    if run.returncode == 0:
+        pytest.skip("the run finished before Ctrl-C arrived")
+    assert run.returncode == 130, err
+    assert err.startswith("Interrupted: ") and err.rstrip().endswith(
+        "images stored. Run the same command again to carry on where it stopped."
+    ), err
+    stored = _assert_answers_consistently(library, tiny_model)
+    assert f"Interrupted: {stored} images stored." in err
+    _finish(_start_index(folder, library, tiny_model))
+    assert _assert_answers_consistently(library, tiny_model) == 55  # 54 + the duplicate
