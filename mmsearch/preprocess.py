@@ -19,6 +19,10 @@ _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
 }
 
+# Resize-then-crop (open_clip's exact order) while the resized picture is at most this many
+# times the model's input area: any real photo, panoramas included.
+_MAX_INTERMEDIATE = 16
+
 
 @dataclass(frozen=True)
 class PreprocessConfig:
@@ -68,11 +72,19 @@ def fit_to_model(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
             new = (size, int(size * height / width))
         else:
             new = (int(size * width / height), size)
-        if new != (width, height):
-            image = image.resize(new, resample)
         left = int(round((new[0] - size) / 2.0))
         top = int(round((new[1] - size) / 2.0))
-        image = image.crop((left, top, left + size, top + size))
+        if new[0] * new[1] <= _MAX_INTERMEDIATE * size * size:
+            if new != (width, height):
+                image = image.resize(new, resample)
+            image = image.crop((left, top, left + size, top + size))
+        else:
+            # An extreme strip (a 100000x1 "panorama" would become a 22-million-pixel-wide
+            # intermediate): resample only the part the crop keeps, through Pillow's source box.
+            # Equal to resize-then-crop but for rounding at the last bit.
+            sx, sy = width / new[0], height / new[1]
+            box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+            image = image.resize((size, size), resample, box=box)
     return np.array(image, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one
 
 

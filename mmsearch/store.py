@@ -42,7 +42,10 @@ def open_engine(url: str, *, create: bool) -> Engine:
             elif int(version.value) < SCHEMA_VERSION:
                 _upgrade(engine, int(version.value))
     except (OperationalError, DatabaseError) as exc:
-        raise LibraryError(f"cannot open library database {url}: {exc.orig}") from exc
+        raise LibraryError(
+            f"cannot open library database {url}: {exc.orig} (is the disk full, the folder "
+            "read-only, or the file damaged? `mmsearch check` says more)"
+        ) from exc
     return engine
 
 
