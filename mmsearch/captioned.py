@@ -1,8 +1,10 @@
 """Captioned image collections for training and evaluation: a JSONL file of image → caption(s).
 
 Each line is ``{"image": PATH, "caption": TEXT}`` or ``{"image": PATH, "captions": [TEXT, ...]}``;
-relative paths are taken from the file's own folder (or ``images_root``). This is also the format
-of ``sample_corpus/captions.jsonl``.
+relative paths are taken from the file's own folder (or ``images_root``). Every image must lie
+inside that root once symlinks and ``..`` are resolved: a captions file from elsewhere cannot make
+mmsearch read files outside the collection it describes. This is also the format of
+``sample_corpus/captions.jsonl``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def read_captioned(
             (unless ``skip_missing``).
     """
     path = Path(path)
-    root = Path(images_root) if images_root else path.parent
+    root = (Path(images_root) if images_root else path.parent).resolve()
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
@@ -52,7 +54,13 @@ def read_captioned(
         if not captions:
             problems.append(f"line {number}: image {row['image']} has no caption")
             continue
-        image = root / row["image"]
+        image = (root / row["image"]).resolve()
+        if not image.is_relative_to(root):
+            problems.append(
+                f"line {number}: image {row['image']} is outside {root} (pass --images-root "
+                "with a folder that holds every image)"
+            )
+            continue
         if not image.is_file():
             missing.append(f"line {number}: {image}")
             continue

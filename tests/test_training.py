@@ -89,6 +89,23 @@ def test_missing_images_are_named(tmp_path):
     )
 
 
+def test_images_outside_the_collection_are_refused(small_set, tmp_path):
+    secret = tmp_path / "secret.png"
+    secret.write_bytes((small_set / "images" / "red_circle_0.png").read_bytes())
+    (small_set / "images" / "link.png").symlink_to(secret)
+    path = small_set / "escape.jsonl"
+    rows = [f"../{tmp_path.name}/secret.png", str(secret), "images/link.png"]
+    path.write_text("".join(json.dumps({"image": r, "caption": "x"}) + "\n" for r in rows))
+    with pytest.raises(TrainingError) as caught:
+        read_captioned(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: 3 malformed line(s): line 1: image ../")
+    assert f"is outside {small_set} (pass --images-root with a folder that holds" in message
+    assert [f"line {n}: image" in message for n in (1, 2, 3)] == [True] * 3
+    (small_set / "images" / "link.png").unlink()
+    assert len(read_captioned(path, images_root="/", skip_missing=True)) == 1  # the absolute one
+
+
 def test_image_without_caption(small_set):
     path = small_set / "bad.jsonl"
     path.write_text('{"image": "images/red_circle_0.png", "captions": []}\n')
