@@ -28,6 +28,9 @@ DEFAULT_MAX_PIXELS = 2 * 89_478_485
 
 WHITE = (255, 255, 255)
 
+# Modes Pillow's Image.reduce handles (RGBA and LA premultiplied); others are converted first.
+_REDUCIBLE = frozenset({"RGB", "RGBA", "L", "LA"})
+
 # EXIF orientations that turn the picture a quarter: width and height swap.
 _QUARTER_TURNS = {5, 6, 7, 8}
 
@@ -137,15 +140,20 @@ def _decode(image: Image.Image, min_size: int | None) -> Image.Image:
         image.draft("RGB", (min_size, min_size))
     image.seek(0)  # animated GIF/WebP/TIFF: the first frame
     image.load()
-    image = ImageOps.exif_transpose(image)
-    image = _to_rgb(image)
-    if min_size:
+    # In place: without a rotation to apply, exif_transpose would otherwise return a full copy.
+    ImageOps.exif_transpose(image, in_place=True)
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if min_size and image.mode in _REDUCIBLE:
+        # Reduce before any conversion: a 170-megapixel RGBA drawing then costs its own pixels
+        # plus one premultiplied copy (Pillow reduces RGBA and LA premultiplied, so compositing
+        # on white afterwards gives the same picture), not three full-size copies.
         factor = min(image.size) // (2 * min_size)
         if factor >= 2:
             # Integer box reduction down to no less than twice the target: cheap, and it leaves the
             # final resampling to the model's own resize so the result matches open_clip.
             image = image.reduce(factor)
-    return image
+    return _to_rgb(image)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
