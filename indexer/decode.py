@@ -26,6 +26,7 @@ class Decoded:
     reason: str | None = None  # ImageError.reason when decoding failed
     message: str | None = None
     content_hash: str | None = None
+    taken_at: str | None = None  # EXIF DateTimeOriginal, ISO 8601
     known: bool = False  # not decoded: the library already holds an embedding of this content
 
 
@@ -78,4 +79,12 @@ def decode_for_model(
             message=f"{path}: out of memory decoding",
             content_hash=digest,
         )
-    return Decoded(path, pixels, picture.width, picture.height, picture.format, content_hash=digest)
+    return Decoded(
+        path,
+        pixels,
+        picture.width,
+        picture.height,
+        picture.format,
+        content_hash=digest,
+        taken_at=picture.taken_at,
+    )

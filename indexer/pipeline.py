@@ -25,7 +25,7 @@ from indexer.discover import FoundFile, discover
 from mmsearch.errors import InputError
 from mmsearch.imaging import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from mmsearch.library import Library
-from mmsearch.records import ImageRecord
+from mmsearch.records import ImageRecord, mtime_iso
 
 # Below this many files, starting worker processes costs more than it saves.
 _MIN_FILES_FOR_WORKERS = 16
@@ -192,6 +192,8 @@ def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_p
             key = d.content_hash or d.path
             source, vector = reuse.get(key) or (d, vectors[key])
             file = by_path[d.path]
+            # The same content has the same EXIF date; without one, the date is this file's.
+            exif_date = source.taken_at if getattr(source, "taken_from", "exif") == "exif" else None
             records.append(
                 ImageRecord(
                     path=d.path,
@@ -201,6 +203,8 @@ def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_p
                     height=source.height,
                     format=source.format,
                     content_hash=d.content_hash,
+                    taken_at=exif_date or mtime_iso(file.mtime_ns),
+                    taken_from="exif" if exif_date else "mtime",
                 )
             )
             rows.append(vector)

@@ -61,6 +61,38 @@ DbUrlOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 TopK = Annotated[int, typer.Option("-k", "--top", min=1, help="How many results.")]
 PathsOnlyOpt = Annotated[bool, typer.Option("--paths-only", help="Print paths only.")]
+# Filters and relevance, shared by `search` and `similar`.
+InOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--in", help="Only images under this folder (repeatable).", show_default=False),
+]
+FromOpt = Annotated[
+    str | None, typer.Option("--from", help="Taken on or after: YYYY, YYYY-MM or YYYY-MM-DD.")
+]
+ToOpt = Annotated[
+    str | None, typer.Option("--to", help="Taken on or before (the whole day, month or year).")
+]
+MinWidthOpt = Annotated[int | None, typer.Option(min=1, help="At least this many pixels wide.")]
+MinHeightOpt = Annotated[int | None, typer.Option(min=1, help="At least this many pixels high.")]
+OrientationOpt = Annotated[
+    str | None, typer.Option(help="landscape, portrait or square.", show_default=False)
+]
+TypeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--type", help="Only this file type, e.g. jpeg (repeatable).", show_default=False),
+]
+WithinOpt = Annotated[
+    float | None,
+    typer.Option(min=0, help="Keep results within this score margin of the best one."),
+]
+KneeOpt = Annotated[
+    bool, typer.Option("--knee", help="Cut the results at the largest drop in score.")
+]
+DedupOpt = Annotated[bool, typer.Option("--dedup", help="Collapse near-identical results.")]
+DedupThresholdOpt = Annotated[
+    float, typer.Option(min=0.01, max=1.0, help="Cosine similarity that counts as near-identical.")
+]
+SortOpt = Annotated[str, typer.Option(help="Order of the results: score or date.")]
 
 
 def command(func):
@@ -109,9 +141,13 @@ def _print_json(data) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def _print_image_hits(hits, as_json: bool, paths_only: bool) -> None:
+def _check_output_options(as_json: bool, paths_only: bool) -> None:
     if as_json and paths_only:
         raise MMSearchError("--json and --paths-only cannot be used together; choose one")
+
+
+def _print_image_hits(hits, as_json: bool, paths_only: bool) -> None:
+    _check_output_options(as_json, paths_only)
     if as_json:
         _print_json([{"rank": n, **h.to_dict()} for n, h in enumerate(hits, 1)])
     elif paths_only:
@@ -119,7 +155,10 @@ def _print_image_hits(hits, as_json: bool, paths_only: bool) -> None:
             typer.echo(hit.path)
     else:
         for n, hit in enumerate(hits, 1):
-            typer.echo(f"{n:>3}  {hit.score:6.3f}  {hit.path}")
+            date = (hit.taken_at or "")[:10] or "-"
+            size = f"{hit.width}x{hit.height}"
+            more = f"  (+{len(hit.duplicates)} near-identical)" if hit.duplicates else ""
+            typer.echo(f"{n:>3}  {hit.score:6.3f}  {date:10}  {size:>11}  {hit.path}{more}")
 
 
 @app.command()
@@ -257,8 +296,32 @@ def remove_collection(
 @app.command()
 @command
 def search(
-    query: Annotated[str, typer.Argument(help="What to look for, e.g. 'a red bicycle'.")],
+    query: Annotated[
+        str, typer.Argument(help="What to look for, e.g. 'a red bicycle' (or '2:sunset').")
+    ],
+    plus: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--plus", help="Add a text or image term, optionally weighted: 2:sunset, ./me.jpg."
+        ),
+    ] = None,
+    minus: Annotated[
+        list[str] | None,
+        typer.Option("--minus", help="Subtract a text or image term (repeatable)."),
+    ] = None,
     k: TopK = 10,
+    folder: InOpt = None,
+    date_from: FromOpt = None,
+    date_to: ToOpt = None,
+    min_width: MinWidthOpt = None,
+    min_height: MinHeightOpt = None,
+    orientation: OrientationOpt = None,
+    file_type: TypeOpt = None,
+    within: WithinOpt = None,
+    knee: KneeOpt = False,
+    dedup: DedupOpt = False,
+    dedup_threshold: DedupThresholdOpt = 0.95,
+    sort: SortOpt = "score",
     library: LibraryOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
@@ -266,10 +329,39 @@ def search(
     as_json: JsonOpt = False,
     paths_only: PathsOnlyOpt = False,
 ) -> None:
-    """Find images that match a text."""
+    """Find images that match a text, or a sum of texts and images (--plus, --minus)."""
+    from mmsearch.query import QueryTerm
+
+    _check_output_options(as_json, paths_only)
+    terms = [QueryTerm.parse(query)]
+    terms += [QueryTerm.parse(t) for t in plus or []]
+    terms += [QueryTerm.parse(t, sign=-1.0) for t in minus or []]
+    where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type)
+    relevance = _relevance(within, knee, dedup, dedup_threshold, sort)
     with _open(library, model, device, db_url) as lib:
-        hits = lib.search_text(query, k=k)
+        hits = lib.search(terms, k=k, where=where, relevance=relevance)
     _print_image_hits(hits, as_json, paths_only)
+
+
+def _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type):
+    from mmsearch.query import ImageFilter
+
+    formats = [f for value in file_type or [] for f in value.split(",") if f.strip()]
+    return ImageFilter(
+        folders=tuple(str(f) for f in folder or []),
+        date_from=date_from,
+        date_to=date_to,
+        min_width=min_width,
+        min_height=min_height,
+        orientation=orientation,
+        formats=tuple(formats),
+    )
+
+
+def _relevance(within, knee, dedup, dedup_threshold, sort):
+    from mmsearch.query import Relevance
+
+    return Relevance(within=within, knee=knee, dedup=dedup_threshold if dedup else None, sort=sort)
 
 
 @app.command()
@@ -277,6 +369,18 @@ def search(
 def similar(
     image: Annotated[Path, typer.Argument(help="An image file, in the library or not.")],
     k: TopK = 10,
+    folder: InOpt = None,
+    date_from: FromOpt = None,
+    date_to: ToOpt = None,
+    min_width: MinWidthOpt = None,
+    min_height: MinHeightOpt = None,
+    orientation: OrientationOpt = None,
+    file_type: TypeOpt = None,
+    within: WithinOpt = None,
+    knee: KneeOpt = False,
+    dedup: DedupOpt = False,
+    dedup_threshold: DedupThresholdOpt = 0.95,
+    sort: SortOpt = "score",
     library: LibraryOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
@@ -284,9 +388,12 @@ def similar(
     as_json: JsonOpt = False,
     paths_only: PathsOnlyOpt = False,
 ) -> None:
-    """Find images that look like an image."""
+    """Find images that look like an image (the image itself is left out)."""
+    _check_output_options(as_json, paths_only)
+    where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type)
+    relevance = _relevance(within, knee, dedup, dedup_threshold, sort)
     with _open(library, model, device, db_url) as lib:
-        hits = lib.similar(image, k=k)
+        hits = lib.similar(image, k=k, where=where, relevance=relevance)
     _print_image_hits(hits, as_json, paths_only)
 
 

@@ -12,6 +12,7 @@ This module imports only Pillow and numpy so that decoder worker processes start
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ DEFAULT_MAX_PIXELS = 2 * 89_478_485
 
 WHITE = (255, 255, 255)
 
+_EXIF_DATETIME = re.compile(r"(\d{4}):(\d\d):(\d\d)[ T](\d\d):(\d\d):(\d\d)")
+
 # Modes Pillow's Image.reduce handles (RGBA and LA premultiplied); others are converted first.
 _REDUCIBLE = frozenset({"RGB", "RGBA", "L", "LA"})
 
@@ -43,6 +46,7 @@ class Picture:
     width: int  # of the upright full-size picture
     height: int
     format: str | None
+    taken_at: str | None = None  # EXIF DateTimeOriginal as ISO 8601 local time, when present
 
 
 def load_image(
@@ -117,20 +121,34 @@ def open_picture(
                 reason="too-large",
             )
         file_format = image.format
+        taken_at = None
         try:
-            if image.getexif().get(0x0112) in _QUARTER_TURNS:
+            exif = image.getexif()
+            if exif.get(0x0112) in _QUARTER_TURNS:
                 width, height = height, width
-        except (OSError, SyntaxError, ValueError):
+            taken_at = _exif_datetime(exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132))
+        except (OSError, SyntaxError, ValueError, KeyError, TypeError):
             pass  # unreadable EXIF: the picture itself may still be fine
         try:
             with warnings.catch_warnings():
                 # We checked the size ourselves above, against our own limit.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                return Picture(_decode(image, min_size), width, height, file_format)
+                picture = _decode(image, min_size)
+                return Picture(picture, width, height, file_format, taken_at)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(
                 f"{path}: corrupt or truncated image data ({exc})", reason="corrupt"
             ) from exc
+
+
+def _exif_datetime(value) -> str | None:
+    """EXIF's "YYYY:MM:DD HH:MM:SS" as ISO 8601 ("YYYY-MM-DDTHH:MM:SS"); None when unusable."""
+    if not isinstance(value, str):
+        return None
+    match = _EXIF_DATETIME.match(value.strip())
+    if not match or match[1] == "0000":
+        return None  # cameras write zeros when the clock was never set
+    return "{}-{}-{}T{}:{}:{}".format(*match.groups())
 
 
 def _decode(image: Image.Image, min_size: int | None) -> Image.Image:

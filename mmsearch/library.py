@@ -29,6 +29,16 @@ from mmsearch.errors import (
 from mmsearch.imaging import load_image
 from mmsearch.models import DEFAULT_MODEL, PRESETS, ModelSpec, resolve_model, weights_id
 from mmsearch.preprocess import fit_to_model
+from mmsearch.query import (
+    ImageFilter,
+    QueryTerm,
+    Relevance,
+    by_date,
+    collapse_near_duplicates,
+    compose,
+    cut_at_knee,
+    cut_within,
+)
 from mmsearch.records import ImageRecord, TextRecord
 from mmsearch.results import CollectionInfo, ImageHit, IndexFileInfo, LibraryInfo, TextHit
 from mmsearch.schema import Collection, ImageRow, SkippedFile, TextRow
@@ -166,6 +176,7 @@ class Library:
                 row.size, row.mtime_ns = record.size, record.mtime_ns
                 row.width, row.height, row.format = record.width, record.height, record.format
                 row.content_hash = record.content_hash
+                row.taken_at, row.taken_from = record.taken_at, record.taken_from
                 row.indexed_at, row.embedding = now, vector.tobytes()
                 session.add(row)
                 rows.append(row)
@@ -307,24 +318,91 @@ class Library:
 
     # -- queries -------------------------------------------------------------------------------
 
-    def search_text(self, query: str, *, k: int = 10) -> list[ImageHit]:
+    def search_text(
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        where: ImageFilter | None = None,
+        relevance: Relevance | None = None,
+    ) -> list[ImageHit]:
         """Images that match a text query, best first."""
         if not query.strip():
             raise InputError("the query is empty; say what to look for, e.g. 'a red bicycle'")
-        self._require("images")
-        return self._image_hits(self.encoder.encode_texts([query])[0], k)
+        return self.search([QueryTerm(1.0, text=query)], k=k, where=where, relevance=relevance)
 
     def similar(
-        self, image: str | os.PathLike[str] | Image.Image, *, k: int = 10
+        self,
+        image: str | os.PathLike[str] | Image.Image,
+        *,
+        k: int = 10,
+        where: ImageFilter | None = None,
+        relevance: Relevance | None = None,
     ) -> list[ImageHit]:
         """Images that look like ``image`` (a file, in the library or not, or a PIL image).
 
         The query image itself is left out of the results.
         """
+        return self.search([QueryTerm(1.0, image=image)], k=k, where=where, relevance=relevance)
+
+    def search(
+        self,
+        terms: Sequence[QueryTerm],
+        *,
+        k: int = 10,
+        where: ImageFilter | None = None,
+        relevance: Relevance | None = None,
+    ) -> list[ImageHit]:
+        """Images that match a composed query: the weighted sum of its terms' embeddings.
+
+        Query images that are in the library are left out of the results. ``where`` filters
+        inside the vector search; ``relevance`` trims (margin, knee, near-duplicates) and orders.
+
+        Raises:
+            InputError: no terms, terms that cancel out, or a filter that matches no image.
+        """
+        if not terms:
+            raise InputError("nothing to search for; give a text or an image")
         self._require("images")
-        vector, own_id = self._image_vector(image)
-        exclude = {own_id} if own_id is not None else set()
-        return self._image_hits(vector, k, exclude=exclude)
+        relevance = relevance or Relevance()
+        texts = [t.text for t in terms if t.text is not None]
+        text_vectors = iter(self.encoder.encode_texts(texts) if texts else [])
+        vectors, exclude = [], set()
+        for term in terms:
+            if term.text is not None:
+                vectors.append(next(text_vectors))
+            else:
+                vector, own_id = self._image_vector(term.image)
+                vectors.append(vector)
+                if own_id is not None:
+                    exclude.add(own_id)
+        query = compose(vectors, [t.weight for t in terms])
+        allowed = self._allowed_images(where, exclude) if where else None
+        fetch = k * 4 if relevance.dedup else k
+        hits = self._image_hits(query, fetch, exclude=exclude, allowed=allowed)
+        if relevance.dedup:
+            stored = self.image_vectors([h.id for h in hits])
+            hits = collapse_near_duplicates(hits, stored, relevance.dedup)
+        hits = hits[:k]
+        if relevance.within is not None:
+            hits = cut_within(hits, relevance.within)
+        if relevance.knee:
+            hits = cut_at_knee(hits)
+        return by_date(hits) if relevance.sort == "date" else hits
+
+    def _allowed_images(self, where: ImageFilter, exclude: set[int]) -> np.ndarray:
+        stmt = select(ImageRow.id).where(*where.conditions())
+        with Session(self.engine) as session:
+            ids = [i for i in session.execute(stmt).scalars() if i not in exclude]
+        if not ids:
+            raise InputError(f"no image in the library matches the filters ({where.describe()})")
+        return np.array(ids, dtype=np.int64)
+
+    def image_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """Stored vectors of images by id."""
+        stmt = select(ImageRow.id, ImageRow.embedding).where(ImageRow.id.in_(list(ids)))
+        with Session(self.engine) as session:
+            return {i: np.frombuffer(b, np.float32) for i, b in session.execute(stmt).all()}
 
     def captions(
         self,
@@ -382,8 +460,11 @@ class Library:
             if i in rows
         ]
 
-    def _image_hits(self, vector: np.ndarray, k: int, *, exclude=frozenset()) -> list[ImageHit]:
-        scores, ids = self._indexes.get("images").search(vector, k + len(exclude))
+    def _image_hits(
+        self, vector: np.ndarray, k: int, *, exclude=frozenset(), allowed=None
+    ) -> list[ImageHit]:
+        fetch = k if allowed is not None else k + len(exclude)  # allowed already excludes
+        scores, ids = self._indexes.get("images").search(vector, fetch, allowed=allowed)
         found = [
             (int(i), float(s))
             for i, s in zip(ids[0], scores[0], strict=True)
@@ -397,7 +478,15 @@ class Library:
                 ).scalars()
             }
         return [
-            ImageHit(id=i, path=rows[i].path, score=s, width=rows[i].width, height=rows[i].height)
+            ImageHit(
+                id=i,
+                path=rows[i].path,
+                score=s,
+                width=rows[i].width,
+                height=rows[i].height,
+                format=rows[i].format,
+                taken_at=rows[i].taken_at,
+            )
             for i, s in found
             if i in rows
         ]
@@ -541,6 +630,8 @@ def _record(row: ImageRow) -> ImageRecord:
         height=row.height,
         format=row.format,
         content_hash=row.content_hash,
+        taken_at=row.taken_at,
+        taken_from=row.taken_from,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 
 
@@ -16,6 +17,8 @@ class ImageRecord:
     height: int
     format: str | None
     content_hash: str | None = None
+    taken_at: str | None = None  # ISO 8601 local time (see ImageRow.taken_at)
+    taken_from: str | None = None  # "exif" or "mtime"
 
 
 @dataclass(frozen=True)
@@ -25,3 +28,9 @@ class TextRecord:
     text: str
     external_id: str | None = None
     meta: dict | None = None
+
+
+def mtime_iso(mtime_ns: int) -> str:
+    """A file modification time as ISO 8601 local time, the form ``taken_at`` is stored in."""
+    moment = datetime.datetime.fromtimestamp(mtime_ns / 1e9)
+    return moment.replace(microsecond=0).isoformat()

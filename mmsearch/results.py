@@ -14,9 +14,12 @@ class ImageHit:
     score: float
     width: int
     height: int
+    format: str | None = None  # JPEG, PNG, ...
+    taken_at: str | None = None  # ISO 8601 local time: EXIF DateTimeOriginal, else file mtime
+    duplicates: tuple[str, ...] = ()  # with --dedup: near-identical images folded into this one
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "duplicates": list(self.duplicates)}
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 2  # 2: images.content_hash
+SCHEMA_VERSION = 3  # 2: images.content_hash; 3: images.taken_at, taken_from
 
 
 class Base(DeclarativeBase):
@@ -53,6 +53,10 @@ class ImageRow(Base):
     # embedding is reused) and files touched without being changed. None in libraries from
     # schema 1 until the file changes.
     content_hash: Mapped[str | None] = mapped_column(String(32), index=True)
+    # When the picture was taken, ISO 8601 local time: EXIF DateTimeOriginal when the file has
+    # it ("exif"), else its modification time ("mtime"). What date filters and --sort date use.
+    taken_at: Mapped[str | None] = mapped_column(String(19), index=True)
+    taken_from: Mapped[str | None] = mapped_column(String(8))
     indexed_at: Mapped[float] = mapped_column(Float)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
 

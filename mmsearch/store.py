@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine, event, inspect, select, text
+from sqlalchemy import bindparam, create_engine, event, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlalchemy.orm import Session
 
 from mmsearch.errors import LibraryError
+from mmsearch.records import mtime_iso
 from mmsearch.schema import SCHEMA_VERSION, Base, ImageRow, Setting
 
 
@@ -49,15 +50,37 @@ def open_engine(url: str, *, create: bool) -> Engine:
     return engine
 
 
+# Columns added since schema 1, by the version that added them (constant DDL, no user data).
+_ADDED_COLUMNS = {
+    2: {"content_hash": "ALTER TABLE images ADD COLUMN content_hash VARCHAR(32)"},
+    3: {
+        "taken_at": "ALTER TABLE images ADD COLUMN taken_at VARCHAR(19)",
+        "taken_from": "ALTER TABLE images ADD COLUMN taken_from VARCHAR(8)",
+    },
+}
+
+
 def _upgrade(engine: Engine, version: int) -> None:
     """Bring a library written by an older mmsearch up to the current schema, in one transaction."""
     with engine.begin() as connection:
-        if version < 2:
-            columns = {c["name"] for c in inspect(connection).get_columns("images")}
-            if "content_hash" not in columns:
-                connection.execute(text("ALTER TABLE images ADD COLUMN content_hash VARCHAR(32)"))
-            for index in ImageRow.__table__.indexes:
-                index.create(connection, checkfirst=True)
+        columns = {c["name"] for c in inspect(connection).get_columns("images")}
+        for added_in, statements in sorted(_ADDED_COLUMNS.items()):
+            for name, ddl in statements.items():
+                if version < added_in and name not in columns:
+                    connection.execute(text(ddl))
+        if version < 3:
+            # Dates from the modification time; EXIF dates come as files are indexed again.
+            images = ImageRow.__table__
+            rows = connection.execute(select(images.c.id, images.c.mtime_ns)).all()
+            if rows:
+                connection.execute(
+                    images.update()
+                    .where(images.c.id == bindparam("row_id"))
+                    .values(taken_at=bindparam("taken_at"), taken_from="mtime"),
+                    [{"row_id": i, "taken_at": mtime_iso(m)} for i, m in rows],
+                )
+        for index in ImageRow.__table__.indexes:
+            index.create(connection, checkfirst=True)
         connection.execute(
             Setting.__table__.update()
             .where(Setting.key == "schema_version")

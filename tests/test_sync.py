@@ -10,6 +10,8 @@ import pytest
 
 from indexer import index_paths
 from mmsearch import open_library
+from mmsearch.records import mtime_iso
+from mmsearch.schema import SCHEMA_VERSION
 from tests import shapes
 
 
@@ -99,8 +101,10 @@ def test_schema_1_library_is_upgraded(tmp_path, tiny_model, photos):
     with open_library(lib_dir, model=str(tiny_model)) as lib:
         index_paths(lib, [photos], workers=0)
     db = sqlite3.connect(lib_dir / "library.db")
-    db.execute("DROP INDEX ix_images_content_hash")
-    db.execute("ALTER TABLE images DROP COLUMN content_hash")
+    for column in ("content_hash", "taken_at"):
+        db.execute(f"DROP INDEX ix_images_{column}")
+    for column in ("content_hash", "taken_at", "taken_from"):
+        db.execute(f"ALTER TABLE images DROP COLUMN {column}")
     db.execute("UPDATE settings SET value = '1' WHERE key = 'schema_version'")
     db.commit()
     db.close()
@@ -108,9 +112,12 @@ def test_schema_1_library_is_upgraded(tmp_path, tiny_model, photos):
     with open_library(lib_dir, model=str(tiny_model)) as lib:
         assert lib.search_text("a red circle", k=1)[0].path.endswith(".png")
         assert all(s.content_hash is None for s in lib.image_state().values())
+        hit = lib.search_text("a red circle", k=1)[0]
+        stat = os.stat(hit.path)
+        assert hit.taken_at == mtime_iso(stat.st_mtime_ns)  # dated by modification time
         shutil.copy(photos / "red_circle_0.png", photos / "copy.png")
         summary = index_paths(lib, [photos], workers=0)
         assert (summary.added, summary.unchanged) == (1, 27)
     db = sqlite3.connect(lib_dir / "library.db")
     [(version,)] = db.execute("SELECT value FROM settings WHERE key = 'schema_version'")
-    assert int(version) == 2
+    assert int(version) == SCHEMA_VERSION

@@ -1,0 +1,107 @@
+"""Index a real folder with the real CLI and report what happened: time, outcome, peak memory.
+
+    python bench/index_run.py /usr/share/openclipart/png [--model clipart-mini] [--workers N]
+
+Runs ``mmsearch index FOLDER --json`` into a fresh library in a subprocess and samples the
+resident memory of its whole process tree (the indexer and its decoder workers) from /proc five
+times a second. Prints the index summary's counts, the wall time, and the peak memory of the
+tree and of its largest process. Linux only (reads /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def _tree_rss(root: int) -> tuple[int, int]:
+    """(sum, max) resident bytes over ``root`` and its descendants."""
+    parents = {}
+    rss = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                rss[int(entry.name)] = int(line.split()[1]) * 1024
+    members, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [c for c, p in parents.items() if p == pid and c not in members]
+        members.update(children)
+        frontier.extend(children)
+    sizes = [rss.get(pid, 0) for pid in members]
+    return sum(sizes), max(sizes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder")
+    parser.add_argument("--model", default="clipart-mini")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--library", help="library folder (default: a fresh temporary one)")
+    args = parser.parse_args()
+
+    library = args.library or tempfile.mkdtemp(prefix="mmsearch-bench-")
+    command = [sys.executable, "-m", "mmsearch", "index", args.folder, "--json"]
+    command += ["--library", library, "--model", args.model]
+    if args.workers is not None:
+        command += ["--workers", str(args.workers)]
+    started = time.monotonic()
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = {"tree": 0, "process": 0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            total, largest = _tree_rss(run.pid)
+            peak["tree"] = max(peak["tree"], total)
+            peak["process"] = max(peak["process"], largest)
+            done.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = run.communicate()
+    seconds = time.monotonic() - started
+    done.set()
+    sampler.join()
+    if run.returncode != 0:
+        sys.exit(f"mmsearch index failed ({run.returncode}): {err.strip()}")
+    summary = json.loads(out)
+    files = summary["added"] + summary["updated"] + summary["unchanged"] + summary["skipped_total"]
+    print(
+        json.dumps(
+            {
+                "folder": args.folder,
+                "model": args.model,
+                "cpus": os.cpu_count(),
+                "files": files,
+                "indexed": summary["added"] + summary["updated"] + summary["unchanged"],
+                "reused": summary["reused"],
+                "skipped": summary["skipped"],
+                "seconds": round(seconds, 1),
+                "files_per_second": round(files / seconds, 1),
+                "peak_rss_tree_mb": round(peak["tree"] / 2**20),
+                "peak_rss_largest_process_mb": round(peak["process"] / 2**20),
+                "library": library,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""What a user asks of a search: composed terms, filters, and how to trim and order the answer.
+
+A query is a weighted sum of text and image terms on unit embeddings ("beach" + me.jpg −
+"people"), normalised again: CLIP's space is close to linear in concepts, so adding and
+subtracting directions composes meanings. Filters become SQL on the image metadata, and the
+allowed ids go into the FAISS search itself (an ID selector), so a filter that keeps one image in
+ten thousand still returns k results instead of the few that survived a top-k.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from sqlalchemy import or_
+
+from mmsearch.errors import InputError
+from mmsearch.imaging import is_image_path
+from mmsearch.results import ImageHit
+from mmsearch.schema import ImageRow
+
+_WEIGHT = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)):(.+)", re.S)
+_DATE = re.compile(r"\d{4}(-\d\d(-\d\d)?)?")
+ORIENTATIONS = ("landscape", "portrait", "square")
+
+
+@dataclass(frozen=True)
+class QueryTerm:
+    """One text or image of a composed query, with its weight (negative subtracts)."""
+
+    weight: float
+    text: str | None = None
+    image: str | None = None  # an image file
+
+    @classmethod
+    def parse(cls, value: str, *, sign: float = 1.0) -> QueryTerm:
+        """``"sunset"``, ``"2:sunset"``, ``"./me.jpg"``, ``"0.5:./me.jpg"``.
+
+        A value that ends in an image extension is an image file and must exist; anything else is
+        text.
+        """
+        weight = 1.0
+        match = _WEIGHT.fullmatch(value)
+        if match:
+            weight, value = float(match[1]), match[2]
+        if not value.strip():
+            raise InputError("a query term is empty; give a text or an image file")
+        if is_image_path(value):
+            if not os.path.isfile(value):
+                raise InputError(f"query image {value} does not exist (or is not a file)")
+            return cls(sign * weight, image=value)
+        return cls(sign * weight, text=value)
+
+
+@dataclass(frozen=True)
+class ImageFilter:
+    """Which images a search may return. Dates are ``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD``; both
+    ends are inclusive of the whole period they name (``--to 2024-06`` includes 30 June)."""
+
+    folders: tuple[str, ...] = ()
+    date_from: str | None = None
+    date_to: str | None = None
+    min_width: int | None = None
+    min_height: int | None = None
+    orientation: str | None = None
+    formats: tuple[str, ...] = ()  # Pillow format names: JPEG, PNG, WEBP, GIF, BMP, TIFF
+
+    def __post_init__(self):
+        for name in ("date_from", "date_to"):
+            value = getattr(self, name)
+            if value is not None and not _DATE.fullmatch(value):
+                flag = "--from" if name == "date_from" else "--to"
+                raise InputError(f"{flag} {value!r} is not a date; use YYYY, YYYY-MM or YYYY-MM-DD")
+        if self.orientation is not None and self.orientation not in ORIENTATIONS:
+            raise InputError(
+                f"orientation {self.orientation!r} is not one of {', '.join(ORIENTATIONS)}"
+            )
+        formats = tuple(_format_name(f) for f in self.formats)
+        object.__setattr__(self, "formats", formats)
+        object.__setattr__(self, "folders", tuple(os.path.abspath(f) for f in self.folders))
+
+    def __bool__(self) -> bool:
+        return self != ImageFilter()
+
+    def conditions(self) -> list:
+        """SQLAlchemy conditions on ``ImageRow`` (bound parameters, never formatted SQL)."""
+        found = []
+        if self.folders:
+            found.append(
+                or_(
+                    *(
+                        ImageRow.path.startswith(os.path.join(folder, ""), autoescape=True)
+                        for folder in self.folders
+                    )
+                )
+            )
+        if self.date_from:
+            found.append(ImageRow.taken_at >= self.date_from)
+        if self.date_to:
+            found.append(ImageRow.taken_at <= self.date_to + "\uffff")  # the whole period
+        if self.min_width:
+            found.append(ImageRow.width >= self.min_width)
+        if self.min_height:
+            found.append(ImageRow.height >= self.min_height)
+        if self.orientation == "landscape":
+            found.append(ImageRow.width > ImageRow.height)
+        elif self.orientation == "portrait":
+            found.append(ImageRow.width < ImageRow.height)
+        elif self.orientation == "square":
+            found.append(ImageRow.width == ImageRow.height)
+        if self.formats:
+            found.append(ImageRow.format.in_(self.formats))
+        return found
+
+    def describe(self) -> str:
+        parts = [f"in {f}" for f in self.folders]
+        if self.date_from or self.date_to:
+            parts.append(f"taken {self.date_from or '…'} to {self.date_to or '…'}")
+        if self.min_width or self.min_height:
+            parts.append(f"at least {self.min_width or 0}x{self.min_height or 0} pixels")
+        if self.orientation:
+            parts.append(self.orientation)
+        if self.formats:
+            parts.append("type " + "/".join(self.formats))
+        return ", ".join(parts)
+
+
+_FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF"}
+_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"}
+
+
+def _format_name(value: str) -> str:
+    name = value.strip().lstrip(".").upper()
+    name = _FORMAT_ALIASES.get(name, name)
+    if name not in _FORMATS:
+        known = ", ".join(sorted(_FORMATS)).lower()
+        raise InputError(f"unknown image type {value!r}; use one of {known}")
+    return name
+
+
+def compose(vectors: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """The unit vector of a weighted sum of unit vectors.
+
+    Raises:
+        InputError: the terms cancel out (nothing is left to search for).
+    """
+    total = np.zeros_like(vectors[0], dtype=np.float32)
+    for vector, weight in zip(vectors, weights, strict=True):
+        total += weight * vector / max(float(np.linalg.norm(vector)), 1e-12)
+    norm = float(np.linalg.norm(total))
+    if norm < 1e-6:
+        raise InputError("the query terms cancel each other out; change their weights")
+    return total / norm
+
+
+@dataclass(frozen=True)
+class Relevance:
+    """How to trim and order the best matches.
+
+    ``within``: keep hits scoring at least the best score minus this margin. ``knee``: cut at the
+    largest drop in the score curve. Both are relative to the query at hand, unlike one absolute
+    threshold, which means different things for different queries. ``dedup``: collapse hits whose
+    embeddings have at least this cosine similarity into the best of them. ``sort``: ``score`` or
+    ``date`` (the kept hits in the order they were taken).
+    """
+
+    within: float | None = None
+    knee: bool = False
+    dedup: float | None = None
+    sort: str = "score"
+
+    def __post_init__(self):
+        if self.sort not in ("score", "date"):
+            raise InputError(f"--sort {self.sort!r}: use score or date")
+        if self.within is not None and self.within < 0:
+            raise InputError("--within is a score margin and cannot be negative")
+        if self.dedup is not None and not 0 < self.dedup <= 1:
+            raise InputError("--dedup-threshold is a cosine similarity in (0, 1]")
+
+
+def cut_within(hits: list[ImageHit], margin: float) -> list[ImageHit]:
+    if not hits:
+        return hits
+    return [h for h in hits if h.score >= hits[0].score - margin]
+
+
+def cut_at_knee(hits: list[ImageHit]) -> list[ImageHit]:
+    """Keep the hits before the largest drop between consecutive scores."""
+    if len(hits) < 3:
+        return hits
+    drops = [hits[i].score - hits[i + 1].score for i in range(len(hits) - 1)]
+    return hits[: int(np.argmax(drops)) + 1]
+
+
+def collapse_near_duplicates(
+    hits: list[ImageHit], vectors: dict[int, np.ndarray], threshold: float
+) -> list[ImageHit]:
+    """Fold each hit into the best-scoring earlier hit it is a near-duplicate of; the kept hit
+    lists the paths folded into it."""
+    kept: list[ImageHit] = []
+    folded: dict[int, list[str]] = {}
+    for hit in hits:
+        twin = next((k for k in kept if float(vectors[k.id] @ vectors[hit.id]) >= threshold), None)
+        if twin is None:
+            kept.append(hit)
+            folded[hit.id] = []
+        else:
+            folded[twin.id].append(hit.path)
+    return [replace(h, duplicates=tuple(folded[h.id])) for h in kept]
+
+
+def by_date(hits: list[ImageHit]) -> list[ImageHit]:
+    return sorted(hits, key=lambda h: (h.taken_at or "", h.path))

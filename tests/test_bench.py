@@ -1,0 +1,22 @@
+"""Smoke runs of the benchmark scripts: they work and print what BENCHMARKS.md and RELIABILITY.md
+quote (the full runs are on demand: make bench)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def test_index_run_reports_outcome_time_and_memory(photos, tiny_model, tmp_path):
+    (photos / "broken.png").write_bytes(b"not a png")
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench/index_run.py"), str(photos), "--model", str(tiny_model),
+         "--library", str(tmp_path / "lib"), "--workers", "0"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    report = json.loads(out)
+    assert (report["files"], report["indexed"], report["skipped"]) == (28, 27, {"not-an-image": 1})
+    assert report["seconds"] > 0 and report["peak_rss_tree_mb"] > 50

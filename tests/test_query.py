@@ -1,0 +1,181 @@
+"""Composed queries, filters inside the search, relative cut-offs, dates and near-duplicates."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mmsearch.errors import InputError
+from mmsearch.query import QueryTerm, cut_at_knee, cut_within
+from mmsearch.results import ImageHit
+
+JUNE_2024 = 1_718_000_000  # 2024-06-10
+MARCH_2020 = 1_584_000_000  # 2020-03-12
+
+
+def _hits(result) -> list[dict]:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _names(hits) -> list[str]:
+    return [Path(h["path"]).name for h in hits]
+
+
+@pytest.fixture
+def dated(cli, photos):
+    """The shapes, the red ones dated June 2024 and the rest March 2020, plus a JPEG photo with an
+    EXIF date, a portrait and a landscape picture in a sub-folder."""
+    for path in photos.glob("*.png"):
+        when = JUNE_2024 if path.name.startswith("red") else MARCH_2020
+        os.utime(path, (when, when))
+    sub = photos / "sub"
+    sub.mkdir()
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = "2019:05:04 12:30:00"
+    Image.new("RGB", (60, 40), (30, 60, 220)).save(sub / "landscape.jpg", exif=exif)
+    Image.new("RGB", (40, 60), (220, 30, 30)).save(sub / "portrait.png")
+    assert cli("index", str(photos)).exit_code == 0
+    return photos
+
+
+def test_term_syntax(tmp_path):
+    image = tmp_path / "me.jpg"
+    Image.new("RGB", (8, 8)).save(image)
+    assert QueryTerm.parse("sunset") == QueryTerm(1.0, text="sunset")
+    assert QueryTerm.parse("2:sunset") == QueryTerm(2.0, text="sunset")
+    assert QueryTerm.parse("0.5:sunset", sign=-1) == QueryTerm(-0.5, text="sunset")
+    assert QueryTerm.parse(f"3:{image}") == QueryTerm(3.0, image=str(image))
+    assert QueryTerm.parse("at 10:30 pm") == QueryTerm(1.0, text="at 10:30 pm")
+    with pytest.raises(InputError, match=r"query image .*nope.jpg does not exist"):
+        QueryTerm.parse(str(tmp_path / "nope.jpg"))
+
+
+def test_plus_an_image_outweighs_the_text_and_leaves_the_image_out(cli, photos):
+    cli("index", str(photos))
+    query_image = photos / "blue_square_0.png"
+    hits = _hits(cli("search", "a red circle", "--plus", f"3:{query_image}", "-k", "3", "--json"))
+    assert sum(n.startswith("blue_square") for n in _names(hits)) >= 2
+    assert not any(n.startswith("red_circle") for n in _names(hits))
+    assert len(hits) == 3 and "blue_square_0.png" not in _names(hits)
+
+
+def test_minus_removes_a_concept(cli, photos):
+    cli("index", str(photos))
+    plain = _names(_hits(cli("search", "a red circle", "-k", "6", "--json")))
+    assert sum(n.startswith("red_circle") for n in plain[:3]) >= 2
+    without_red = _names(
+        _hits(cli("search", "a red circle", "--minus", "2:a red square", "-k", "3", "--json"))
+    )
+    assert not any(n.startswith("red_square") for n in without_red)
+
+
+def test_terms_that_cancel_out(cli, photos):
+    cli("index", str(photos))
+    result = cli("search", "a red circle", "--minus", "a red circle")
+    assert result.exit_code == 1
+    assert "the query terms cancel each other out" in result.stderr
+
+
+def test_folder_filter_is_inside_the_search(cli, dated):
+    # The sub-folder holds two pictures, neither of them a green triangle: a top-k-then-filter
+    # search would return nothing; filtering inside the search returns both.
+    hits = _hits(cli("search", "a green triangle", "--in", str(dated / "sub"), "--json"))
+    assert sorted(_names(hits)) == ["landscape.jpg", "portrait.png"]
+
+
+def test_date_filters_use_exif_then_mtime(cli, dated):
+    june = _names(_hits(cli("search", "a shape", "--from", "2024-06", "--to", "2024-06", "-k",
+                            "50", "--json")))  # fmt: skip
+    assert june and all(n.startswith("red") for n in june)
+    assert "portrait.png" not in june  # indexed today, not in June 2024
+    may_2019 = _hits(cli("search", "a shape", "--to", "2019", "--json"))
+    assert _names(may_2019) == ["landscape.jpg"]
+    assert may_2019[0]["taken_at"] == "2019-05-04T12:30:00"
+
+
+def test_size_orientation_and_type_filters(cli, dated):
+    portrait = _names(_hits(cli("search", "a shape", "--orientation", "portrait", "--json")))
+    assert portrait == ["portrait.png"]
+    wide = _names(_hits(cli("search", "a shape", "--min-width", "50", "--json")))
+    assert wide == ["landscape.jpg"]
+    jpeg = _hits(cli("search", "a shape", "--type", "jpg", "--json"))
+    assert _names(jpeg) == ["landscape.jpg"] and jpeg[0]["format"] == "JPEG"
+    squares = _names(_hits(cli("search", "a shape", "--orientation", "square", "-k", "50",
+                               "--json")))  # fmt: skip
+    assert len(squares) == 27
+
+
+def test_a_filter_that_matches_nothing_says_so(cli, dated):
+    result = cli("search", "a shape", "--type", "gif", "--from", "2030")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "Error: no image in the library matches the filters (taken 2030 to …, type GIF)"
+    )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--from", "June"), "--from 'June' is not a date; use YYYY, YYYY-MM or YYYY-MM-DD"),
+        (("--orientation", "diagonal"), "orientation 'diagonal' is not one of landscape,"),
+        (("--type", "psd"), "unknown image type 'psd'; use one of bmp, gif, jpeg, png, tiff"),
+        (("--sort", "size"), "--sort 'size': use score or date"),
+        (("--json", "--paths-only"), "--json and --paths-only cannot be used together"),
+    ],
+)
+def test_bad_options_are_clear_errors(cli, photos, args, message):
+    cli("index", str(photos))
+    result = cli("search", "a shape", *args)
+    assert result.exit_code == 1 and message in result.stderr, result.stderr
+
+
+def test_sort_by_date(cli, dated):
+    hits = _hits(cli("search", "a red circle", "-k", "8", "--sort", "date", "--json"))
+    dates = [h["taken_at"] for h in hits]
+    assert dates == sorted(dates) and len(hits) == 8
+
+
+def test_dedup_collapses_identical_copies(cli, photos):
+    for n in (1, 2):
+        shutil.copy(photos / "red_circle_0.png", photos / f"copy{n}.png")
+    cli("index", str(photos))
+    names = {"red_circle_0.png", "copy1.png", "copy2.png"}
+    plain = _names(_hits(cli("search", "a red circle", "-k", "5", "--json")))
+    deduped = _hits(cli("search", "a red circle", "-k", "5", "--dedup", "--json"))
+    assert len(names & set(plain)) == 3
+    kept = [h for h in deduped if Path(h["path"]).name in names]
+    assert len(kept) == 1 and len(deduped) == 5
+    assert {Path(p).name for p in kept[0]["duplicates"]} == names - {Path(kept[0]["path"]).name}
+    table = cli("search", "a red circle", "-k", "5", "--dedup").stdout
+    assert "(+2 near-identical)" in table
+
+
+def test_similar_takes_the_same_filters(cli, dated):
+    hits = _hits(cli("similar", str(dated / "red_circle_0.png"), "--in", str(dated / "sub"),
+                     "--json"))  # fmt: skip
+    assert sorted(_names(hits)) == ["landscape.jpg", "portrait.png"]
+
+
+def _hit(score: float) -> ImageHit:
+    return ImageHit(id=int(score * 1000), path=f"{score}", score=score, width=1, height=1)
+
+
+def test_relative_cutoffs():
+    hits = [_hit(s) for s in (0.31, 0.30, 0.29, 0.21, 0.20, 0.19)]
+    assert [h.score for h in cut_within(hits, 0.015)] == [0.31, 0.30]
+    assert [h.score for h in cut_at_knee(hits)] == [0.31, 0.30, 0.29]
+    assert cut_within([], 0.1) == []
+
+
+def test_within_and_knee_from_the_cli(cli, photos):
+    cli("index", str(photos))
+    top = _hits(cli("search", "a red circle", "--within", "0", "--json"))
+    assert len(top) == 1
+    knee = _hits(cli("search", "a red circle", "-k", "27", "--knee", "--json"))
+    assert 1 <= len(knee) < 27
