@@ -6,6 +6,7 @@ stderr and exit 1; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -421,6 +422,109 @@ def captions(
         return
     for n, hit in enumerate(hits, 1):
         typer.echo(f"{n:>3}  {hit.score:6.3f}  [{hit.collection}]  {hit.text}")
+
+
+@app.command()
+@command
+def duplicates(
+    threshold: Annotated[
+        float,
+        typer.Option(min=0.01, max=1.0, help="Cosine similarity that counts as near-identical."),
+    ] = 0.95,
+    library: LibraryOpt = None,
+    db_url: DbUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List groups of near-identical images in the library."""
+    with _open(library, db_url=db_url) as lib:
+        groups = lib.duplicates(threshold)
+    if as_json:
+        _print_json([g.to_dict() for g in groups])
+        return
+    for number, group in enumerate(groups, 1):
+        typer.echo(f"group {number}: {len(group.paths)} images, similarity ≥ {group.min_score}")
+        for path in group.paths:
+            typer.echo(f"  {path}")
+    if not groups:
+        typer.echo(f"no near-identical images at similarity ≥ {threshold}")
+
+
+@app.command()
+@command
+def tag(
+    images: Annotated[list[Path], typer.Argument(help="Image files to label.")],
+    labels: Annotated[
+        str | None, typer.Option(help="Comma-separated labels, e.g. 'cat,dog,car'.")
+    ] = None,
+    labels_file: Annotated[
+        Path | None, typer.Option(help="A file with one label per line.", show_default=False)
+    ] = None,
+    template: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Prompt with {} for the label (repeatable: averaged) [default: 'a photo of a {}.']"
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, help="Labels shown per image.")] = 3,
+    library: LibraryOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Zero-shot tagging: how likely each label is for each image (no library needed)."""
+    names = _read_labels(labels, labels_file)
+    templates = template or ["a photo of a {}."]
+    with _open_for_queries(library, model, device) as lib:
+        results = lib.tag(images, names, templates=templates)
+    if as_json:
+        _print_json(
+            [
+                {
+                    "image": str(image),
+                    "labels": [{"label": k, "probability": v} for k, v in r.items()],
+                }
+                for image, r in zip(images, results, strict=True)
+            ]
+        )
+        return
+    for image, result in zip(images, results, strict=True):
+        best = ", ".join(f"{label} {p:.0%}" for label, p in list(result.items())[:top])
+        typer.echo(f"{image}: {best}")
+
+
+def _read_labels(labels: str | None, labels_file: Path | None) -> list[str]:
+    if (labels is None) == (labels_file is None):
+        raise MMSearchError("give the labels with either --labels or --labels-file")
+    if labels_file is not None:
+        from indexer.texts import read_text_file
+
+        return [r.text for r in read_text_file(labels_file).records]
+    return [label.strip() for label in labels.split(",") if label.strip()]
+
+
+@contextlib.contextmanager
+def _open_for_queries(library, model, device):
+    """The library when there is one; otherwise a throwaway one in memory, for its encoder."""
+    import tempfile
+
+    from mmsearch.errors import LibraryError
+    from mmsearch.opening import open_library
+
+    try:
+        lib = open_library(library, model=model, device=device, create=False)
+    except LibraryError:
+        if library is not None:
+            raise
+        lib = None
+    if lib is not None:
+        with lib:
+            yield lib
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="mmsearch-") as folder,
+        open_library(folder, model=model, device=device, db_url="sqlite://") as lib,
+    ):
+        yield lib
 
 
 @app.command()

@@ -136,6 +136,13 @@ class OpenClipEncoder:
         self._load()
         return self._preprocess
 
+    @property
+    def logit_scale(self) -> float:
+        """The learnt temperature that turns cosine similarities into classification logits."""
+        model = self._load()
+        scale = getattr(model, "logit_scale", None)
+        return float(scale.detach().exp()) if scale is not None else 100.0
+
     def identity(self) -> dict:
         """What must match for two vector sets to be comparable."""
         return {

@@ -19,6 +19,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from mmsearch.derived_indexes import MODALITIES, ROWS, DerivedIndexes
+from mmsearch.duplicates import DuplicateGroup, duplicate_groups
 from mmsearch.encoder import Encoder, OpenClipEncoder
 from mmsearch.errors import (
     EmptyLibraryError,
@@ -397,6 +398,54 @@ class Library:
         if not ids:
             raise InputError(f"no image in the library matches the filters ({where.describe()})")
         return np.array(ids, dtype=np.int64)
+
+    def duplicates(self, threshold: float = 0.95) -> list[DuplicateGroup]:
+        """Groups of near-identical images (cosine similarity ≥ ``threshold``), largest first."""
+        if not 0 < threshold <= 1:
+            raise InputError("the threshold is a cosine similarity in (0, 1]")
+        self._require("images")
+        index = self._indexes.get("images")
+        ids, vectors = index.items()
+        groups = duplicate_groups(ids, vectors, index, threshold)
+        with Session(self.engine) as session:
+            paths = dict(session.execute(select(ImageRow.id, ImageRow.path)).all())
+        return [
+            DuplicateGroup(sorted(paths[i] for i in members if i in paths), round(score, 4))
+            for members, score in groups
+        ]
+
+    def tag(
+        self,
+        images: Sequence[str | os.PathLike[str]],
+        labels: Sequence[str],
+        *,
+        templates: Sequence[str] = ("a photo of a {}.",),
+    ) -> list[dict[str, float]]:
+        """Zero-shot classification: for each image, label → probability (CLIP's softmax over
+        the labels at the model's learnt temperature), labels in order of probability.
+
+        Each label is embedded through every template ("a photo of a {}.") and the unit vectors
+        averaged, CLIP's prompt ensembling.
+        """
+        labels = [label.strip() for label in labels if label.strip()]
+        if len(labels) < 2:
+            raise InputError("give at least two labels to choose between, e.g. --labels cat,dog")
+        if any("{}" not in t for t in templates):
+            raise InputError('each --template needs a "{}" where the label goes')
+        prompts = [t.format(label) for label in labels for t in templates]
+        encoded = self.encoder.encode_texts(prompts).reshape(len(labels), len(templates), -1)
+        label_vectors = encoded.mean(axis=1)
+        label_vectors /= np.linalg.norm(label_vectors, axis=1, keepdims=True)
+        scale = getattr(self.encoder, "logit_scale", 100.0)
+        results = []
+        for image in images:
+            vector, _ = self._image_vector(image)
+            logits = scale * (label_vectors @ vector)
+            probabilities = np.exp(logits - logits.max())
+            probabilities /= probabilities.sum()
+            order = np.argsort(-probabilities)
+            results.append({labels[i]: float(probabilities[i]) for i in order})
+        return results
 
     def image_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """Stored vectors of images by id."""

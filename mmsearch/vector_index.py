@@ -80,6 +80,12 @@ class FaissIndex:
         scores, ids = self._index.search(queries, k, params=params)
         return scores, ids
 
+    def range_search(self, queries: np.ndarray, threshold: float):
+        """Every item scoring at least ``threshold`` for each query: FAISS's (lims, scores, ids);
+        the hits of query i are ``scores[lims[i]:lims[i+1]]``, ``ids[lims[i]:lims[i+1]]``."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        return self._index.range_search(queries, float(threshold))
+
     def ids(self) -> np.ndarray:
         import faiss
 

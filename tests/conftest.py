@@ -75,7 +75,7 @@ def cli(tmp_path, tiny_model):
         argv = list(args)
         if args[0] != "models":
             argv += ["--library", str(library_dir or library)]
-        if model and args[0] in {"index", "add-texts", "search", "similar", "captions"}:
+        if model and args[0] in {"index", "add-texts", "search", "similar", "captions", "tag"}:
             argv += ["--model", str(tiny_model)]
         return runner.invoke(app, argv)
 

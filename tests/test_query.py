@@ -179,3 +179,64 @@ def test_within_and_knee_from_the_cli(cli, photos):
     assert len(top) == 1
     knee = _hits(cli("search", "a red circle", "-k", "27", "--knee", "--json"))
     assert 1 <= len(knee) < 27
+
+
+def test_duplicates_lists_groups_of_near_identical_images(cli, photos):
+    shutil.copy(photos / "red_circle_0.png", photos / "copy.png")
+    Image.open(photos / "green_square_1.png").resize((47, 47)).resize((48, 48)).save(
+        photos / "resaved.png"
+    )
+    cli("index", str(photos))
+    groups = _hits(cli("duplicates", "--threshold", "0.99", "--json"))
+    names = [sorted(Path(p).name for p in g["paths"]) for g in groups]
+    assert ["copy.png", "red_circle_0.png"] in names
+    assert ["green_square_1.png", "resaved.png"] in names
+    assert all(g["min_score"] >= 0.99 for g in groups)
+    table = cli("duplicates", "--threshold", "0.99").stdout
+    assert table.startswith("group 1: ") and "similarity ≥ " in table
+
+
+def test_tag_gives_label_probabilities(cli, photos, tmp_path):
+    cli("index", str(photos))
+    result = cli(
+        "tag", str(photos / "red_circle_0.png"), str(photos / "blue_triangle_2.png"),
+        "--labels", "red circle,blue triangle,green square", "--template", "a {}", "--json",
+    )  # fmt: skip
+    rows = _hits(result)
+    assert [r["labels"][0]["label"] for r in rows] == ["red circle", "blue triangle"]
+    for row in rows:
+        assert sum(label["probability"] for label in row["labels"]) == pytest.approx(1.0)
+    (tmp_path / "labels.txt").write_text("red circle\nblue triangle\n")
+    table = cli("tag", str(photos / "red_circle_0.png"), "--labels-file",
+                str(tmp_path / "labels.txt"), "--template", "a {}").stdout  # fmt: skip
+    assert table.startswith(f"{photos / 'red_circle_0.png'}: red circle ")
+
+
+def test_tag_without_a_library(tiny_model, photos, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mmsearch.cli import app
+
+    monkeypatch.setenv("MMSEARCH_LIBRARY", str(tmp_path / "none-here"))
+    result = CliRunner().invoke(
+        app,
+        ["tag", str(photos / "green_triangle_0.png"), "--labels", "green triangle,red square",
+         "--template", "a {}", "--model", str(tiny_model), "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["labels"][0]["label"] == "green triangle"
+    assert not (tmp_path / "none-here").exists()  # nothing was created
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--labels", "cat"), "give at least two labels"),
+        ((), "give the labels with either --labels or --labels-file"),
+        (("--labels", "a,b", "--template", "a photo"), 'each --template needs a "{}"'),
+    ],
+)
+def test_tag_bad_input(cli, photos, args, message):
+    cli("index", str(photos))
+    result = cli("tag", str(photos / "red_circle_0.png"), *args)
+    assert result.exit_code == 1 and message in result.stderr, result.output
