@@ -94,6 +94,13 @@ DedupThresholdOpt = Annotated[
     float, typer.Option(min=0.01, max=1.0, help="Cosine similarity that counts as near-identical.")
 ]
 SortOpt = Annotated[str, typer.Option(help="Order of the results: score or date.")]
+HtmlOpt = Annotated[
+    Path | None,
+    typer.Option("--html", help="Also write a contact sheet (one HTML file).", show_default=False),
+]
+OpenOpt = Annotated[
+    bool, typer.Option("--open", help="Open the results (a contact sheet) in the system viewer.")
+]
 
 
 def command(func):
@@ -329,6 +336,8 @@ def search(
     db_url: DbUrlOpt = None,
     as_json: JsonOpt = False,
     paths_only: PathsOnlyOpt = False,
+    html: HtmlOpt = None,
+    open_results: OpenOpt = False,
 ) -> None:
     """Find images that match a text, or a sum of texts and images (--plus, --minus)."""
     from mmsearch.query import QueryTerm
@@ -342,6 +351,22 @@ def search(
     with _open(library, model, device, db_url) as lib:
         hits = lib.search(terms, k=k, where=where, relevance=relevance)
     _print_image_hits(hits, as_json, paths_only)
+    _contact_sheet(hits, f"mmsearch: {query}", html, open_results)
+
+
+def _contact_sheet(hits, title: str, html: Path | None, open_results: bool) -> None:
+    """Write the hits' contact sheet (to --html, or a temporary file for --open) and open it."""
+    if html is None and not open_results:
+        return
+    from mmsearch.html_pages import contact_sheet, write_page
+
+    if html is None:
+        import tempfile
+
+        html = Path(tempfile.mkstemp(prefix="mmsearch-", suffix=".html")[1])
+    write_page(contact_sheet(hits, title), html)
+    if open_results:
+        typer.launch(str(html), wait=True)  # the viewer forks; no zombie
 
 
 def _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type):
@@ -388,6 +413,8 @@ def similar(
     db_url: DbUrlOpt = None,
     as_json: JsonOpt = False,
     paths_only: PathsOnlyOpt = False,
+    html: HtmlOpt = None,
+    open_results: OpenOpt = False,
 ) -> None:
     """Find images that look like an image (the image itself is left out)."""
     _check_output_options(as_json, paths_only)
@@ -396,6 +423,7 @@ def similar(
     with _open(library, model, device, db_url) as lib:
         hits = lib.similar(image, k=k, where=where, relevance=relevance)
     _print_image_hits(hits, as_json, paths_only)
+    _contact_sheet(hits, f"mmsearch: like {image}", html, open_results)
 
 
 @app.command()
@@ -525,6 +553,27 @@ def _open_for_queries(library, model, device):
         open_library(folder, model=model, device=device, db_url="sqlite://") as lib,
     ):
         yield lib
+
+
+@app.command("map")
+@command
+def map_library(
+    html: Annotated[Path, typer.Option("--html", help="The HTML file to write.")],
+    max_images: Annotated[int, typer.Option(min=2, help="Images drawn (evenly sampled).")] = 1000,
+    open_map: OpenOpt = False,
+    library: LibraryOpt = None,
+    db_url: DbUrlOpt = None,
+) -> None:
+    """Draw the library's images on a 2-D map of their embeddings (PCA), as one HTML file."""
+    from mmsearch.html_pages import library_map, write_page
+
+    with _open(library, db_url=db_url) as lib:
+        points = lib.map_points(max_images)
+        title = f"mmsearch map of {lib.library_dir} ({len(points)} images)"
+    write_page(library_map(points, title), html)
+    typer.echo(f"wrote {html} ({len(points)} images)")
+    if open_map:
+        typer.launch(str(html), wait=True)  # the viewer forks; no zombie
 
 
 @app.command()

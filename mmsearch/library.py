@@ -30,6 +30,7 @@ from mmsearch.errors import (
 from mmsearch.imaging import load_image
 from mmsearch.models import DEFAULT_MODEL, PRESETS, ModelSpec, resolve_model, weights_id
 from mmsearch.preprocess import fit_to_model
+from mmsearch.projection import pca_2d
 from mmsearch.query import (
     ImageFilter,
     QueryTerm,
@@ -446,6 +447,22 @@ class Library:
             order = np.argsort(-probabilities)
             results.append({labels[i]: float(probabilities[i]) for i in order})
         return results
+
+    def map_points(self, max_images: int = 1000) -> list[tuple[float, float, str]]:
+        """(x, y, path) of up to ``max_images`` images (evenly sampled by id) placed by a 2-D
+        PCA of their embeddings, x and y in [0, 1]."""
+        self._require("images")
+        with Session(self.engine) as session:
+            ids = session.execute(select(ImageRow.id).order_by(ImageRow.id)).scalars().all()
+            picks = np.linspace(0, len(ids) - 1, num=min(max_images, len(ids)))
+            chosen = [ids[i] for i in np.unique(picks.round().astype(int))]
+            rows = session.execute(
+                select(ImageRow.path, ImageRow.embedding).where(ImageRow.id.in_(chosen))
+            ).all()
+        positions = pca_2d(np.stack([np.frombuffer(b, np.float32) for _, b in rows]))
+        return [
+            (float(x), float(y), path) for (path, _), (x, y) in zip(rows, positions, strict=True)
+        ]
 
     def image_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """Stored vectors of images by id."""
