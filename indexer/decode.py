@@ -5,14 +5,13 @@ This module must stay light (Pillow and numpy only): it is what each worker proc
 
 from __future__ import annotations
 
-import hashlib
 import signal
 from dataclasses import dataclass
 
 import numpy as np
 
 from mmsearch.errors import ImageError
-from mmsearch.imaging import open_picture
+from mmsearch.imaging import content_hash, open_picture
 from mmsearch.preprocess import PreprocessConfig, fit_to_model
 
 
@@ -45,12 +44,6 @@ def start_worker(hashes: frozenset[str]) -> None:
     handles it (stores the batch in flight, then stops the workers), so workers ignore it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     share_known_hashes(hashes)
-
-
-def content_hash(path: str) -> str:
-    """BLAKE2b-128 of a file's bytes, hex."""
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
 
 
 def decode_for_model(

@@ -102,6 +102,7 @@ def index_paths(
 
 def _index(library, paths, include_hidden, exclude, batch_size, workers, max_pixels, progress):
     found = discover(paths, include_hidden=include_hidden, exclude=exclude)
+    library.add_indexed_roots(paths)
     # Everything stored under the given paths (folders and single files) is compared with disk.
     stored = library.image_state(under=[os.path.abspath(p) for p in paths])
     if not found.files and not found.problems and not stored:

@@ -578,6 +578,36 @@ def map_library(
 
 @app.command()
 @command
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8765,
+    max_upload_mb: Annotated[
+        float, typer.Option(min=0.1, help="Largest query image accepted by upload.")
+    ] = 20.0,
+    library: LibraryOpt = None,
+    device: DeviceOpt = None,
+    db_url: DbUrlOpt = None,
+) -> None:
+    """Serve a web app and JSON API for the library (Ctrl-C stops it)."""
+    try:
+        from mmsearch import server
+    except ImportError as exc:
+        raise MMSearchError(
+            f"mmsearch serve needs the web extra ({exc.name} is missing): "
+            "pip install 'mmsearch[web]'"
+        ) from exc
+    with _open(library, device=device, db_url=db_url) as lib:
+        lib.encoder.encode_texts(["warm up"])  # load the model now, not on the first request
+
+        def ready(url: str) -> None:
+            typer.echo(f"serving {lib.library_dir} on {url} (Ctrl-C stops)", err=False)
+            sys.stdout.flush()
+
+        server.serve(lib, host, port, on_ready=ready, max_upload_bytes=int(max_upload_mb * 2**20))
+
+
+@app.command()
+@command
 def check(
     library: LibraryOpt = None,
     db_url: DbUrlOpt = None,

@@ -11,6 +11,7 @@ This module imports only Pillow and numpy so that decoder worker processes start
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import warnings
@@ -200,6 +201,12 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     else:
         top = 65535.0 if pixels.max(initial=0) > 255 else 255.0
     return np.clip(pixels / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def content_hash(path: str | os.PathLike[str]) -> str:
+    """BLAKE2b-128 of a file's bytes, hex: what recognises the same picture under another name."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
 
 
 def is_image_path(path: str | os.PathLike[str]) -> bool:

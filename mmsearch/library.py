@@ -27,7 +27,7 @@ from mmsearch.errors import (
     InputError,
     ModelMismatchError,
 )
-from mmsearch.imaging import load_image
+from mmsearch.imaging import content_hash, load_image
 from mmsearch.models import DEFAULT_MODEL, PRESETS, ModelSpec, resolve_model, weights_id
 from mmsearch.preprocess import fit_to_model
 from mmsearch.projection import pca_2d
@@ -136,6 +136,42 @@ class Library:
             for path, *rest in rows
             if not prefixes or any(path.startswith(p) or path == p[:-1] for p in prefixes)
         }
+
+    def add_indexed_roots(self, paths: Iterable[str | os.PathLike[str]]) -> None:
+        """Remember the folders and files indexing was asked to cover (``mmsearch serve`` only
+        serves files that really lie under one of them)."""
+        with self._write() as session:
+            roots = set(get_setting(session, "indexed_roots", []))
+            roots.update(os.path.abspath(p) for p in paths)
+            set_setting(session, "indexed_roots", sorted(roots))
+
+    def indexed_roots(self) -> list[str]:
+        with Session(self.engine) as session:
+            return list(get_setting(session, "indexed_roots", []))
+
+    def servable_paths(self, image_ids: Iterable[int]) -> dict[int, str | None]:
+        """id → the image's file if it may be handed out, else None. A file may be handed out
+        when it really lies (symlinks resolved) under a folder that was indexed and is unchanged
+        since it was indexed; unknown ids are None too."""
+        image_ids = list(image_ids)
+        stmt = select(ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns).where(
+            ImageRow.id.in_(image_ids)
+        )
+        with Session(self.engine) as session:
+            rows = {r.id: r for r in session.execute(stmt).all()}
+        roots = [os.path.join(os.path.realpath(r), "") for r in self.indexed_roots()]
+        found: dict[int, str | None] = dict.fromkeys(image_ids)
+        for image_id, row in rows.items():
+            real = os.path.realpath(row.path)
+            if not any(real.startswith(r) or real == r[:-1] for r in roots):
+                continue
+            try:
+                stat = os.stat(real)
+            except OSError:
+                continue
+            if (stat.st_size, stat.st_mtime_ns) == (row.size, row.mtime_ns):
+                found[image_id] = real
+        return found
 
     def known_hashes(self) -> frozenset[str]:
         """Content hashes of every stored image."""
@@ -374,10 +410,9 @@ class Library:
             if term.text is not None:
                 vectors.append(next(text_vectors))
             else:
-                vector, own_id = self._image_vector(term.image)
+                vector, same = self._image_vector(term.image)
                 vectors.append(vector)
-                if own_id is not None:
-                    exclude.add(own_id)
+                exclude |= same
         query = compose(vectors, [t.weight for t in terms])
         allowed = self._allowed_images(where, exclude) if where else None
         fetch = k * 4 if relevance.dedup else k
@@ -557,10 +592,12 @@ class Library:
             if i in rows
         ]
 
-    def _image_vector(self, image) -> tuple[np.ndarray, int | None]:
-        """A query image's vector: stored if the file is in the library and unchanged."""
+    def _image_vector(self, image) -> tuple[np.ndarray, set[int]]:
+        """A query image's vector, and the ids of library images with the same content (the
+        query itself, its copies), which results leave out. The stored vector is used when the
+        library holds the file or its content unchanged."""
         if isinstance(image, Image.Image):
-            return self._encode_picture(image.convert("RGB")), None
+            return self._encode_picture(image.convert("RGB")), set()
         path = os.path.abspath(os.fspath(image))
         with Session(self.engine) as session:
             row = session.execute(
@@ -573,12 +610,32 @@ class Library:
                 except OSError:
                     unchanged = True  # the stored vector is all we have
                 if unchanged:
-                    return np.frombuffer(row.embedding, dtype=np.float32), row.id
+                    return np.frombuffer(row.embedding, np.float32), self._same_content(row)
+            try:
+                digest = content_hash(path)
+            except OSError:
+                digest = None  # load_image below says what is wrong
+            twins = (
+                session.execute(select(ImageRow).where(ImageRow.content_hash == digest))
+                .scalars()
+                .all()
+                if digest
+                else []
+            )
+        if twins:
+            return np.frombuffer(twins[0].embedding, np.float32), {t.id for t in twins}
         try:
             picture = load_image(path, min_size=self.encoder.preprocess.size)
         except ImageError as exc:
             raise InputError(f"cannot use {image} as a query image: {exc}") from exc
-        return self._encode_picture(picture), None
+        return self._encode_picture(picture), set()
+
+    def _same_content(self, row: ImageRow) -> set[int]:
+        if row.content_hash is None:
+            return {row.id}
+        stmt = select(ImageRow.id).where(ImageRow.content_hash == row.content_hash)
+        with Session(self.engine) as session:
+            return set(session.execute(stmt).scalars()) | {row.id}
 
     def _encode_picture(self, picture: Image.Image) -> np.ndarray:
         pixels = fit_to_model(picture, self.encoder.preprocess)

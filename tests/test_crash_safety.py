@@ -22,9 +22,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from indexer.decode import content_hash
 from mmsearch import open_library
 from mmsearch.checking import check_library
+from mmsearch.imaging import content_hash
 from mmsearch.schema import ImageRow, SkippedFile
 from tests import shapes
 

@@ -1,0 +1,297 @@
+"""``mmsearch serve``: a local web app and JSON API over one library (Starlette on uvicorn).
+
+The library and its model are opened once and stay loaded, so a query costs only the encoder
+and the search. Requests reach the library one at a time (a lock): the encoder already uses every
+core for one query, and the library's caches are not built for concurrent mutation.
+
+Only files that belong to the library are ever read or served, and only by id: a file must lie,
+symlinks resolved, under a folder that was indexed, and be unchanged since (see
+``Library.servable_paths``). Uploaded query images are size-limited and decoded with the same safe
+loader as indexing. Thumbnails are made on demand and cached in the library folder.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import threading
+from pathlib import Path
+
+from mmsearch.errors import EmptyLibraryError, InputError, MMSearchError
+from mmsearch.library import Library
+from mmsearch.query import ImageFilter, QueryTerm, Relevance
+
+PAGE = Path(__file__).parent / "web" / "index.html"
+THUMBNAIL_SIZE = 256
+DEFAULT_MAX_UPLOAD = 20 * 2**20
+
+
+def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
+    """The ASGI application serving ``library``."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse, Response
+    from starlette.routing import Route
+
+    lock = threading.Lock()
+    thumbnails = library.library_dir / "thumbnails"
+
+    def locked(func, *args, **kwargs):
+        with lock:
+            return func(*args, **kwargs)
+
+    async def call(func, *args, **kwargs):
+        """Run a library call off the event loop; user errors become JSON 4xx answers."""
+        try:
+            return await run_in_threadpool(locked, func, *args, **kwargs)
+        except EmptyLibraryError as exc:
+            raise _HTTPError(409, str(exc)) from exc
+        except MMSearchError as exc:
+            raise _HTTPError(400, str(exc)) from exc
+
+    async def hits_json(hits) -> list[dict]:
+        """Hits with the URLs of their pictures (null for files that may not be served)."""
+        servable = await call(library.servable_paths, [h.id for h in hits])
+        return [
+            {
+                "rank": n,
+                **h.to_dict(),
+                "thumbnail": f"/api/thumbnail/{h.id}" if servable[h.id] else None,
+                "image": f"/api/image/{h.id}" if servable[h.id] else None,
+            }
+            for n, h in enumerate(hits, 1)
+        ]
+
+    async def page(request: Request):
+        return FileResponse(PAGE, media_type="text/html")
+
+    async def info(request: Request):
+        details = await call(library.info)
+        return JSONResponse(details.to_dict())
+
+    async def search(request: Request):
+        params = request.query_params
+        # Text only: a query string is never taken for a file name on the server.
+        terms = [_text_term(v, 1.0) for v in params.getlist("q") + params.getlist("plus")]
+        terms += [_text_term(v, -1.0) for v in params.getlist("minus")]
+        terms += [
+            QueryTerm(1.0, image=path)
+            for path in [
+                await call(_required_path, library, _int(i, "like")) for i in params.getlist("like")
+            ]
+        ]
+        if not terms:
+            raise _HTTPError(400, "the query is empty; pass q=... (or like=ID)")
+        hits = await call(
+            library.search,
+            terms,
+            k=_int(params.get("k", "20"), "k"),
+            where=_filter(params),
+            relevance=_relevance(params),
+        )
+        return JSONResponse(await hits_json(hits))
+
+    async def search_by_upload(request: Request):
+        length = int(request.headers.get("content-length") or 0)
+        if length > max_upload_bytes + 65536:
+            raise _HTTPError(413, f"the upload is over {max_upload_bytes / 2**20:g} MB")
+        form = await request.form(max_files=1, max_fields=20)
+        upload = form.get("image")
+        if upload is None or isinstance(upload, str):
+            raise _HTTPError(400, 'send the query image as multipart form field "image"')
+        data = await upload.read(max_upload_bytes + 1)
+        if len(data) > max_upload_bytes:
+            raise _HTTPError(413, f"the upload is over {max_upload_bytes / 2**20:g} MB")
+        k = _int(form.get("k", "20"), "k")
+        with tempfile.NamedTemporaryFile(suffix=Path(upload.filename or "x").suffix) as tmp:
+            tmp.write(data)
+            tmp.flush()
+            hits = await call(library.similar, tmp.name, k=k, where=_filter(form))
+        return JSONResponse(await hits_json(hits))
+
+    async def similar(request: Request):
+        image_id = request.path_params["image_id"]
+        path = await call(_required_path, library, image_id)
+        hits = await call(library.similar, path, k=_int(request.query_params.get("k", "20"), "k"))
+        return JSONResponse(await hits_json(hits))
+
+    async def captions(request: Request):
+        image_id = request.path_params["image_id"]
+        path = await call(_required_path, library, image_id)
+        params = request.query_params
+        hits = await call(
+            library.captions,
+            path,
+            k=_int(params.get("k", "5"), "k"),
+            collection=params.get("collection") or None,
+        )
+        return JSONResponse([{"rank": n, **h.to_dict()} for n, h in enumerate(hits, 1)])
+
+    async def image(request: Request):
+        path = await call(_required_path, library, request.path_params["image_id"])
+        return FileResponse(path)
+
+    async def thumbnail(request: Request):
+        image_id = request.path_params["image_id"]
+        path = await call(_required_path, library, image_id)
+        data = await run_in_threadpool(_thumbnail, thumbnails, image_id, path)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    async def http_error(request: Request, exc: _HTTPError):
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    async def value_error(request: Request, exc: InputError):
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    routes = [
+        Route("/", page),
+        Route("/api/info", info),
+        Route("/api/search", search),
+        Route("/api/search/image", search_by_upload, methods=["POST"]),
+        Route("/api/similar/{image_id:int}", similar),
+        Route("/api/captions/{image_id:int}", captions),
+        Route("/api/image/{image_id:int}", image),
+        Route("/api/thumbnail/{image_id:int}", thumbnail),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={_HTTPError: http_error, InputError: value_error},
+    )
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _required_path(library: Library, image_id: int) -> str:
+    path = library.servable_paths([image_id])[image_id]
+    if path is None:
+        raise _HTTPError(404, f"no servable image {image_id} in this library")
+    return path
+
+
+def _thumbnail(cache: Path, image_id: int, path: str) -> bytes:
+    """A JPEG thumbnail, cached by id and file identity (a changed file gets a new one)."""
+    from mmsearch.errors import ImageError
+    from mmsearch.imaging import load_image
+
+    stat = Path(path).stat()
+    cached = cache / f"{image_id}-{stat.st_size}-{stat.st_mtime_ns}.jpg"
+    if cached.is_file():
+        return cached.read_bytes()
+    try:
+        picture = load_image(path, min_size=THUMBNAIL_SIZE)
+    except ImageError as exc:
+        raise _HTTPError(404, str(exc)) from exc
+    picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=85)
+    data = buffer.getvalue()
+    try:
+        cache.mkdir(exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(cached)
+    except OSError:
+        pass  # a read-only library still serves thumbnails, uncached
+    return data
+
+
+def _int(value, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise _HTTPError(400, f"{name} must be a whole number, not {value!r}") from None
+    if not 1 <= number <= 1000:
+        raise _HTTPError(400, f"{name} must be between 1 and 1000")
+    return number
+
+
+def _number(value, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise _HTTPError(400, f"{name} must be a number, not {value!r}") from None
+
+
+def _text_term(value: str, sign: float) -> QueryTerm:
+    """``sunset`` or ``2:sunset`` as a text term."""
+    weight, separator, text = value.partition(":")
+    try:
+        factor = float(weight) if separator else None
+    except ValueError:
+        factor = None
+    if factor is None:
+        factor, text = 1.0, value
+    if not text.strip():
+        raise _HTTPError(400, "a query term is empty")
+    return QueryTerm(sign * factor, text=text)
+
+
+def _size(value, name: str) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise _HTTPError(400, f"{name} must be a whole number of pixels, not {value!r}") from None
+
+
+def _filter(params) -> ImageFilter | None:
+    def get(key):
+        value = params.get(key)
+        return value if value not in (None, "") else None
+
+    where = ImageFilter(
+        folders=tuple(params.getlist("in")),
+        date_from=get("from"),
+        date_to=get("to"),
+        min_width=_size(get("min_width"), "min_width"),
+        min_height=_size(get("min_height"), "min_height"),
+        orientation=get("orientation"),
+        formats=tuple(params.getlist("type")),
+    )
+    return where or None
+
+
+def _relevance(params) -> Relevance:
+    return Relevance(
+        within=_number(params["within"], "within") if params.get("within") else None,
+        knee=params.get("knee") in ("1", "true"),
+        dedup=_number(params.get("dedup_threshold", "0.95"), "dedup_threshold")
+        if params.get("dedup") in ("1", "true")
+        else None,
+        sort=params.get("sort", "score"),
+    )
+
+
+def serve(
+    library: Library,
+    host: str,
+    port: int,
+    *,
+    on_ready=None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+) -> None:
+    """Serve until interrupted. ``on_ready(url)`` is called once the socket is listening."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(128)
+    url = f"http://{host}:{sock.getsockname()[1]}/"
+    app = create_app(library, max_upload_bytes=max_upload_bytes)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    if on_ready is not None:
+        on_ready(url)
+    server.run(sockets=[sock])
