@@ -20,3 +20,21 @@ def test_index_run_reports_outcome_time_and_memory(photos, tiny_model, tmp_path)
     report = json.loads(out)
     assert (report["files"], report["indexed"], report["skipped"]) == (28, 27, {"not-an-image": 1})
     assert report["seconds"] > 0 and report["peak_rss_tree_mb"] > 50
+
+
+def test_serve_load_reports_throughput_and_latency(photos, tiny_model, tmp_path):
+    library = tmp_path / "lib"
+    subprocess.run(
+        [sys.executable, "-m", "mmsearch", "index", str(photos), "--library", str(library),
+         "--model", str(tiny_model), "--workers", "0"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench/serve_load.py"), "--library", str(library),
+         "--clients", "2", "--seconds", "1"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    report = json.loads(out)
+    for kind in ("warm_search_one_client", "search", "thumbnail"):
+        assert report[kind]["errors"] == 0 and report[kind]["requests"] > 0
+        assert report[kind]["p50_ms"] <= report[kind]["p99_ms"]
