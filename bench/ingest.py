@@ -1,0 +1,132 @@
+"""Indexing throughput against its limits, all measured in one run on the same files.
+
+    python bench/ingest.py FOLDER [--model vit-b-32-256|clipart-mini|ARCH] [--limit N]
+
+For one folder and one model (batch size 32, CPU), in images per second:
+
+- ``encoder``: the image tower alone on pictures already decoded and fitted (the ceiling when
+  encoding is the bottleneck, as for the default ViT-B/32-256);
+- ``decode``: the decoder workers alone (one per core: hash, decode, fit; no encoder), the
+  ceiling when decoding is the bottleneck, as for the small bundled model;
+- ``index``: ``mmsearch index``'s pipeline end to end into a fresh library;
+- ``naive``: the straightforward pipeline: full decode with Pillow and open_clip's own
+  preprocessing transform in the main process, then the encoder, batch by batch.
+
+Presets without downloadable weights are timed with random weights of the same architecture:
+speed does not depend on the weights' values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+BATCH = 32
+
+
+def _encoder(model: str):
+    from mmsearch.encoder import OpenClipEncoder
+    from mmsearch.models import PRESETS, ModelSpec, register_open_clip_configs
+
+    register_open_clip_configs()
+    spec = PRESETS.get(model)
+    if spec is None or (spec.pretrained and not spec.weights_path):
+        arch = spec.arch if spec else model
+        spec = ModelSpec(name=f"{arch} (random weights)", arch=arch, pretrained=None)
+    return OpenClipEncoder(spec, device="cpu", batch_size=BATCH)
+
+
+def _files(folder: str, limit: int) -> list[str]:
+    from indexer.discover import discover
+
+    return [f.path for f in discover([folder]).files][:limit]
+
+
+def measure(folder: str, model: str, limit: int) -> dict:
+    import logging
+
+    import open_clip
+    import torch
+    from PIL import Image
+
+    from indexer import index_paths
+    from indexer.decode import decode_for_model
+    from indexer.pipeline import _decode_all
+    from mmsearch import open_library
+
+    logging.getLogger().setLevel(logging.ERROR)
+    Image.MAX_IMAGE_PIXELS = None  # the naive path decodes what the others accepted
+    files = _files(folder, limit)
+    encoder = _encoder(model)
+    cfg = encoder.preprocess
+    decode = partial(decode_for_model, cfg=cfg, max_pixels=2 * 89_478_485)
+
+    started = time.perf_counter()
+    decoded = _decode_all(files, decode, None, 4 * BATCH, frozenset())  # one worker per core
+    decoded = [d for d in decoded if d.reason is None]
+    decode_s = time.perf_counter() - started
+    pictures = np.stack([d.pixels for d in decoded])
+
+    encoder.encode_images(pictures[:2])  # warm up
+    started = time.perf_counter()
+    encoder.encode_images(pictures)
+    encode_s = time.perf_counter() - started
+
+    with tempfile.TemporaryDirectory() as tmp:
+        listing = Path(tmp) / "files"
+        listing.mkdir()
+        for n, path in enumerate(files):
+            os.symlink(path, listing / f"{n:06d}{Path(path).suffix.lower()}")
+        with open_library(Path(tmp) / "lib", encoder=encoder) as library:
+            started = time.perf_counter()
+            summary = index_paths(library, [listing], batch_size=BATCH)
+            index_s = time.perf_counter() - started
+
+    transform = open_clip.image_transform(cfg.size, is_train=False, mean=cfg.mean, std=cfg.std)
+    model_ = encoder._load()
+    usable = [d.path for d in decoded]  # the same files the other paths managed to decode
+    started = time.perf_counter()
+    for start in range(0, len(usable), BATCH):
+        batch = [transform(Image.open(p).convert("RGB")) for p in usable[start : start + BATCH]]
+        with torch.inference_mode():
+            model_.encode_image(torch.stack(batch), normalize=True)
+    naive_s = time.perf_counter() - started
+
+    n = len(pictures)
+    rates = {
+        "encoder": n / encode_s,
+        "decode": n / decode_s,
+        "index": (summary.added + summary.updated) / index_s,  # reused copies count as done
+        "naive": n / naive_s,
+    }
+    return {
+        "folder": folder,
+        "model": encoder.spec.name,
+        "images": n,
+        "reused_by_index": summary.reused,
+        "cpus": os.cpu_count(),
+        "images_per_second": {k: round(v, 1) for k, v in rates.items()},
+        "index_vs_encoder": round(rates["index"] / rates["encoder"], 3),
+        "index_vs_decode": round(rates["index"] / rates["decode"], 3),
+        "index_vs_naive": round(rates["index"] / rates["naive"], 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder")
+    parser.add_argument("--model", default="vit-b-32-256")
+    parser.add_argument("--limit", type=int, default=10_000, help="at most this many files")
+    args = parser.parse_args()
+    print(json.dumps(measure(args.folder, args.model, args.limit), indent=2))
+
+
+if __name__ == "__main__":
+    main()
