@@ -223,8 +223,10 @@ class Library:
             )
             session.flush()
             ids = np.array([row.id for row in rows], dtype=np.int64)
+            # Only updated rows have an old vector to drop (a removal scans the whole index).
+            replaced = np.array([r.id for r in existing.values()], dtype=np.int64)
             generation = bump_generation(session, "images")
-        self._indexes.apply("images", generation, remove=ids, add=(ids, vectors))
+        self._indexes.apply("images", generation, remove=replaced, add=(ids, vectors))
         return ids.tolist()
 
     def remove_images(self, paths: Iterable[str]) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -42,3 +44,36 @@ def test_matches_open_clip_transform(size, resize_mode, interpolation):
     ours = to_model_tensor(fit_to_model(image, cfg)[None], cfg)[0]
     assert ours.shape == reference.shape
     assert torch.allclose(ours, reference, atol=1e-5)
+
+
+WALLPAPERS = Path("/usr/share/wallpapers")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WALLPAPERS.is_dir(), reason="Debian plasma-workspace-wallpapers missing")
+def test_fast_decoding_gives_open_clips_embeddings_on_real_photos():
+    """Draft-mode JPEG decoding and integer reduction in the workers, then our resize, against
+    open_clip's own transform of the fully decoded photo: the embeddings must agree."""
+    import open_clip
+
+    from mmsearch.encoder import OpenClipEncoder
+    from mmsearch.imaging import open_picture
+    from mmsearch.models import resolve_model
+
+    photos = sorted(WALLPAPERS.glob("*/contents/images/*.jpg"))[::6][:16]
+    encoder = OpenClipEncoder(resolve_model("clipart-mini"), device="cpu")
+    cfg = encoder.preprocess
+    transform = open_clip.image_transform(cfg.size, is_train=False, mean=cfg.mean, std=cfg.std)
+    model = encoder._load()
+    fast, reference = [], []
+    for path in photos:
+        picture = open_picture(path, min_size=cfg.size).image
+        fast.append(encoder.encode_images(fit_to_model(picture, cfg)[None])[0])
+        with torch.inference_mode():
+            full = transform(Image.open(path).convert("RGB"))[None]
+            reference.append(model.encode_image(full, normalize=True)[0].numpy())
+    fast, reference = np.stack(fast), np.stack(reference)
+    agreement = (fast * reference).sum(axis=1)
+    assert agreement.min() >= 0.99, agreement
+    different = reference @ reference.T
+    assert different[~np.eye(len(photos), dtype=bool)].mean() < 0.9  # the check can fail
