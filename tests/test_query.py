@@ -210,6 +210,9 @@ def test_tag_gives_label_probabilities(cli, photos, tmp_path):
     table = cli("tag", str(photos / "red_circle_0.png"), "--labels-file",
                 str(tmp_path / "labels.txt"), "--template", "a {}").stdout  # fmt: skip
     assert table.startswith(f"{photos / 'red_circle_0.png'}: red circle ")
+    top1 = cli("tag", str(photos / "red_circle_0.png"), "--labels", "red circle,blue triangle",
+               "--top", "1", "--template", "a {}").stdout  # fmt: skip
+    assert top1.count("%") == 1
 
 
 def test_tag_without_a_library(tiny_model, photos, tmp_path, monkeypatch):
