@@ -600,7 +600,7 @@ def serve(
         lib.encoder.encode_texts(["warm up"])  # load the model now, not on the first request
 
         def ready(url: str) -> None:
-            typer.echo(f"serving {lib.library_dir} on {url} (Ctrl-C stops)", err=False)
+            typer.echo(f"serving {lib.library_dir} on {url} (Ctrl-C stops)")
             sys.stdout.flush()
 
         server.serve(lib, host, port, on_ready=ready, max_upload_bytes=int(max_upload_mb * 2**20))
