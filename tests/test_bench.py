@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -38,3 +40,18 @@ def test_serve_load_reports_throughput_and_latency(photos, tiny_model, tmp_path)
     for kind in ("warm_search_one_client", "search", "thumbnail"):
         assert report[kind]["errors"] == 0 and report[kind]["requests"] > 0
         assert report[kind]["p50_ms"] <= report[kind]["p99_ms"]
+
+
+@pytest.mark.slow
+def test_query_latency_reports_warm_and_cold(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench/query_latency.py"), "--images", "3000", "--arch",
+         "mmsearch-tiny", "--library", str(tmp_path / "lib"), "--cold-runs", "1"],
+        capture_output=True, text=True, check=True, timeout=600,
+    ).stdout  # fmt: skip
+    report = json.loads(out)
+    assert report["warm"]["queries"] == 60 and report["warm"]["p50_ms"] > 0
+    assert set(report["cold"]["breakdown_s"]) == {
+        "imports", "open_library", "load_model", "encode_query", "load_index",
+        "search_and_metadata",
+    }  # fmt: skip
