@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from mmsearch.derived_indexes import MODALITIES, ROWS
 from mmsearch.library import Library
 from mmsearch.models import weights_id
-from mmsearch.schema import ImageRow, SkippedFile, TextRow
+from mmsearch.schema import CachedQuery, ImageRow, SkippedFile, TextRow
 from mmsearch.store import bump_generation, get_setting
 from mmsearch.vector_index import FaissIndex
 
@@ -69,6 +69,7 @@ def _check_all(library: Library) -> list[Problem]:
             )
         problems += _check_index(library, modality, dim, exclude=bad)
     problems += _check_skipped(library)
+    problems += _check_query_cache(library, dim)
     return problems
 
 
@@ -88,6 +89,11 @@ def repair_library(library: Library, problems: list[Problem]) -> list[str]:
         )
     if "texts" in parts:
         done.append(_reencode_texts(library, _bad_vectors(library, "texts", dim)))
+    if "query_cache" in parts:
+        with Session(library.engine) as session:
+            cleared = session.execute(delete(CachedQuery)).rowcount
+            session.commit()
+        done.append(f"cleared the query cache ({cleared} queries are encoded again when asked)")
     if "skipped_files" in parts:
         with library.writing(), Session(library.engine) as session:
             indexed = select(ImageRow.path)
@@ -166,13 +172,7 @@ def _stored_vectors(library: Library, modality: str):
 def _bad_vectors(library: Library, modality: str, dim: int | None) -> list[int]:
     bad = []
     for ids, blobs in _stored_vectors(library, modality):
-        for id_, blob in zip(ids, blobs, strict=True):
-            if dim is None or blob is None or len(blob) != 4 * dim:
-                bad.append(id_)
-                continue
-            vector = np.frombuffer(blob, np.float32)
-            if not np.isfinite(vector).all() or abs(np.linalg.norm(vector) - 1) > NORM_TOLERANCE:
-                bad.append(id_)
+        bad += [id_ for id_, blob in zip(ids, blobs, strict=True) if not _sound(blob, dim)]
     return bad
 
 
@@ -238,6 +238,23 @@ def _check_skipped(library: Library) -> list[Problem]:
             repairable=True,
         )
     ]
+
+
+def _check_query_cache(library: Library, dim: int | None) -> list[Problem]:
+    with Session(library.engine) as session:
+        blobs = session.execute(select(CachedQuery.embedding)).scalars().all()
+    bad = sum(not _sound(blob, dim) for blob in blobs)
+    if not bad:
+        return []
+    return [Problem("query_cache", f"{bad} cached query vectors are damaged", repairable=True)]
+
+
+def _sound(blob: bytes | None, dim: int | None) -> bool:
+    """A stored vector of the right length, finite and of unit length."""
+    if dim is None or blob is None or len(blob) != 4 * dim:
+        return False
+    vector = np.frombuffer(blob, np.float32)
+    return bool(np.isfinite(vector).all()) and abs(np.linalg.norm(vector) - 1) <= NORM_TOLERANCE
 
 
 def _reencode_texts(library: Library, ids: list[int]) -> str:

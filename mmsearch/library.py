@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from mmsearch.derived_indexes import MODALITIES, ROWS, DerivedIndexes
@@ -43,11 +44,13 @@ from mmsearch.query import (
 )
 from mmsearch.records import ImageRecord, TextRecord
 from mmsearch.results import CollectionInfo, ImageHit, IndexFileInfo, LibraryInfo, TextHit
-from mmsearch.schema import Collection, ImageRow, SkippedFile, TextRow
-from mmsearch.store import bump_generation, get_setting, set_setting
+from mmsearch.schema import CachedQuery, Collection, ImageRow, SkippedFile, TextRow
+from mmsearch.store import BUSY_TIMEOUT_PRAGMA, bump_generation, get_setting, set_setting
 from mmsearch.transaction import WriteTransaction
 from mmsearch.vector_index import FaissIndex
 from mmsearch.writer_lock import WriterLock
+
+QUERY_CACHE_SIZE = 10_000  # text queries whose embeddings are kept (oldest go first)
 
 
 class Library:
@@ -405,8 +408,7 @@ class Library:
             raise InputError("nothing to search for; give a text or an image")
         self._require("images")
         relevance = relevance or Relevance()
-        texts = [t.text for t in terms if t.text is not None]
-        text_vectors = iter(self.encoder.encode_texts(texts) if texts else [])
+        text_vectors = iter(self._query_vectors([t.text for t in terms if t.text is not None]))
         vectors, exclude = [], set()
         for term in terms:
             if term.text is not None:
@@ -428,6 +430,51 @@ class Library:
         if relevance.knee:
             hits = cut_at_knee(hits)
         return by_date(hits) if relevance.sort == "date" else hits
+
+    def _query_vectors(self, texts: list[str]) -> list[np.ndarray]:
+        """Embeddings of query texts: from the query cache, else encoded (and then cached)."""
+        if not texts:
+            return []
+        with Session(self.engine) as session:
+            stmt = select(CachedQuery.text, CachedQuery.embedding).where(
+                CachedQuery.text.in_(texts)
+            )
+            cached = {t: np.frombuffer(b, np.float32) for t, b in session.execute(stmt).all()}
+        missing = sorted({t for t in texts if t not in cached})
+        if missing:
+            encoded = self.encoder.encode_texts(missing)
+            cached.update(zip(missing, encoded, strict=True))
+            self._cache_queries(dict(zip(missing, encoded, strict=True)))
+        return [cached[t] for t in texts]
+
+    def _cache_queries(self, vectors: dict[str, np.ndarray]) -> None:
+        """Best effort: a busy, read-only or full library still answers, uncached."""
+        now = time.time()
+        sqlite = self.engine.dialect.name == "sqlite"
+        try:
+            with Session(self.engine) as session:
+                if sqlite:
+                    # Never keep a search waiting on an index run's transaction for its cache
+                    # (this connection goes back to the pool with the usual timeout, below).
+                    session.connection().exec_driver_sql("PRAGMA busy_timeout = 200")
+                for text, vector in vectors.items():
+                    session.merge(
+                        CachedQuery(text=text, embedding=vector.tobytes(), created_at=now)
+                    )
+                session.flush()
+                count = session.execute(select(func.count()).select_from(CachedQuery)).scalar_one()
+                if count > QUERY_CACHE_SIZE:
+                    oldest = (
+                        select(CachedQuery.text)
+                        .order_by(CachedQuery.created_at)
+                        .limit(count - QUERY_CACHE_SIZE)
+                    )
+                    session.execute(delete(CachedQuery).where(CachedQuery.text.in_(oldest)))
+                session.commit()
+                if sqlite:
+                    session.connection().exec_driver_sql(BUSY_TIMEOUT_PRAGMA)
+        except DBAPIError:
+            pass
 
     def _allowed_images(self, where: ImageFilter, exclude: set[int]) -> np.ndarray:
         stmt = select(ImageRow.id).where(*where.conditions())

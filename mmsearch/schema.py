@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 3  # 2: images.content_hash; 3: images.taken_at, taken_from
+SCHEMA_VERSION = 4  # 2: images.content_hash; 3: images.taken_at, taken_from; 4: query_cache
 
 
 class Base(DeclarativeBase):
@@ -104,3 +104,14 @@ class TextRow(Base):
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
 
     collection: Mapped[Collection] = relationship(back_populates="texts")
+
+
+class CachedQuery(Base):
+    """A text query's embedding, kept so that asking again needs no model at all: a repeated
+    ``mmsearch search`` neither imports torch nor loads the text tower."""
+
+    __tablename__ = "query_cache"
+
+    text: Mapped[str] = mapped_column(Text, primary_key=True)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[float] = mapped_column(Float, index=True)

@@ -9,7 +9,10 @@ from sqlalchemy.orm import Session
 
 from mmsearch.errors import LibraryError
 from mmsearch.records import mtime_iso
-from mmsearch.schema import SCHEMA_VERSION, Base, ImageRow, Setting
+from mmsearch.schema import SCHEMA_VERSION, Base, CachedQuery, ImageRow, Setting
+
+# How long a write waits for another process's transaction (30 s).
+BUSY_TIMEOUT_PRAGMA = "PRAGMA busy_timeout = 30000"
 
 
 def open_engine(url: str, *, create: bool) -> Engine:
@@ -81,6 +84,7 @@ def _upgrade(engine: Engine, version: int) -> None:
                 )
         for index in ImageRow.__table__.indexes:
             index.create(connection, checkfirst=True)
+        CachedQuery.__table__.create(connection, checkfirst=True)  # schema 4
         connection.execute(
             Setting.__table__.update()
             .where(Setting.key == "schema_version")
@@ -94,7 +98,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(BUSY_TIMEOUT_PRAGMA)
     cursor.close()
 
 

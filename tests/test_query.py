@@ -243,3 +243,39 @@ def test_tag_bad_input(cli, photos, args, message):
     cli("index", str(photos))
     result = cli("tag", str(photos / "red_circle_0.png"), *args)
     assert result.exit_code == 1 and message in result.stderr, result.output
+
+
+def test_repeated_query_needs_no_model(cli, photos):
+    """A query asked before is answered from the library's query cache: no torch, no model."""
+    import subprocess
+    import sys
+
+    cli("index", str(photos))
+    first = _names(_hits(cli("search", "a red circle", "-k", "3", "--json")))
+    code = (
+        "import sys; from typer.testing import CliRunner; from mmsearch.cli import app; "
+        f"r = CliRunner().invoke(app, ['search', 'a red circle', '-k', '3', '--json', "
+        f"'--library', {str(cli.library)!r}]); "
+        "print(r.exit_code, 'torch' in sys.modules, r.stdout.replace(chr(10), ' '))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    exit_code, torch_loaded, hits = out.split(" ", 2)
+    assert (exit_code, torch_loaded) == ("0", "False"), out
+    assert _names(json.loads(hits)) == first
+
+
+def test_damaged_query_cache_is_found_and_cleared(cli, photos):
+    import sqlite3
+
+    cli("index", str(photos))
+    cli("search", "a red circle")
+    db = sqlite3.connect(cli.library / "library.db")
+    db.execute("UPDATE query_cache SET embedding = x'00'")
+    db.commit()
+    db.close()
+    result = cli("check")
+    assert (
+        result.exit_code == 1 and "problem [query_cache]: 1 cached query vectors" in result.stdout
+    )
+    repaired = cli("check", "--repair")
+    assert repaired.exit_code == 0 and "cleared the query cache (1 queries" in repaired.stdout
