@@ -15,7 +15,7 @@ import numpy as np
 from mmsearch.errors import ModelError, ModelUnavailableError
 from mmsearch.models import OFFLINE_MODEL, ModelSpec, register_open_clip_configs, weights_id
 from mmsearch.preprocess import PreprocessConfig, to_model_tensor
-from mmsearch.text_tower import can_truncate, encode_text_truncated
+from mmsearch.text_tower import can_truncate, cast_text_tower, encode_text_truncated
 
 
 class Encoder(Protocol):
@@ -38,6 +38,14 @@ class Encoder(Protocol):
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Texts → N x dim float32 unit vectors."""
         ...
+
+
+def _wants_bf16_text(precision: str, device: str) -> bool:
+    if precision != "auto":
+        return precision == "bf16"
+    import torch
+
+    return device == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def pick_device(device: str | None = None) -> str:
@@ -69,12 +77,26 @@ class OpenClipEncoder:
         spec: which model (see :func:`mmsearch.models.resolve_model`).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default: CUDA when available.
         batch_size: how many items one forward pass takes.
+        text_precision: ``"auto"`` (bf16 text weights on a CPU with native bf16 when the text
+            tower can be cut after end-of-text, else fp32), ``"fp32"`` or ``"bf16"``. Text queries
+            are bound by reading the text weights; bf16 halves that, and the vectors agree with
+            fp32 to a cosine of 0.999 and more (tested).
     """
 
-    def __init__(self, spec: ModelSpec, *, device: str | None = None, batch_size: int = 32):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        device: str | None = None,
+        batch_size: int = 32,
+        text_precision: str = "auto",
+    ):
+        if text_precision not in ("auto", "fp32", "bf16"):
+            raise ModelError(f"text precision {text_precision!r}: use auto, fp32 or bf16")
         self.spec = spec
         self._device = device
         self.batch_size = batch_size
+        self._text_precision = text_precision
         self._model = None
         self._tokenizer = None
         self._preprocess: PreprocessConfig | None = None
@@ -85,6 +107,7 @@ class OpenClipEncoder:
         if self._model is not None:
             return self._model
         import open_clip
+        import torch
 
         register_open_clip_configs()
         self._device = pick_device(self._device)
@@ -112,6 +135,8 @@ class OpenClipEncoder:
         model.eval()
         self._model = model
         self._truncate = can_truncate(model)
+        if self._truncate and _wants_bf16_text(self._text_precision, self._device):
+            cast_text_tower(model, torch.bfloat16)
         self._tokenizer = open_clip.get_tokenizer(spec.arch)
         pp = dict(model.visual.preprocess_cfg) if hasattr(model.visual, "preprocess_cfg") else {}
         self._preprocess = PreprocessConfig.from_open_clip({"size": model.visual.image_size, **pp})

@@ -35,7 +35,7 @@ def encode_text_truncated(model, tokens):
     cast_dtype = model.transformer.get_cast_dtype()
     x = model.token_embedding(tokens).to(cast_dtype)
     x = x + model.positional_embedding[:length].to(cast_dtype)
-    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length].to(cast_dtype))
     x = model.ln_final(x)
     x = text_global_pool(
         x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None)
@@ -45,4 +45,17 @@ def encode_text_truncated(model, tokens):
             x = model.text_projection(x)
         else:
             x = x @ model.text_projection
-    return F.normalize(x, dim=-1)
+    return F.normalize(x.float(), dim=-1)  # in fp32 whatever the tower runs in: unit length
+
+
+def cast_text_tower(model, dtype) -> None:
+    """Store a causal CLIP's text tower (embeddings, transformer, final norm, projection) in
+    ``dtype``; the image tower is left as it is. :func:`encode_text_truncated` then runs in it."""
+    for module in (model.token_embedding, model.transformer, model.ln_final):
+        module.to(dtype)
+    model.positional_embedding.data = model.positional_embedding.data.to(dtype)
+    if model.text_projection is not None:
+        if hasattr(model.text_projection, "weight"):
+            model.text_projection.to(dtype)
+        else:
+            model.text_projection.data = model.text_projection.data.to(dtype)
