@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -81,3 +82,35 @@ def cli(tmp_path, tiny_model):
 
     run.library = library
     return run
+
+
+@pytest.fixture
+def library(tmp_path, tiny_model, photos):
+    """An open library of the held-out shapes, indexed with the tiny model."""
+    from indexer import index_paths
+    from mmsearch import open_library
+
+    lib = open_library(tmp_path / "lib", model=str(tiny_model))
+    index_paths(lib, [photos], workers=0)
+    yield lib
+    lib.close()
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture
+def browser_page():
+    """A new page in headless Debian Chromium, driven by Playwright (no browser download)."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian chromium is not installed (.ci/run installs it)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()

@@ -8,35 +8,18 @@ import shutil
 import stat
 from pathlib import Path
 
-import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def _rendered_images(page_file: Path) -> list[dict]:
-    """Open the page in headless Chromium; each <img>'s natural size (0 when it did not render)."""
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian chromium is not installed (.ci/run installs it)")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            page = browser.new_page()
-            page.goto(page_file.as_uri())
-            page.wait_for_load_state("load")
-            return page.eval_on_selector_all(
-                "img",
-                "imgs => imgs.map(i => ({w: i.naturalWidth, h: i.naturalHeight, "
-                "complete: i.complete, title: i.title || i.alt}))",
-            )
-        finally:
-            browser.close()
+def _rendered_images(page, page_file: Path) -> list[dict]:
+    """Each <img> of the page once loaded in Chromium: its natural size (0 if it did not render)."""
+    page.goto(page_file.as_uri())
+    page.wait_for_load_state("load")
+    return page.eval_on_selector_all(
+        "img",
+        "imgs => imgs.map(i => ({w: i.naturalWidth, h: i.naturalHeight, complete: i.complete}))",
+    )
 
 
-def test_contact_sheet_renders_in_chromium(cli, photos, tmp_path):
+def test_contact_sheet_renders_in_chromium(cli, photos, tmp_path, browser_page):
     strange = photos / 'odd <b>&"name.png'
     shutil.copy(photos / "red_circle_1.png", strange)
     cli("index", str(photos))
@@ -48,17 +31,17 @@ def test_contact_sheet_renders_in_chromium(cli, photos, tmp_path):
     assert "<b>&" not in text  # names are escaped, never markup
     assert len(re.findall(r'src="data:image/jpeg;base64,', text)) == 5  # one self-contained file
 
-    images = _rendered_images(sheet)
+    images = _rendered_images(browser_page, sheet)
     assert len(images) == 5
     assert all(i["complete"] and i["w"] > 0 and i["h"] > 0 for i in images), images
 
 
-def test_library_map_renders_in_chromium(cli, photos, tmp_path):
+def test_library_map_renders_in_chromium(cli, photos, tmp_path, browser_page):
     cli("index", str(photos))
     page = tmp_path / "map.html"
     result = cli("map", "--html", str(page), "--max-images", "10")
     assert result.exit_code == 0 and result.stdout.strip() == f"wrote {page} (10 images)"
-    images = _rendered_images(page)
+    images = _rendered_images(browser_page, page)
     assert len(images) == 10 and all(i["w"] > 0 for i in images)
     positions = re.findall(r"left:([\d.]+)%;top:([\d.]+)%", page.read_text())
     assert len(positions) == 10 and len(set(positions)) > 1  # spread out, not piled up

@@ -11,14 +11,6 @@ from mmsearch.errors import LibraryError, ModelMismatchError
 from mmsearch.vector_index import FaissIndex
 
 
-@pytest.fixture
-def library(tmp_path, tiny_model, photos):
-    lib = open_library(tmp_path / "lib", model=str(tiny_model))
-    index_paths(lib, [photos], workers=0)
-    yield lib
-    lib.close()
-
-
 def test_python_api_round_trip(library, photos):
     hits = library.search_text("a green triangle", k=3)
     assert [h.path.split("/")[-1][:14] for h in hits] == ["green_triangle"] * 3

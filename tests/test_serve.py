@@ -17,7 +17,6 @@ import pytest
 from PIL import Image
 
 from tests.conftest import SAMPLE_CORPUS
-from tests.test_html import CHROMIUM
 
 pytestmark = pytest.mark.slow
 
@@ -213,34 +212,22 @@ def test_a_file_changed_since_indexing_is_not_served(served):
         victim.write_bytes(original)
 
 
-def test_web_page_search_then_click_through(served):
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian chromium is not installed (.ci/run installs it)")
+def test_web_page_search_then_click_through(served, browser_page):
     url, _, _ = served
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            page = browser.new_page()
-            page.goto(url + "/")
-            page.fill("#q", "flag")
-            page.press("#q", "Enter")
-            page.wait_for_selector(".hit img")
-            page.wait_for_function(
-                "[...document.querySelectorAll('.hit img')].slice(0, 4)"
-                ".every(i => i.complete && i.naturalWidth > 0)"
-            )
-            paths = page.eval_on_selector_all(".hit", "cards => cards.map(c => c.dataset.path)")
-            assert any("flag" in p for p in paths[:5]), paths[:5]
-            page.click(".hit >> nth=0")
-            page.wait_for_selector("#captions li")
-            assert page.locator("#captions li").count() >= 1
-            assert page.eval_on_selector("#full", "i => i.complete") is not None
-            page.click("#more")
-            page.wait_for_function("document.querySelector('#status').textContent.includes('like')")
-            assert page.locator(".hit").count() > 0
-        finally:
-            browser.close()
+    page = browser_page
+    page.goto(url + "/")
+    page.fill("#q", "flag")
+    page.press("#q", "Enter")
+    page.wait_for_selector(".hit img")
+    page.wait_for_function(
+        "[...document.querySelectorAll('.hit img')].slice(0, 4)"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    paths = page.eval_on_selector_all(".hit", "cards => cards.map(c => c.dataset.path)")
+    assert any("flag" in p for p in paths[:5]), paths[:5]
+    page.click(".hit >> nth=0")
+    page.wait_for_selector("#captions li")
+    assert page.locator("#captions li").count() >= 1
+    page.click("#more")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('like')")
+    assert page.locator(".hit").count() > 0

@@ -6,21 +6,11 @@ import os
 import shutil
 import sqlite3
 
-import pytest
-
 from indexer import index_paths
 from mmsearch import open_library
 from mmsearch.records import mtime_iso
 from mmsearch.schema import SCHEMA_VERSION
 from tests import shapes
-
-
-@pytest.fixture
-def library(tmp_path, tiny_model, photos):
-    lib = open_library(tmp_path / "lib", model=str(tiny_model))
-    index_paths(lib, [photos], workers=0)
-    yield lib
-    lib.close()
 
 
 def _stored(library, path):
