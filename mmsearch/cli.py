@@ -86,6 +86,13 @@ WithinOpt = Annotated[
     float | None,
     typer.Option(min=0, help="Keep results within this score margin of the best one."),
 ]
+ExactOpt = Annotated[
+    bool,
+    typer.Option(
+        "--exact",
+        help="Compare with every item, even where a large library's index is approximate.",
+    ),
+]
 KneeOpt = Annotated[
     bool, typer.Option("--knee", help="Cut the results at the largest drop in score.")
 ]
@@ -330,6 +337,7 @@ def search(
     dedup: DedupOpt = False,
     dedup_threshold: DedupThresholdOpt = 0.95,
     sort: SortOpt = "score",
+    exact: ExactOpt = False,
     library: LibraryOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
@@ -349,7 +357,7 @@ def search(
     where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type)
     relevance = _relevance(within, knee, dedup, dedup_threshold, sort)
     with _open(library, model, device, db_url) as lib:
-        hits = lib.search(terms, k=k, where=where, relevance=relevance)
+        hits = lib.search(terms, k=k, where=where, relevance=relevance, exact=exact)
     _print_image_hits(hits, as_json, paths_only)
     _contact_sheet(hits, f"mmsearch: {query}", html, open_results)
 
@@ -407,6 +415,7 @@ def similar(
     dedup: DedupOpt = False,
     dedup_threshold: DedupThresholdOpt = 0.95,
     sort: SortOpt = "score",
+    exact: ExactOpt = False,
     library: LibraryOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
@@ -421,7 +430,7 @@ def similar(
     where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type)
     relevance = _relevance(within, knee, dedup, dedup_threshold, sort)
     with _open(library, model, device, db_url) as lib:
-        hits = lib.similar(image, k=k, where=where, relevance=relevance)
+        hits = lib.similar(image, k=k, where=where, relevance=relevance, exact=exact)
     _print_image_hits(hits, as_json, paths_only)
     _contact_sheet(hits, f"mmsearch: like {image}", html, open_results)
 
@@ -436,6 +445,7 @@ def captions(
         bool,
         typer.Option("--keep-duplicates", help="List a text each time it occurs, not once."),
     ] = False,
+    exact: ExactOpt = False,
     library: LibraryOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
@@ -444,7 +454,9 @@ def captions(
 ) -> None:
     """Find the texts (captions) that best describe an image."""
     with _open(library, model, device, db_url) as lib:
-        hits = lib.captions(image, k=k, collection=collection, distinct=not keep_duplicates)
+        hits = lib.captions(
+            image, k=k, collection=collection, distinct=not keep_duplicates, exact=exact
+        )
     if as_json:
         _print_json([{"rank": n, **h.to_dict()} for n, h in enumerate(hits, 1)])
         return

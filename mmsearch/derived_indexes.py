@@ -3,7 +3,10 @@
 The database is the truth. An index file is trusted only when the generation stamped in it equals
 the database's generation for that modality; otherwise it is rebuilt from the stored vectors.
 Changes committed by this process are mirrored into the loaded index (cheap), unless another
-writer got in between, in which case the index is rebuilt.
+writer got in between, in which case the index is rebuilt. When the collection has outgrown its
+kind of index (see :mod:`mmsearch.vector_index`), the index is rebuilt as it is saved.
+
+Searches use a read-only memory map of the file; a writer loads its own copy to change.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import contextlib
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from mmsearch.schema import ImageRow, TextRow
@@ -46,7 +49,7 @@ class DerivedIndexes:
         index = self._loaded.get(modality)
         if index is not None and index.generation == generation:
             return index
-        index = FaissIndex.load(self.path(modality))
+        index = FaissIndex.load(self.path(modality), mapped=True)
         if index is None or index.generation != generation:
             index = self._rebuild(modality)
             self._dirty.add(modality)
@@ -57,21 +60,25 @@ class DerivedIndexes:
     def _rebuild(self, modality: str) -> FaissIndex:
         row = ROWS[modality]
         with Session(self._engine) as session:
-            # One snapshot: the generation and the vectors it stamps are read together.
+            # One read transaction, so the generation, the count and the vectors (read twice
+            # when the index trains) all come from one snapshot of the database.
+            session.execute(text("BEGIN"))
             generation = int(get_setting(session, f"generation.{modality}", 0))
             model = get_setting(session, "model")
-            index = FaissIndex(int(model["dim"]) if model else 1, generation=generation)
-            ids, vectors = [], []
-            for id_, blob in session.execute(select(row.id, row.embedding)).yield_per(
-                _REBUILD_CHUNK
-            ):
-                ids.append(id_)
-                vectors.append(np.frombuffer(blob, dtype=np.float32))
-                if len(ids) == _REBUILD_CHUNK:
-                    index.add(np.array(ids), np.stack(vectors))
-                    ids, vectors = [], []
-            if ids:
-                index.add(np.array(ids), np.stack(vectors))
+            count = session.execute(select(func.count()).select_from(row)).scalar_one()
+
+            def chunks():
+                stored = session.execute(select(row.id, row.embedding).order_by(row.id))
+                for part in stored.yield_per(_REBUILD_CHUNK).partitions():
+                    ids, blobs = zip(*part, strict=True)
+                    yield (
+                        np.array(ids),
+                        np.frombuffer(b"".join(blobs), np.float32).reshape(len(ids), -1),
+                    )
+
+            dim = int(model["dim"]) if model else 1
+            index = FaissIndex.build(dim, count, chunks, generation=generation)
+            session.rollback()
         return index
 
     def rebuild(self, modality: str) -> FaissIndex:
@@ -84,7 +91,9 @@ class DerivedIndexes:
 
     def apply(self, modality: str, generation: int, *, remove=None, add=None) -> None:
         """Mirror a change committed at ``generation`` in the index (or rebuild it)."""
-        index = self._loaded.get(modality) or FaissIndex.load(self.path(modality))
+        index = self._loaded.get(modality)
+        if index is None or index.mapped:
+            index = FaissIndex.load(self.path(modality))
         if index is None or index.generation != generation - 1:
             # Never saved, or another writer got in between: rebuild from the database.
             self._loaded.pop(modality, None)
@@ -102,6 +111,8 @@ class DerivedIndexes:
         """Save changed indexes (atomically)."""
         for modality in sorted(self._dirty):
             index = self._loaded.get(modality)
+            if index is not None and index.needs_rebuild():
+                index = self._loaded[modality] = self._rebuild(modality)
             if index is not None:
                 # A read-only library still answers queries; the index is rebuilt next time.
                 with contextlib.suppress(OSError):

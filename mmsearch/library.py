@@ -368,11 +368,13 @@ class Library:
         k: int = 10,
         where: ImageFilter | None = None,
         relevance: Relevance | None = None,
+        exact: bool = False,
     ) -> list[ImageHit]:
         """Images that match a text query, best first."""
         if not query.strip():
             raise InputError("the query is empty; say what to look for, e.g. 'a red bicycle'")
-        return self.search([QueryTerm(1.0, text=query)], k=k, where=where, relevance=relevance)
+        terms = [QueryTerm(1.0, text=query)]
+        return self.search(terms, k=k, where=where, relevance=relevance, exact=exact)
 
     def similar(
         self,
@@ -381,12 +383,14 @@ class Library:
         k: int = 10,
         where: ImageFilter | None = None,
         relevance: Relevance | None = None,
+        exact: bool = False,
     ) -> list[ImageHit]:
         """Images that look like ``image`` (a file, in the library or not, or a PIL image).
 
         The query image itself is left out of the results.
         """
-        return self.search([QueryTerm(1.0, image=image)], k=k, where=where, relevance=relevance)
+        terms = [QueryTerm(1.0, image=image)]
+        return self.search(terms, k=k, where=where, relevance=relevance, exact=exact)
 
     def search(
         self,
@@ -395,11 +399,14 @@ class Library:
         k: int = 10,
         where: ImageFilter | None = None,
         relevance: Relevance | None = None,
+        exact: bool = False,
     ) -> list[ImageHit]:
         """Images that match a composed query: the weighted sum of its terms' embeddings.
 
         Query images that are in the library are left out of the results. ``where`` filters
         inside the vector search; ``relevance`` trims (margin, knee, near-duplicates) and orders.
+        ``exact`` compares the query with every image even where the index is approximate
+        (large libraries, see :mod:`mmsearch.vector_index`).
 
         Raises:
             InputError: no terms, terms that cancel out, or a filter that matches no image.
@@ -420,7 +427,7 @@ class Library:
         query = compose(vectors, [t.weight for t in terms])
         allowed = self._allowed_images(where, exclude) if where else None
         fetch = k * 4 if relevance.dedup else k
-        hits = self._image_hits(query, fetch, exclude=exclude, allowed=allowed)
+        hits = self._image_hits(query, fetch, exclude=exclude, allowed=allowed, exact=exact)
         if relevance.dedup:
             stored = self.image_vectors([h.id for h in hits])
             hits = collapse_near_duplicates(hits, stored, relevance.dedup)
@@ -561,11 +568,13 @@ class Library:
         k: int = 5,
         collection: str | None = None,
         distinct: bool = True,
+        exact: bool = False,
     ) -> list[TextHit]:
         """The texts nearest to an image, optionally from one collection only.
 
         With ``distinct`` (the default) a text that occurs many times (a caption shared by many
-        images) is listed once, with its best-scoring occurrence.
+        images) is listed once, with its best-scoring occurrence. ``exact`` compares the image
+        with every text even where the index is approximate.
         """
         self._require("texts")
         allowed = None
@@ -576,7 +585,7 @@ class Library:
         index = self._indexes.get("texts")
         fetch = k * 8 if distinct else k
         while True:
-            scores, ids = index.search(vector, fetch, allowed=allowed)
+            scores, ids = index.search(vector, fetch, allowed=allowed, exact=exact)
             found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
             hits = self._text_hits(found)
             if distinct:
@@ -611,10 +620,11 @@ class Library:
         ]
 
     def _image_hits(
-        self, vector: np.ndarray, k: int, *, exclude=frozenset(), allowed=None
+        self, vector: np.ndarray, k: int, *, exclude=frozenset(), allowed=None, exact=False
     ) -> list[ImageHit]:
         fetch = k if allowed is not None else k + len(exclude)  # allowed already excludes
-        scores, ids = self._indexes.get("images").search(vector, fetch, allowed=allowed)
+        index = self._indexes.get("images")
+        scores, ids = index.search(vector, fetch, allowed=allowed, exact=exact)
         found = [
             (int(i), float(s))
             for i, s in zip(ids[0], scores[0], strict=True)

@@ -89,6 +89,7 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
             k=_int(params.get("k", "20"), "k"),
             where=_filter(params),
             relevance=_relevance(params),
+            exact=params.get("exact") in ("1", "true"),
         )
         return JSONResponse(await hits_json(hits))
 

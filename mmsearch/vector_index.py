@@ -5,20 +5,40 @@ database *generation* it reflects, so the library can tell a current index from 
 rebuild instead of trusting it. Files are written to a temporary name, flushed to disk and
 renamed, so a crash leaves either the old file or the new one, never half of one.
 
-The file layout is a magic line, one JSON header line, then FAISS's own serialisation.
+The kind of index follows the collection's size, the way autofaiss chooses:
+
+* under :data:`FLAT_LIMIT` vectors, an exact scan (``IndexFlatIP``), a few milliseconds here;
+* from there on, an inverted file (``IndexIVFFlat``): k-means cells, and a query scans only the
+  cells nearest to it. Vectors are stored uncompressed, so scores are exact and only the recall
+  is approximate (``bench/ann_recall.py`` measures it); ``exact=True`` scans every cell.
+  The cells are retrained when the collection has grown or shrunk fourfold since training.
+
+The file layout is FAISS's own serialisation followed by a trailer (a JSON header, its length
+and :data:`TRAILER`), so FAISS can memory-map the file as it is: a reader opens even a
+million-vector library without reading it, and pages in only the cells a query scans.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import struct
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-MAGIC = b"MMSEARCH-INDEX 1\n"
+TRAILER = b"MMSEARCH-INDEX 2"
+FLAT_LIMIT = 32_768  # an exact scan of 32k vectors of dimension 512 takes ~6 ms on one core
+TRAINING_POINTS_PER_CELL = 40  # FAISS asks for at least 39
+PROBED_SHARE = 64  # a query scans 1/64 of the cells, and at least MIN_SCANNED vectors
+MIN_SCANNED = 8192  # a couple of milliseconds at dimension 512
+RETRAIN_FACTOR = 4
+
+Chunks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
 class VectorIndex(Protocol):
@@ -33,7 +53,7 @@ class VectorIndex(Protocol):
     def remove(self, ids: np.ndarray) -> None: ...
 
     def search(
-        self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None
+        self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None, exact=False
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product: (scores, ids), each len(queries) x k; missing hits have id -1."""
         ...
@@ -41,113 +61,224 @@ class VectorIndex(Protocol):
     def save(self, path: Path) -> None: ...
 
 
-class FaissIndex:
-    """Exact inner-product search (``IndexIDMap2`` over ``IndexFlatIP``); ids are item ids."""
+def cells_for(count: int) -> int:
+    """How many IVF cells suit ``count`` vectors: about 4·√count, a power of two, with enough
+    points to train each; 0 means an exact flat index."""
+    if count < FLAT_LIMIT:
+        return 0
+    cells = 2 ** round(math.log2(4 * math.sqrt(count)))
+    while cells * TRAINING_POINTS_PER_CELL > count:
+        cells //= 2
+    return cells
 
-    def __init__(self, dim: int, *, generation: int = 0, index=None):
+
+class FaissIndex:
+    """A FAISS inner-product index whose ids are item ids (see the module docstring).
+
+    Args:
+        dim: the vector dimension.
+        generation: the database generation the contents reflect.
+        index: a FAISS index to wrap (default: an empty flat one).
+        trained_on: how many vectors there were when the IVF cells were trained.
+        mapped: the index is a read-only memory map of its file (searches only).
+    """
+
+    def __init__(self, dim: int, *, generation=0, index=None, trained_on=0, mapped=False):
         import faiss
 
         self.dim = dim
         self.generation = generation
         self._index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.trained_on = trained_on
+        self.mapped = mapped
+
+    @classmethod
+    def build(cls, dim: int, count: int, chunks: Chunks, *, generation: int = 0) -> FaissIndex:
+        """An index of the kind that suits ``count`` vectors, filled from ``chunks()`` (an
+        iterable of (ids, vectors) pairs, read twice when the index needs training)."""
+        import faiss
+
+        cells = cells_for(count)
+        if not cells:
+            index = cls(dim, generation=generation)
+        else:
+            # Every step-th vector, so the sample spans the whole collection, not its oldest part.
+            step = max(1, count // (cells * TRAINING_POINTS_PER_CELL))
+            sample = np.concatenate(
+                [vectors[(-offset) % step :: step] for offset, (_, vectors) in _offsets(chunks())]
+            )
+            ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, cells, faiss.METRIC_INNER_PRODUCT)
+            ivf.cp.spherical = True  # centroids on the unit sphere, like the vectors
+            ivf.cp.niter = 10
+            ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
+            ivf.nprobe = min(cells, max(cells // PROBED_SHARE, MIN_SCANNED * cells // count))
+            index = cls(dim, generation=generation, index=ivf, trained_on=count)
+        for ids, vectors in chunks():
+            index.add(ids, vectors)
+        return index
+
+    @property
+    def cells(self) -> int:
+        """The number of IVF cells; 0 for an exact flat index."""
+        return getattr(self._index, "nlist", 0)
+
+    @property
+    def probes(self) -> int:
+        """How many cells an unfiltered query scans; 0 for an exact flat index."""
+        return getattr(self._index, "nprobe", 0)
+
+    def needs_rebuild(self) -> bool:
+        """Whether the collection has outgrown (or shrunk away from) this kind of index."""
+        if not self.cells:
+            return len(self) >= FLAT_LIMIT
+        return not self.trained_on / RETRAIN_FACTOR <= len(self) <= self.trained_on * RETRAIN_FACTOR
 
     def __len__(self) -> int:
         return self._index.ntotal
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._writable()
         if len(ids):
             self._index.add_with_ids(
                 np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
             )
 
     def remove(self, ids: np.ndarray) -> None:
+        self._writable()
         if len(ids):
             import faiss
 
             self._index.remove_ids(faiss.IDSelectorBatch(np.asarray(ids, dtype=np.int64)))
 
-    def search(self, queries, k, *, allowed=None):
+    def _writable(self) -> None:
+        if self.mapped:
+            # FAISS aborts the process when a mapped index is changed: refuse in Python first.
+            raise RuntimeError("a memory-mapped index is read-only; load it with mapped=False")
+
+    def search(self, queries, k, *, allowed=None, exact=False):
         import faiss
 
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, min(k, len(self)))
-        params = None
+        selector = None
         if allowed is not None:
             # Filter inside the search (not top-k then discard): FAISS checks each candidate id.
-            params = faiss.SearchParameters(
-                sel=faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
-            )
-        scores, ids = self._index.search(queries, k, params=params)
-        return scores, ids
+            selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+        if not self.cells:
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+            return self._index.search(queries, k, params=params)
+        probes = self.probes
+        if allowed is not None and len(allowed):
+            # Scan as many allowed candidates as an unfiltered query would: a filter keeping 1%
+            # of the library probes 100x the cells (all of them, at most).
+            probes = math.ceil(probes * len(self) / len(allowed))
+        if exact:
+            probes = self.cells
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=min(probes, self.cells))
+        return self._index.search(queries, k, params=params)
 
     def range_search(self, queries: np.ndarray, threshold: float):
         """Every item scoring at least ``threshold`` for each query: FAISS's (lims, scores, ids);
-        the hits of query i are ``scores[lims[i]:lims[i+1]]``, ``ids[lims[i]:lims[i+1]]``."""
+        the hits of query i are ``scores[lims[i]:lims[i+1]]``, ``ids[lims[i]:lims[i+1]]``.
+        With IVF cells, near-identical vectors share a cell, so the default probes find them."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         return self._index.range_search(queries, float(threshold))
 
-    def ids(self) -> np.ndarray:
-        import faiss
-
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
-
     def items(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of everything in the index, in storage order."""
-        vectors = (
-            self._index.index.reconstruct_n(0, len(self)) if len(self) else np.zeros((0, self.dim))
-        )
-        return self.ids(), vectors
+        import faiss
+
+        if not len(self):
+            return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
+        if not self.cells:
+            ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            return ids, self._index.index.reconstruct_n(0, len(self))
+        from faiss.contrib.inspect_tools import get_invlist
+
+        lists = [get_invlist(self._index.invlists, cell) for cell in range(self.cells)]
+        ids = np.concatenate([ids for ids, _ in lists]).astype(np.int64)
+        codes = np.concatenate([codes for _, codes in lists])
+        return ids, codes.view(np.float32).reshape(len(ids), self.dim)
+
+    def ids(self) -> np.ndarray:
+        return self.items()[0]
 
     def save(self, path: Path) -> None:
         import faiss
 
         header = json.dumps(
-            {"generation": self.generation, "dim": self.dim, "count": len(self)}
+            {
+                "generation": self.generation,
+                "dim": self.dim,
+                "count": len(self),
+                "trained_on": self.trained_on,
+            }
         ).encode()
-        payload = faiss.serialize_index(self._index)
-        _atomic_write(path, [MAGIC, header, b"\n", memoryview(payload)])
+
+        def write(tmp: str) -> None:
+            faiss.write_index(self._index, tmp)  # straight to disk: no copy of the vectors
+            with open(tmp, "ab") as f:
+                f.write(header + struct.pack("<I", len(header)) + TRAILER)
+
+        _atomic_write(Path(path), write)
 
     @staticmethod
     def read_header(path: Path) -> dict | None:
-        """The header of a saved index (generation, dim, count) without loading the vectors."""
+        """The header of a saved index (generation, dim, count, trained_on) without loading
+        the vectors; None when the file is missing, truncated or not an mmsearch index."""
         try:
             with open(path, "rb") as f:
-                if f.read(len(MAGIC)) != MAGIC:
+                size = f.seek(0, os.SEEK_END)
+                if size < len(TRAILER) + 4:
                     return None
-                return json.loads(f.readline())
+                f.seek(size - len(TRAILER) - 4)
+                (length,) = struct.unpack("<I", f.read(4))
+                if f.read() != TRAILER or length > size - len(TRAILER) - 4:
+                    return None
+                f.seek(size - len(TRAILER) - 4 - length)
+                return json.loads(f.read(length))
         except (OSError, ValueError):
             return None
 
     @classmethod
-    def load(cls, path: Path) -> FaissIndex | None:
-        """The index saved at ``path``, or None when it is missing or unreadable (then rebuild)."""
+    def load(cls, path: Path, *, mapped: bool = False) -> FaissIndex | None:
+        """The index saved at ``path``, or None when it is missing or unreadable (then rebuild).
+        ``mapped`` memory-maps it read-only instead of reading it: for searching only."""
         import faiss
 
-        try:
-            data = Path(path).read_bytes()
-        except OSError:
+        header = cls.read_header(path)
+        if header is None:
             return None
-        if not data.startswith(MAGIC):
-            return None
-        header_end = data.find(b"\n", len(MAGIC))
+        flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mapped else 0
         try:
-            header = json.loads(data[len(MAGIC) : header_end])
-            index = faiss.deserialize_index(np.frombuffer(data, np.uint8, offset=header_end + 1))
-        except (ValueError, RuntimeError):
+            index = faiss.read_index(str(path), flags)
+        except RuntimeError:
             return None
         if index.ntotal != header.get("count") or index.d != header.get("dim"):
             return None
-        return cls(header["dim"], generation=int(header["generation"]), index=index)
+        return cls(
+            header["dim"],
+            generation=int(header["generation"]),
+            index=index,
+            trained_on=int(header.get("trained_on", 0)),
+            mapped=mapped,
+        )
 
 
-def _atomic_write(path: Path, chunks) -> None:
-    path = Path(path)
+def _offsets(chunks: Iterable[tuple[np.ndarray, np.ndarray]]):
+    """(offset of the chunk's first vector, chunk) pairs."""
+    offset = 0
+    for chunk in chunks:
+        yield offset, chunk
+        offset += len(chunk[0])
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

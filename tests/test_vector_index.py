@@ -1,0 +1,160 @@
+"""Vector indexes: an exact scan while small, IVF cells as the collection grows, files that map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmsearch import open_library
+from mmsearch import vector_index as vi
+from mmsearch.checking import check_library
+from mmsearch.records import ImageRecord
+from mmsearch.vector_index import FaissIndex, cells_for
+
+
+def clustered(count: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors around 200 random centres: structure like image embeddings have."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).standard_normal((200, dim)).astype(np.float32)
+    vectors = centres[rng.integers(0, 200, count)] + 0.8 * rng.standard_normal(
+        (count, dim), dtype=np.float32
+    )
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def exact_top(vectors: np.ndarray, ids: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
+    """The brute-force answer: the ids of the k best inner products."""
+    return ids[np.argsort(-(vectors @ query))[:k]]
+
+
+@pytest.fixture(scope="module")
+def large():
+    """An index of 40,000 vectors (past FLAT_LIMIT, so IVF), their ids and the vectors."""
+    vectors = clustered(40_000, 64)
+    ids = np.arange(40_000, dtype=np.int64) * 3 + 7  # item ids are not positions
+    chunks = lambda: ((ids[s : s + 6000], vectors[s : s + 6000]) for s in range(0, 40_000, 6000))  # noqa: E731
+    return FaissIndex.build(64, 40_000, chunks, generation=5), ids, vectors
+
+
+def test_kind_of_index_follows_the_collection_size():
+    assert cells_for(vi.FLAT_LIMIT - 1) == 0
+    assert cells_for(vi.FLAT_LIMIT) > 0
+    assert cells_for(100_000) == 1024
+    assert cells_for(1_000_000) == 4096
+    # Never more cells than the vectors can train (FAISS wants about 40 per cell).
+    assert all(cells_for(n) * vi.TRAINING_POINTS_PER_CELL <= n for n in (40_000, 50_000, 10**7))
+
+
+def test_ivf_search_recall_and_exact_mode(large):
+    index, ids, vectors = large
+    assert index.cells == 512 and len(index) == 40_000 and index.trained_on == 40_000
+    queries = clustered(50, 64, seed=1)  # not in the index
+    recalls = []
+    for query in queries:
+        truth = exact_top(vectors, ids, query, 10)
+        _, found = index.search(query, 10)
+        recalls.append(len(set(found[0]) & set(truth)) / 10)
+        scores, exact = index.search(query, 10, exact=True)
+        assert list(exact[0]) == list(truth)
+        np.testing.assert_allclose(scores[0], np.sort(vectors @ query)[::-1][:10], rtol=1e-5)
+    assert np.mean(recalls) >= 0.9
+
+
+def test_filtered_ivf_search_finds_allowed_items_far_from_the_query(large):
+    index, ids, vectors = large
+    query = clustered(1, 64, seed=2)[0]
+    worst = ids[np.argsort(vectors @ query)[:2]]  # the two least similar items of all
+    _, found = index.search(query, 10, allowed=worst)
+    assert sorted(i for i in found[0] if i >= 0) == sorted(worst)
+
+
+def test_saved_index_maps_read_only_and_loads_writable(large, tmp_path):
+    index, ids, vectors = large
+    path = tmp_path / "images.faiss"
+    index.save(path)
+    assert FaissIndex.read_header(path) == {
+        "generation": 5,
+        "dim": 64,
+        "count": 40_000,
+        "trained_on": 40_000,
+    }
+    query = clustered(1, 64, seed=3)
+    mapped = FaissIndex.load(path, mapped=True)
+    assert mapped.mapped and mapped.cells == 512
+    np.testing.assert_array_equal(mapped.search(query, 10)[1], index.search(query, 10)[1])
+    with pytest.raises(RuntimeError, match="read-only"):
+        mapped.add(np.array([1]), query)  # FAISS itself would abort the process
+    stored_ids, stored = mapped.items()
+    order = np.argsort(stored_ids)
+    np.testing.assert_array_equal(stored_ids[order], ids)
+    np.testing.assert_array_equal(stored[order], vectors)
+
+    writable = FaissIndex.load(path)
+    writable.remove(ids[:100])
+    writable.add(np.array([1]), query)
+    assert len(writable) == 40_000 - 99
+    assert writable.search(query, 1)[1][0][0] == 1
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[:-1], id="trailer-cut"),
+        pytest.param(lambda data: data[: len(data) // 2], id="halved"),
+        pytest.param(lambda data: b"x" * 40, id="garbage"),
+    ],
+)
+def test_damaged_file_is_not_loaded(large, tmp_path, damage):
+    path = tmp_path / "images.faiss"
+    large[0].save(path)
+    path.write_bytes(damage(path.read_bytes()))
+    assert FaissIndex.load(path) is None and FaissIndex.load(path, mapped=True) is None
+
+
+def test_retraining_follows_growth_and_shrinkage(large):
+    index = large[0]
+    assert not index.needs_rebuild()
+    assert FaissIndex(64, index=None).needs_rebuild() is False  # empty and flat
+    grown = FaissIndex(64, index=index._index, trained_on=9_000)  # 40,000 > 4 x 9,000
+    shrunk = FaissIndex(64, index=index._index, trained_on=170_000)  # 40,000 < 170,000 / 4
+    assert grown.needs_rebuild() and shrunk.needs_rebuild()
+
+
+def _put_synthetic(lib, start: int, vectors: np.ndarray) -> None:
+    records = [
+        ImageRecord(f"/synthetic/{start + i:06d}.jpg", 1, 1, 640, 480, "JPEG")
+        for i in range(len(vectors))
+    ]
+    lib.put_images(records, vectors)
+
+
+def test_library_switches_to_ivf_as_it_grows(tmp_path, tiny_model, monkeypatch):
+    monkeypatch.setattr(vi, "FLAT_LIMIT", 1000)
+    with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
+        dim = lib.encoder.dim
+        vectors = clustered(2400, dim)
+        _put_synthetic(lib, 0, vectors[:900])
+        lib.flush()
+        assert FaissIndex.load(lib.index_path("images")).cells == 0
+        _put_synthetic(lib, 900, vectors[900:])
+        lib.flush()  # 2,400 vectors: retrained into cells as it is saved
+        saved = FaissIndex.load(lib.index_path("images"))
+        assert saved.cells == cells_for(2400) == 32 and saved.trained_on == 2400
+        assert check_library(lib) == []
+
+    with open_library(tmp_path / "lib", create=False) as lib:
+        query = clustered(1, dim, seed=5)[0]
+        stored = lib.image_vectors(list(range(1, 2401)))
+        ids = np.array(sorted(stored))
+        matrix = np.stack([stored[i] for i in ids])
+        truth = exact_top(matrix, ids, query, 10)
+        hits = lib.search_text("a red circle", k=10, exact=True)
+        assert len(hits) == 10
+        exact = lib._image_hits(query, 10, exact=True)
+        assert [h.id for h in exact] == list(truth)
+        assert lib._indexes.get("images").mapped  # searches read a memory map
+        # A writer changes its own copy, never the map.
+        lib.remove_images(["/synthetic/000000.jpg"])
+        lib.flush()
+        assert len(FaissIndex.load(lib.index_path("images"))) == 2399
+        assert check_library(lib) == []
