@@ -87,56 +87,55 @@ def ms(times: list[float], q: float = 0.5) -> float:
     return round(float(np.quantile(times, q)) * 1000, 2)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--vectors", type=int, default=1_000_000)
-    parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--k", type=int, default=10)
-    args = parser.parse_args()
-    k = args.k
-
-    data, queries = synthetic(args.vectors, args.dim, args.queries)
-    ids = np.arange(1, len(data) + 1, dtype=np.int64)
+def build(data: np.ndarray, ids: np.ndarray) -> FaissIndex:
+    """The index the library would build for these vectors."""
 
     def chunks():
         for s in range(0, len(data), _CHUNK):
             yield ids[s : s + _CHUNK], data[s : s + _CHUNK]
 
-    started = time.perf_counter()
-    index = FaissIndex.build(args.dim, len(data), chunks)
-    build_s = time.perf_counter() - started
-    cells, probes = index.cells, index.probes
+    return FaissIndex.build(data.shape[1], len(data), chunks)
+
+
+def search_figures(index, data, ids, queries, k: int) -> dict:
+    """Recall and latency of the default search, against the exact ways to search."""
+    import faiss
 
     scores = queries @ data.T  # the exact answer, all queries at once
     truth = ids[np.argsort(-scores, axis=1)[:, :k]]
     best = np.sort(scores, axis=1)[:, ::-1]
-    del scores
 
-    found = []
+    def recall(found) -> float:
+        return statistics.mean(len(set(f) & set(t)) / k for f, t in zip(found, truth, strict=False))
+
+    found, exact_found = [], []
     ann = timed(lambda q: found.append(index.search(q, k)[1][0]), queries)
-    recall = statistics.mean(len(set(f) & set(t)) / k for f, t in zip(found, truth, strict=True))
-    exact_found = []
     exact = timed(lambda q: exact_found.append(index.search(q, k, exact=True)[1][0]), queries[:20])
-    exact_recall = statistics.mean(
-        len(set(f) & set(t)) / k for f, t in zip(exact_found, truth[:20], strict=True)
-    )
     numpy_scan = timed(lambda q: np.argpartition(-(data @ q), k)[:k], queries[:20])
-
-    import faiss
-
-    flat = faiss.IndexFlatIP(args.dim)
+    flat = faiss.IndexFlatIP(data.shape[1])
     flat.add(data)
     flat_scan = timed(lambda q: flat.search(q[None], k), queries[:20])
-    del flat
+    return {
+        "query_best_score_mean": round(float(best[:, 0].mean()), 3),
+        "query_kth_score_mean": round(float(best[:, k - 1].mean()), 3),
+        f"recall@{k}": round(recall(found), 4),
+        "ann_p50_ms": ms(ann),
+        "ann_p90_ms": ms(ann, 0.9),
+        f"exact_mode_recall@{k}": round(recall(exact_found), 4),
+        "exact_mode_p50_ms": ms(exact),
+        "faiss_flat_p50_ms": ms(flat_scan),
+        "numpy_brute_force_p50_ms": ms(numpy_scan),
+        "speedup_vs_numpy": round(ms(numpy_scan) / ms(ann), 1),
+    }
 
+
+def memory_figures(index, queries) -> dict:
+    """The file's size, and a new process's memory after opening it and running the queries."""
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
         path = Path(tmp) / "images.faiss"
         index.save(path)
-        file_bytes = path.stat().st_size
-        del index, data
         np.save(Path(tmp) / "queries.npy", queries)
-        memory = {}
+        figures = {"file_bytes_per_vector": round(path.stat().st_size / len(index), 1)}
         for mode in ("mapped", "read"):
             out = subprocess.run(
                 [sys.executable, "-c", _OPEN_AND_SEARCH, str(path), mode, f"{tmp}/queries.npy"],
@@ -145,28 +144,33 @@ def main() -> None:
                 check=True,
                 cwd=Path(__file__).resolve().parent.parent,
             )
-            memory[mode] = json.loads(out.stdout)
+            figures[mode] = json.loads(out.stdout)
+    return figures
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--vectors", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--k", type=int, default=10)
+    args = parser.parse_args()
+
+    data, queries = synthetic(args.vectors, args.dim, args.queries)
+    ids = np.arange(1, len(data) + 1, dtype=np.int64)
+    started = time.perf_counter()
+    index = build(data, ids)
     report = {
         "vectors": args.vectors,
         "dim": args.dim,
         "queries": args.queries,
-        "query_best_score_mean": round(float(best[:, 0].mean()), 3),
-        "query_kth_score_mean": round(float(best[:, k - 1].mean()), 3),
-        "build_s": round(build_s, 1),
-        "cells": cells,
-        "probes": probes,
-        f"recall@{k}": round(recall, 4),
-        "ann_p50_ms": ms(ann),
-        "ann_p90_ms": ms(ann, 0.9),
-        f"exact_mode_recall@{k}": round(exact_recall, 4),
-        "exact_mode_p50_ms": ms(exact),
-        "faiss_flat_p50_ms": ms(flat_scan),
-        "numpy_brute_force_p50_ms": ms(numpy_scan),
-        "speedup_vs_numpy": round(ms(numpy_scan) / ms(ann), 1),
-        "file_bytes_per_vector": round(file_bytes / args.vectors, 1),
-        "memory": memory,
+        "build_s": round(time.perf_counter() - started, 1),
+        "cells": index.cells,
+        "probes": index.probes,
+        **search_figures(index, data, ids, queries, args.k),
     }
+    del data
+    report["memory"] = memory_figures(index, queries)
     print(json.dumps(report, indent=2))
 
 

@@ -56,3 +56,16 @@ def test_query_latency_reports_warm_and_cold(tmp_path):
         "imports", "open_library", "load_model", "encode_query", "load_index",
         "search_and_metadata",
     }  # fmt: skip
+
+
+def test_ann_recall_reports_recall_latency_and_memory():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench/ann_recall.py"), "--vectors", "40000", "--dim", "32",
+         "--queries", "20"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    report = json.loads(out)
+    assert report["cells"] > 0 and report["probes"] > 0  # past FLAT_LIMIT: IVF
+    assert report["exact_mode_recall@10"] == 1.0 and 0 < report["recall@10"] <= 1
+    assert report["memory"]["file_bytes_per_vector"] > 32 * 4
+    assert report["memory"]["mapped"]["anonymous_mb"] > 0
