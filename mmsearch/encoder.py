@@ -8,6 +8,7 @@ library, listing it or printing help stays fast.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -15,7 +16,12 @@ import numpy as np
 from mmsearch.errors import ModelError, ModelUnavailableError
 from mmsearch.models import OFFLINE_MODEL, ModelSpec, register_open_clip_configs, weights_id
 from mmsearch.preprocess import PreprocessConfig, to_model_tensor
-from mmsearch.text_tower import can_truncate, cast_text_tower, encode_text_truncated
+from mmsearch.text_tower import (
+    can_truncate,
+    cast_text_tower,
+    encode_text_truncated,
+    load_text_tower,
+)
 
 
 class Encoder(Protocol):
@@ -98,19 +104,56 @@ class OpenClipEncoder:
         self.batch_size = batch_size
         self._text_precision = text_precision
         self._model = None
+        self._text_only = False  # the image tower is not loaded (see text_tower.load_text_tower)
         self._tokenizer = None
         self._preprocess: PreprocessConfig | None = None
 
     # -- loading -------------------------------------------------------------------------------
 
-    def _load(self):
-        if self._model is not None:
+    def _load(self, *, text_only: bool = False):
+        """The model; with ``text_only``, the text tower alone will do (a text query)."""
+        if self._model is not None and (text_only or not self._text_only):
             return self._model
         import open_clip
         import torch
 
         register_open_clip_configs()
         self._device = pick_device(self._device)
+        model = self._load_text_tower() if text_only and self._device == "cpu" else None
+        self._text_only = model is not None
+        if model is None:
+            model = self._load_whole()
+        self._model = model
+        self._truncate = can_truncate(model)
+        if self._truncate and _wants_bf16_text(self._text_precision, self._device):
+            cast_text_tower(model, torch.bfloat16)
+        self._tokenizer = open_clip.get_tokenizer(self.spec.arch)
+        pp = dict(model.visual.preprocess_cfg) if hasattr(model.visual, "preprocess_cfg") else {}
+        self._preprocess = PreprocessConfig.from_open_clip({"size": model.visual.image_size, **pp})
+        return model
+
+    def _load_text_tower(self):
+        """The text tower alone, when the weights are a local file (or cached); else None."""
+        spec = self.spec
+        checkpoint = spec.weights_path
+        if checkpoint is None and spec.pretrained and not spec.arch.startswith("hf-hub:"):
+            from open_clip.pretrained import download_pretrained, get_pretrained_cfg
+
+            tag = get_pretrained_cfg(spec.arch, spec.pretrained)
+            try:
+                checkpoint = Path(download_pretrained(tag)) if tag else None
+            except Exception:  # noqa: BLE001 - not cached and no network: the whole-model path explains
+                return None
+        if checkpoint is None:
+            return None
+        try:
+            return load_text_tower(spec.arch, spec.pretrained, checkpoint)
+        except (RuntimeError, OSError, ValueError, KeyError):
+            return None  # the whole-model path reports what is wrong with the checkpoint
+
+    def _load_whole(self):
+        import open_clip
+
         spec = self.spec
         try:
             model = open_clip.create_model(
@@ -125,31 +168,24 @@ class OpenClipEncoder:
                 f"model {spec.name} needs a package that is not installed ({exc}); "
                 "install it with pip (e.g. `pip install transformers` for Hugging Face text towers)"
             ) from exc
-        except (RuntimeError, OSError, ValueError) as exc:
+        except (RuntimeError, OSError, ValueError, AssertionError) as exc:
+            # open_clip asserts on some shape mismatches (text positions of another width)
             raise _load_error(spec, exc) from exc
         if spec.reparameterize:
             # MobileCLIP's inference form: fold the training-time branches (timm does this).
             from timm.utils.model import reparameterize_model
 
             model = reparameterize_model(model)
-        model.eval()
-        self._model = model
-        self._truncate = can_truncate(model)
-        if self._truncate and _wants_bf16_text(self._text_precision, self._device):
-            cast_text_tower(model, torch.bfloat16)
-        self._tokenizer = open_clip.get_tokenizer(spec.arch)
-        pp = dict(model.visual.preprocess_cfg) if hasattr(model.visual, "preprocess_cfg") else {}
-        self._preprocess = PreprocessConfig.from_open_clip({"size": model.visual.image_size, **pp})
-        return model
+        return model.eval()
 
     @property
     def device(self) -> str:
-        self._load()
+        self._load(text_only=True)
         return self._device
 
     @property
     def dim(self) -> int:
-        model = self._load()
+        model = self._load(text_only=True)
         if getattr(model, "text_projection", None) is not None and hasattr(
             model.text_projection, "shape"
         ):
@@ -158,13 +194,13 @@ class OpenClipEncoder:
 
     @property
     def preprocess(self) -> PreprocessConfig:
-        self._load()
+        self._load(text_only=True)  # the config is known without the image weights
         return self._preprocess
 
     @property
     def logit_scale(self) -> float:
         """The learnt temperature that turns cosine similarities into classification logits."""
-        model = self._load()
+        model = self._load(text_only=True)
         scale = getattr(model, "logit_scale", None)
         return float(scale.detach().exp()) if scale is not None else 100.0
 
@@ -197,7 +233,7 @@ class OpenClipEncoder:
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        model = self._load()
+        model = self._load(text_only=True)
         out = []
         for start in range(0, len(texts), self.batch_size):
             tokens = self._tokenizer(texts[start : start + self.batch_size]).to(self._device)

@@ -5,9 +5,18 @@ causal text transformer no position attends to later ones, so the features at th
 token (which CLIP pools) do not depend on the padding after it: cutting the sequence right after
 the last end-of-text token of the batch gives the same vectors at a fraction of the cost. Towers
 that attend both ways, or pool otherwise, are encoded in full.
+
+A text query needs only the text tower, so :func:`load_text_tower` builds the model on PyTorch's
+meta device (no memory, no random initialisation) and gives only the text weights real storage,
+memory-mapped from the checkpoint: a cold process encodes its first query without reading,
+initialising or copying the image tower.
 """
 
 from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
 
 
 def can_truncate(model) -> bool:
@@ -59,3 +68,59 @@ def cast_text_tower(model, dtype) -> None:
             model.text_projection.to(dtype)
         else:
             model.text_projection.data = model.text_projection.data.to(dtype)
+
+
+def load_text_tower(arch: str, pretrained: str | None, checkpoint: Path):
+    """A causal CLIP whose text tower (and ``logit_scale``) hold the weights of ``checkpoint``
+    and whose image tower stays on the meta device; None when the model or the checkpoint does
+    not allow that (then load the whole model)."""
+    import open_clip
+    import torch
+
+    if checkpoint.suffix in (".npz", ".npy"):
+        return None
+    with torch.device("meta"), _quiet_root_logger():
+        # The tag (if any) still sets the preprocessing config; load_weights=False reads no weights
+        # (open_clip then logs that the model is "initialized randomly": it is not, see below).
+        model = open_clip.create_model(
+            arch, pretrained=pretrained, load_weights=False, device="meta", weights_only=True
+        )
+    if not can_truncate(model):
+        return None
+    result = model.load_state_dict(_text_weights(checkpoint), strict=False, assign=True)
+    if result.unexpected_keys or any(not k.startswith("visual.") for k in result.missing_keys):
+        return None
+    # Not in checkpoints (a non-persistent buffer): the causal mask, as open_clip builds it.
+    size = model.attn_mask.shape[0]
+    model.attn_mask = torch.full((size, size), float("-inf")).triu_(1)
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    if any(t.is_meta for name, t in tensors if not name.startswith("visual.")):
+        return None
+    return model.float().eval()  # fp16 checkpoints (the bundled model) run in fp32 or bf16
+
+
+def _text_weights(checkpoint: Path) -> dict:
+    """The checkpoint's tensors but the image tower's, named as open_clip's ``load_state_dict``
+    names them, memory-mapped: read from disk only when used."""
+    if checkpoint.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(checkpoint, framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys() if not k.startswith("visual.")}  # noqa: SIM118
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    state = state.get("state_dict", state)
+    if next(iter(state)).startswith("module."):
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    return {k: v for k, v in state.items() if not k.startswith("visual.")}
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)

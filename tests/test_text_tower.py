@@ -89,3 +89,59 @@ def test_bf16_text_weights_keep_the_top_ten(tmp_path):
         assert set(half) == set(exact)  # the same ten images
         # in the same order, but for neighbours whose fp32 scores tie to 1e-4 (measured)
         assert all(abs(half.index(path) - rank) <= 1 for rank, path in enumerate(exact))
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param("clipart-mini", id="bundled-fp16-folder"),
+        pytest.param("tiny", id="trained-folder"),
+        pytest.param("arch-and-file", id="arch-and-checkpoint-file"),
+    ],
+)
+def test_text_queries_load_only_the_text_tower(model, tiny_model, tmp_path):
+    """A text query reads only the text weights, and encodes exactly as the whole model does;
+    the first image to encode then loads the whole model."""
+    import numpy as np
+    import open_clip
+
+    from mmsearch.encoder import OpenClipEncoder
+    from mmsearch.models import resolve_model
+
+    if model == "arch-and-file":
+        register_open_clip_configs()
+        torch.manual_seed(0)
+        torch.save(open_clip.create_model("mmsearch-tiny").state_dict(), tmp_path / "tiny.pt")
+        model = f"mmsearch-tiny:{tmp_path / 'tiny.pt'}"
+    spec = resolve_model(str(tiny_model) if model == "tiny" else model)
+    whole = OpenClipEncoder(spec, device="cpu", text_precision="fp32")
+    whole._load()
+    text_only = OpenClipEncoder(spec, device="cpu", text_precision="fp32")
+    vectors = text_only.encode_texts(TEXTS)
+    assert text_only._text_only
+    assert all(p.is_meta for p in text_only._model.visual.parameters())
+    assert not any(p.is_meta for n, p in text_only._model.named_parameters() if "visual" not in n)
+    np.testing.assert_allclose(vectors, whole.encode_texts(TEXTS), atol=1e-6)
+    assert text_only.preprocess == whole.preprocess and text_only.dim == whole.dim
+    assert text_only.identity() == whole.identity()
+
+    size = whole.preprocess.size
+    pictures = np.random.default_rng(0).integers(0, 255, (2, size, size, 3), dtype=np.uint8)
+    np.testing.assert_allclose(
+        text_only.encode_images(pictures), whole.encode_images(pictures), atol=1e-6
+    )
+    assert not text_only._text_only
+
+
+def test_checkpoint_of_another_architecture_still_says_so_for_text(tmp_path):
+    import open_clip
+
+    from mmsearch.encoder import OpenClipEncoder
+    from mmsearch.errors import ModelError
+    from mmsearch.models import resolve_model
+
+    register_open_clip_configs()
+    torch.save(open_clip.create_model("mmsearch-tiny").state_dict(), tmp_path / "tiny.pt")
+    encoder = OpenClipEncoder(resolve_model(f"clipart-mini:{tmp_path / 'tiny.pt'}"))
+    with pytest.raises(ModelError, match="is the checkpoint of this architecture"):
+        encoder.encode_texts(["a dog"])
