@@ -630,13 +630,14 @@ class Library:
             for i, s in zip(ids[0], scores[0], strict=True)
             if i >= 0 and int(i) not in exclude
         ][:k]
+        # Only the columns a hit shows: loading whole rows (their 2 KB vectors, ORM objects)
+        # cost more than the vector search itself.
+        columns = (ImageRow.path, ImageRow.width, ImageRow.height, ImageRow.format)
+        stmt = select(ImageRow.id, *columns, ImageRow.taken_at).where(
+            ImageRow.id.in_([i for i, _ in found])
+        )
         with Session(self.engine) as session:
-            rows = {
-                row.id: row
-                for row in session.execute(
-                    select(ImageRow).where(ImageRow.id.in_([i for i, _ in found]))
-                ).scalars()
-            }
+            rows = {row.id: row for row in session.execute(stmt)}
         return [
             ImageHit(
                 id=i,
