@@ -151,6 +151,19 @@ class OpenClipEncoder:
         except (RuntimeError, OSError, ValueError, KeyError):
             return None  # the whole-model path reports what is wrong with the checkpoint
 
+    def export_text_tower(self, folder: Path, weights: str) -> bool:
+        """Write the text tower for torch-free queries (:mod:`mmsearch.numpy_text_tower`) in fp32;
+        False when this model's cannot be (not a plain causal CLIP, or weights not local)."""
+        import open_clip
+
+        from mmsearch.numpy_text_tower import export
+
+        register_open_clip_configs()
+        model = self._load_text_tower()
+        if model is None:
+            return False
+        return export(model, open_clip.get_tokenizer(self.spec.arch), folder, weights)
+
     def _load_whole(self):
         import open_clip
 

@@ -30,6 +30,7 @@ from mmsearch.errors import (
 )
 from mmsearch.imaging import content_hash, load_image
 from mmsearch.models import DEFAULT_MODEL, PRESETS, ModelSpec, resolve_model, weights_id
+from mmsearch.numpy_text_tower import NumpyTextTower
 from mmsearch.preprocess import fit_to_model
 from mmsearch.projection import pca_2d
 from mmsearch.query import (
@@ -51,6 +52,7 @@ from mmsearch.vector_index import FaissIndex
 from mmsearch.writer_lock import WriterLock
 
 QUERY_CACHE_SIZE = 10_000  # text queries whose embeddings are kept (oldest go first)
+TEXT_TOWER_DIR = "text_tower"  # the exported text tower for torch-free queries
 
 
 class Library:
@@ -62,6 +64,7 @@ class Library:
         self._device = device
         self._indexes = DerivedIndexes(engine, library_dir)
         self._writer_lock = WriterLock(library_dir)
+        self._numpy_tower: NumpyTextTower | None | bool = None  # False: looked, none there
         with Session(engine) as session:
             self._stored_model = get_setting(session, "model")
         if encoder is not None:
@@ -449,10 +452,37 @@ class Library:
             cached = {t: np.frombuffer(b, np.float32) for t, b in session.execute(stmt).all()}
         missing = sorted({t for t in texts if t not in cached})
         if missing:
-            encoded = self.encoder.encode_texts(missing)
+            encoded = self._encode_queries(missing)
             cached.update(zip(missing, encoded, strict=True))
             self._cache_queries(dict(zip(missing, encoded, strict=True)))
         return [cached[t] for t in texts]
+
+    def _encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Query texts → vectors: in numpy from the exported text tower while this library has
+        not loaded its torch encoder (a one-shot CLI search needs no torch), else the encoder."""
+        if self._encoder is None and self._stored_model:
+            if self._numpy_tower is None:
+                folder = self.library_dir / TEXT_TOWER_DIR
+                self._numpy_tower = NumpyTextTower.open(folder, self._stored_model["weights"])
+            if self._numpy_tower:
+                return self._numpy_tower.encode(texts)
+            self._numpy_tower = False  # none exported: do not look again
+        return self.encoder.encode_texts(texts)
+
+    def prepare_text_queries(self) -> bool:
+        """Export the model's text tower for torch-free text queries (see
+        :mod:`mmsearch.numpy_text_tower`) unless the library has it; returns whether it has it.
+        Index runs call this; a model whose text tower numpy does not reproduce keeps torch."""
+        stored = self._stored_model
+        if not stored or not isinstance(self.encoder, OpenClipEncoder):
+            return False
+        folder = self.library_dir / TEXT_TOWER_DIR
+        if NumpyTextTower.open(folder, stored["weights"]) is not None:
+            return True
+        try:
+            return self.encoder.export_text_tower(folder, stored["weights"])
+        except OSError:
+            return False  # a read-only or full library still answers, with torch
 
     def _cache_queries(self, vectors: dict[str, np.ndarray]) -> None:
         """Best effort: a busy, read-only or full library still answers, uncached."""
