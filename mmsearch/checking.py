@@ -186,7 +186,7 @@ def _check_index(library: Library, modality: str, dim, *, exclude) -> list[Probl
         return []
     if not path.exists():
         return [Problem(part, f"{path} is missing", repairable=True)]
-    index = FaissIndex.load(path)
+    index = FaissIndex.load(path, mapped=True)  # read only: no copy of a large index
     if index is None:
         return [Problem(part, f"{path} is truncated or not an mmsearch index", repairable=True)]
     if index.generation != generation:

@@ -200,9 +200,6 @@ class FaissIndex:
         codes = np.concatenate([codes for _, codes in lists])
         return ids, codes.view(np.float32).reshape(len(ids), self.dim)
 
-    def ids(self) -> np.ndarray:
-        return self.items()[0]
-
     def save(self, path: Path) -> None:
         import faiss
 
