@@ -97,9 +97,10 @@ def test_bf16_text_weights_keep_the_top_ten(tmp_path):
         pytest.param("clipart-mini", id="bundled-fp16-folder"),
         pytest.param("tiny", id="trained-folder"),
         pytest.param("arch-and-file", id="arch-and-checkpoint-file"),
+        pytest.param("tag", id="pretrained-tag"),
     ],
 )
-def test_text_queries_load_only_the_text_tower(model, tiny_model, tmp_path):
+def test_text_queries_load_only_the_text_tower(model, tiny_model, tmp_path, monkeypatch):
     """A text query reads only the text weights, and encodes exactly as the whole model does;
     the first image to encode then loads the whole model."""
     import numpy as np
@@ -108,11 +109,18 @@ def test_text_queries_load_only_the_text_tower(model, tiny_model, tmp_path):
     from mmsearch.encoder import OpenClipEncoder
     from mmsearch.models import resolve_model
 
-    if model == "arch-and-file":
+    if model in ("arch-and-file", "tag"):
         register_open_clip_configs()
         torch.manual_seed(0)
         torch.save(open_clip.create_model("mmsearch-tiny").state_dict(), tmp_path / "tiny.pt")
+    if model == "arch-and-file":
         model = f"mmsearch-tiny:{tmp_path / 'tiny.pt'}"
+    elif model == "tag":
+        # A pretrained tag (the default model's kind) whose weights are already cached here;
+        # the tag's own preprocessing (mean and std) must still apply.
+        cached = {"file": str(tmp_path / "tiny.pt"), "mean": (0.5,) * 3, "std": (0.25,) * 3}
+        monkeypatch.setitem(open_clip.pretrained._PRETRAINED, "mmsearch-tiny", {"cached": cached})
+        model = "mmsearch-tiny:cached"
     spec = resolve_model(str(tiny_model) if model == "tiny" else model)
     whole = OpenClipEncoder(spec, device="cpu", text_precision="fp32")
     whole._load()
@@ -123,6 +131,8 @@ def test_text_queries_load_only_the_text_tower(model, tiny_model, tmp_path):
     assert not any(p.is_meta for n, p in text_only._model.named_parameters() if "visual" not in n)
     np.testing.assert_allclose(vectors, whole.encode_texts(TEXTS), atol=1e-6)
     assert text_only.preprocess == whole.preprocess and text_only.dim == whole.dim
+    if spec.pretrained == "cached":
+        assert text_only.preprocess.mean == (0.5,) * 3
     assert text_only.identity() == whole.identity()
 
     size = whole.preprocess.size
