@@ -141,7 +141,6 @@ def _index(library, paths, include_hidden, exclude, batch_size, workers, max_pix
     summary.removed = library.remove_images(gone)
     library.forget_skipped(p for p in skipped_before if _under_any(p, walked) and p not in present)
     library.flush()
-    library.prepare_text_queries()  # once per model: later text queries need no torch
     return summary
 
 

@@ -231,6 +231,8 @@ def index(
             )
         except IndexInterrupted as stop:
             stored_before_interrupt = stop.summary.added + stop.summary.updated
+        else:
+            lib.prepare_text_queries()  # once per model: later text queries need no torch
     if stored_before_interrupt is not None:  # the library is closed, the workers stopped
         _exit_interrupted(
             f"{stored_before_interrupt} images stored. "

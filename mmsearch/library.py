@@ -472,7 +472,8 @@ class Library:
     def prepare_text_queries(self) -> bool:
         """Export the model's text tower for torch-free text queries (see
         :mod:`mmsearch.numpy_text_tower`) unless the library has it; returns whether it has it.
-        Index runs call this; a model whose text tower numpy does not reproduce keeps torch."""
+        `mmsearch index` calls this after each run; a model whose text tower numpy does not
+        reproduce keeps torch."""
         stored = self._stored_model
         if not stored or not isinstance(self.encoder, OpenClipEncoder):
             return False
