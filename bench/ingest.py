@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+# As `mmsearch index` does before torch loads: every stage runs under the index process's policy.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 BATCH = 32
 
 

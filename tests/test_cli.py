@@ -356,3 +356,16 @@ def test_captions_list_each_text_once_unless_asked(cli, photos, tmp_path):
     ]
     every = json.loads(cli("captions", image, "-k", "4", "--keep-duplicates", "--json").stdout)
     assert [h["text"] for h in every] == ["a red circle"] * 4
+
+
+def test_index_lets_idle_openmp_threads_sleep(cli, photos, monkeypatch):
+    """Spinning OpenMP threads would take the cores the decoder workers need (BENCHMARKS.md);
+    a user's own setting wins."""
+    import os
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert cli("index", str(photos)).exit_code == 0
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert cli("index", str(photos)).exit_code == 0
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
