@@ -6,8 +6,8 @@ Builds (once; reused when DIR holds it) a library of synthetic image vectors wit
 structure, bound to a checkpoint of the architecture with random weights (pretrained weights
 cannot be downloaded here; timing does not depend on their values). Then measures:
 
-- warm: ``Library.search_text`` p50/p90 over varied queries (encode + search + metadata), and
-  the encoder's share of it;
+- warm: ``Library.search_text`` p50/p90 over varied queries (encode + search + metadata), the
+  encoder's share of it, and the encoder alone with fp32, bf16 and int8 text weights;
 - cold: ``mmsearch search`` in a new process, the median wall time of several runs of new
   queries and of the same queries asked again (answered from the query cache, no model), and the
   breakdown of one cold run into imports, opening the library, encoding the query (with the
@@ -101,12 +101,31 @@ def warm(library: Path) -> dict:
                 started = time.perf_counter()
                 lib.search_text(text, k=10)
                 total.append(time.perf_counter() - started)
+        by_precision = _encoder_by_precision(lib.encoder.spec)
     return {
         "queries": len(total),
         "p50_ms": round(1000 * statistics.median(total), 1),
         "p90_ms": round(1000 * sorted(total)[int(0.9 * len(total))], 1),
         "encode_p50_ms": round(1000 * statistics.median(encode), 1),
+        "encode_p50_ms_by_text_precision": by_precision,
     }
+
+
+def _encoder_by_precision(spec, rounds: int = 5) -> dict:
+    """The text encoder alone, p50 per query, for each text precision: interleaved, so that the
+    machine's noise falls on all of them alike."""
+    from mmsearch.encoder import OpenClipEncoder
+
+    encoders = {p: OpenClipEncoder(spec, text_precision=p) for p in ("fp32", "bf16", "int8")}
+    times = {p: [] for p in encoders}
+    for round_ in range(rounds + 1):
+        for query in QUERIES:
+            for precision, encoder in encoders.items():
+                started = time.perf_counter()
+                encoder.encode_texts([f"{query} {precision} {round_}"])
+                if round_:  # the first round loads the models
+                    times[precision].append(time.perf_counter() - started)
+    return {p: round(1000 * statistics.median(t), 1) for p, t in times.items()}
 
 
 def _cold_search(library: Path, query: str) -> float:

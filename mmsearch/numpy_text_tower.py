@@ -196,19 +196,20 @@ def export(model, tokenizer, folder: Path, weights: str) -> bool:
     """Write ``model``'s text tower (an fp32 open_clip CLIP) to ``folder`` for torch-free
     queries, if this module reproduces it; returns whether it did. The folder is replaced
     whole (written beside it, then renamed)."""
-    arrays = _text_arrays(model, tokenizer)
-    if arrays is None:
+    from mmsearch.text_tower import plain_text_tower
+
+    tower = plain_text_tower(model) if _plain_tokenizer(tokenizer) else None
+    if tower is None:
         return False
-    blocks = model.transformer.resblocks
-    gelu = blocks[0].mlp.gelu
+    arrays = {name: t.float().cpu().numpy() for name, t in tower.weights.items()}
     meta = {
         "format": FORMAT,
         "weights": weights,
         "context_length": int(tokenizer.context_length),
-        "layers": len(blocks),
-        "heads": int(blocks[0].attn.num_heads),
-        "eps": float(blocks[0].ln_1.eps),
-        "activation": "gelu" if type(gelu).__name__ == "GELU" else "quick_gelu",
+        "layers": tower.layers,
+        "heads": tower.heads,
+        "eps": tower.eps,
+        "activation": tower.activation,
         "arrays": sorted(arrays),
     }
     folder = Path(folder)
@@ -228,56 +229,16 @@ def export(model, tokenizer, folder: Path, weights: str) -> bool:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _text_arrays(model, tokenizer) -> dict[str, np.ndarray] | None:
-    """The text tower's weights by name, or None for a tower this module does not run."""
-    import open_clip
-    import torch
+def _plain_tokenizer(tokenizer) -> bool:
+    """Whether ``tokenizer`` is the CLIP BPE tokenizer :class:`BpeTokenizer` reimplements."""
     from open_clip.tokenizer import SimpleTokenizer
 
-    from mmsearch.text_tower import can_truncate
-
-    plain_tokenizer = (
+    return (
         isinstance(tokenizer, SimpleTokenizer)
         and tokenizer.clean_fn.__name__ == "_clean_lower"
         and tokenizer.reduction_fn is None
         and len(tokenizer.encoder) == 49408
     )
-    if not (plain_tokenizer and can_truncate(model)) or model.text_pool_type != "argmax":
-        return None
-    if not isinstance(model.text_projection, torch.nn.Parameter):
-        return None
-    arrays = {}
-    for layer, block in enumerate(model.transformer.resblocks):
-        plain = (
-            isinstance(block.attn, torch.nn.MultiheadAttention)
-            and block.attn.in_proj_weight is not None
-            and isinstance(block.ls_1, torch.nn.Identity)
-            and isinstance(block.ls_2, torch.nn.Identity)
-            and isinstance(getattr(block, "ln_attn", torch.nn.Identity()), torch.nn.Identity)
-            and isinstance(block.mlp.gelu, torch.nn.GELU | open_clip.transformer.QuickGELU)
-            and getattr(block.mlp.gelu, "approximate", "none") == "none"
-            and list(dict(block.mlp.named_children())) == ["c_fc", "gelu", "c_proj"]
-        )
-        if not plain:
-            return None
-        p = f"{layer}."
-        arrays[p + "in_proj_weight"] = block.attn.in_proj_weight
-        arrays[p + "in_proj_bias"] = block.attn.in_proj_bias
-        for name, module in (
-            ("ln_1", block.ln_1),
-            ("ln_2", block.ln_2),
-            ("out_proj", block.attn.out_proj),
-            ("c_fc", block.mlp.c_fc),
-            ("c_proj", block.mlp.c_proj),
-        ):
-            arrays[p + name + ".weight"] = module.weight
-            arrays[p + name + ".bias"] = module.bias
-    arrays["token_embedding"] = model.token_embedding.weight
-    arrays["positional_embedding"] = model.positional_embedding
-    arrays["ln_final.weight"] = model.ln_final.weight
-    arrays["ln_final.bias"] = model.ln_final.bias
-    arrays["text_projection"] = model.text_projection
-    return {k: v.detach().float().cpu().numpy() for k, v in arrays.items()}
 
 
 def _reproduces(tower: NumpyTextTower, model, tokenizer) -> bool:

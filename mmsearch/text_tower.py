@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -55,6 +56,76 @@ def encode_text_truncated(model, tokens):
         else:
             x = x @ model.text_projection
     return F.normalize(x.float(), dim=-1)  # in fp32 whatever the tower runs in: unit length
+
+
+@dataclass(frozen=True)
+class PlainTextTower:
+    """The plain CLIP text tower, as tensors: what torch-free and int8 queries run.
+
+    ``weights`` are named ``"{layer}.ln_1.weight"``, ``"{layer}.in_proj_weight"``,
+    ``"{layer}.out_proj.weight"``, ``"{layer}.c_fc.weight"``, ``"{layer}.c_proj.weight"`` (and
+    their biases), ``token_embedding``, ``positional_embedding``, ``ln_final.weight`` /
+    ``.bias`` and ``text_projection`` (width x dim, applied as ``x @ text_projection``).
+    """
+
+    weights: dict
+    layers: int
+    heads: int
+    eps: float
+    activation: str  # "gelu" or "quick_gelu"
+
+
+def plain_text_tower(model) -> PlainTextTower | None:
+    """``model``'s text tower as a :class:`PlainTextTower`, or None when it is anything else:
+    a plain tower is causal, pools at the end-of-text token by argmax, projects with a matrix,
+    and its blocks are LayerNorm, multi-head attention and a GELU (or QuickGELU) MLP with
+    nothing added (no layer scale, no extra norms)."""
+    import open_clip
+    import torch
+
+    if not can_truncate(model) or model.text_pool_type != "argmax":
+        return None
+    if not isinstance(model.text_projection, torch.nn.Parameter):
+        return None
+    weights = {}
+    blocks = model.transformer.resblocks
+    for layer, block in enumerate(blocks):
+        plain = (
+            isinstance(block.attn, torch.nn.MultiheadAttention)
+            and block.attn.in_proj_weight is not None
+            and isinstance(block.ls_1, torch.nn.Identity)
+            and isinstance(block.ls_2, torch.nn.Identity)
+            and isinstance(getattr(block, "ln_attn", torch.nn.Identity()), torch.nn.Identity)
+            and isinstance(block.mlp.gelu, torch.nn.GELU | open_clip.transformer.QuickGELU)
+            and getattr(block.mlp.gelu, "approximate", "none") == "none"
+            and list(dict(block.mlp.named_children())) == ["c_fc", "gelu", "c_proj"]
+        )
+        if not plain:
+            return None
+        p = f"{layer}."
+        weights[p + "in_proj_weight"] = block.attn.in_proj_weight
+        weights[p + "in_proj_bias"] = block.attn.in_proj_bias
+        for name, module in (
+            ("ln_1", block.ln_1),
+            ("ln_2", block.ln_2),
+            ("out_proj", block.attn.out_proj),
+            ("c_fc", block.mlp.c_fc),
+            ("c_proj", block.mlp.c_proj),
+        ):
+            weights[p + name + ".weight"] = module.weight
+            weights[p + name + ".bias"] = module.bias
+    weights["token_embedding"] = model.token_embedding.weight
+    weights["positional_embedding"] = model.positional_embedding
+    weights["ln_final.weight"] = model.ln_final.weight
+    weights["ln_final.bias"] = model.ln_final.bias
+    weights["text_projection"] = model.text_projection
+    return PlainTextTower(
+        weights={name: tensor.detach() for name, tensor in weights.items()},
+        layers=len(blocks),
+        heads=int(blocks[0].attn.num_heads),
+        eps=float(blocks[0].ln_1.eps),
+        activation="gelu" if isinstance(blocks[0].mlp.gelu, torch.nn.GELU) else "quick_gelu",
+    )
 
 
 def cast_text_tower(model, dtype) -> None:

@@ -51,6 +51,7 @@ def test_query_latency_reports_warm_and_cold(tmp_path):
     ).stdout  # fmt: skip
     report = json.loads(out)
     assert report["warm"]["queries"] == 60 and report["warm"]["p50_ms"] > 0
+    assert set(report["warm"]["encode_p50_ms_by_text_precision"]) == {"fp32", "bf16", "int8"}
     assert report["cold"]["repeated_query_median_s"] > 0
     assert set(report["cold"]["breakdown_s"]) == {
         "imports", "open_library", "encode_query", "load_index", "search_and_metadata",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,6 +44,7 @@ def test_bidirectional_towers_are_not_truncated():
     assert not can_truncate(model)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
 @pytest.mark.parametrize(
     "model",
     [
@@ -50,7 +52,7 @@ def test_bidirectional_towers_are_not_truncated():
         pytest.param("ViT-B-32-256", id="ViT-B-32-256", marks=pytest.mark.slow),
     ],
 )
-def test_bf16_text_weights_agree_with_fp32(model):
+def test_low_precision_text_weights_agree_with_fp32(model, precision):
     from mmsearch.encoder import OpenClipEncoder
     from mmsearch.models import ModelSpec, resolve_model
 
@@ -58,14 +60,14 @@ def test_bf16_text_weights_agree_with_fp32(model):
     torch.manual_seed(0)
     fp32 = OpenClipEncoder(spec, device="cpu", text_precision="fp32").encode_texts(TEXTS)
     torch.manual_seed(0)  # the same random weights for the architecture without a checkpoint
-    bf16 = OpenClipEncoder(spec, device="cpu", text_precision="bf16").encode_texts(TEXTS)
-    assert (fp32 * bf16).sum(axis=1).min() >= 0.99
+    low = OpenClipEncoder(spec, device="cpu", text_precision=precision).encode_texts(TEXTS)
+    assert (fp32 * low).sum(axis=1).min() >= 0.99
 
 
 @pytest.mark.slow
-def test_bf16_text_weights_keep_the_top_ten(tmp_path):
-    """On a real library (the bundled model on sample_corpus), bf16 text weights return the
-    same ten images as fp32 for every query, in the same order but for near-ties."""
+def test_low_precision_text_weights_keep_the_top_ten(tmp_path):
+    """On a real library (the bundled model on sample_corpus), bf16 and int8 text weights return
+    the same ten images as fp32 for every query, in the same order but for near-ties."""
     from indexer import index_paths
     from mmsearch import open_library
     from mmsearch.encoder import OpenClipEncoder
@@ -76,19 +78,63 @@ def test_bf16_text_weights_keep_the_top_ten(tmp_path):
     with open_library(tmp_path / "lib", model="clipart-mini") as library:
         index_paths(library, [SAMPLE_CORPUS / "images"], workers=0)
     queries = ["flag", "a star", "road sign", "fruit", "a bird", "a house", "a car", "a map"]
-    tops = {}
-    for precision in ("fp32", "bf16"):
+    tops, scores = {}, {}
+    for precision in ("fp32", "bf16", "int8"):
         encoder = OpenClipEncoder(spec, device="cpu", text_precision=precision)
         with open_library(tmp_path / "lib", encoder=encoder) as library:
             # Straight through the encoder: the query cache would hand back the first run's.
-            tops[precision] = [
-                [h.path for h in library._image_hits(encoder.encode_texts([q])[0], 10)]
-                for q in queries
-            ]
-    for exact, half in zip(tops["fp32"], tops["bf16"], strict=True):
-        assert set(half) == set(exact)  # the same ten images
-        # in the same order, but for neighbours whose fp32 scores tie to 1e-4 (measured)
-        assert all(abs(half.index(path) - rank) <= 1 for rank, path in enumerate(exact))
+            hits = [library._image_hits(encoder.encode_texts([q])[0], 10) for q in queries]
+        tops[precision] = [[h.path for h in top] for top in hits]
+        scores[precision] = [[h.score for h in top] for top in hits]
+    for precision in ("bf16", "int8"):
+        for exact, exact_scores, low in zip(
+            tops["fp32"], scores["fp32"], tops[precision], strict=True
+        ):
+            assert set(low) == set(exact)  # the same ten images
+            # in the same order, but for neighbours whose fp32 scores tie to 2e-3
+            for rank, path in enumerate(exact):
+                moved_to = low.index(path)
+                assert abs(exact_scores[moved_to] - exact_scores[rank]) <= 2e-3
+
+
+def test_int8_text_weights_are_the_default_on_x86_and_per_text():
+    """``auto`` takes the int8 tower here (an x86 CPU), and a text's vector is the same whatever
+    else is in its batch (activations are quantized per text)."""
+    from mmsearch.encoder import OpenClipEncoder
+    from mmsearch.int8_text_tower import Int8TextTower, int8_available
+    from mmsearch.models import resolve_model
+
+    if not int8_available():
+        pytest.skip("no x86 int8 engine in this PyTorch build")
+    encoder = OpenClipEncoder(resolve_model("clipart-mini"), device="cpu")
+    together = encoder.encode_texts(TEXTS)
+    assert isinstance(encoder._int8_text, Int8TextTower)
+    alone = np.concatenate([encoder.encode_texts([text]) for text in TEXTS])
+    np.testing.assert_array_equal(together, alone)
+
+
+def test_int8_text_weights_need_a_plain_tower(tiny_model):
+    """A tower the int8 forward does not reproduce (layer scale) is refused when int8 is asked
+    for, and ``auto`` falls back to the truncated tower."""
+    from open_clip.transformer import LayerScale
+
+    from mmsearch.encoder import OpenClipEncoder
+    from mmsearch.errors import ModelError
+    from mmsearch.models import resolve_model
+
+    spec = resolve_model(str(tiny_model))
+    for precision in ("int8", "auto"):
+        encoder = OpenClipEncoder(spec, device="cpu", text_precision=precision)
+        model = encoder._load(text_only=True)
+        model.transformer.resblocks[0].ls_1 = LayerScale(model.transformer.width, 0.5)
+        encoder._model = None
+        encoder._load_text_tower = lambda model=model: model  # the altered tower, as loaded
+        if precision == "int8":
+            with pytest.raises(ModelError, match="int8 text weights need"):
+                encoder.encode_texts(TEXTS)
+        else:
+            assert encoder.encode_texts(TEXTS).shape == (3, encoder.dim)
+            assert encoder._int8_text is False
 
 
 @pytest.mark.parametrize(
