@@ -103,7 +103,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def get_setting(session: Session, key: str, default=None):
-    row = session.get(Setting, key)
+    # A plain select: every search reads a generation, and the ORM's session.get costs more.
+    row = session.execute(select(Setting.value).where(Setting.key == key)).one_or_none()
     return default if row is None else row.value
 
 

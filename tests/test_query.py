@@ -279,3 +279,31 @@ def test_damaged_query_cache_is_found_and_cleared(cli, photos):
     )
     repaired = cli("check", "--repair")
     assert repaired.exit_code == 0 and "cleared the query cache (1 queries" in repaired.stdout
+
+
+def test_new_query_embeddings_are_saved_in_batches_and_on_close(library):
+    """A warm library writes new query embeddings to the cache QUERY_CACHE_BATCH at a time (a
+    write per query would cost a transaction each), answers repeats from memory meanwhile, and
+    saves the rest when it closes."""
+    import sqlite3
+
+    from mmsearch.library import QUERY_CACHE_BATCH
+
+    def cached() -> int:
+        db = sqlite3.connect(library.library_dir / "library.db")
+        try:
+            return db.execute("SELECT count(*) FROM query_cache").fetchone()[0]
+        finally:
+            db.close()
+
+    first = library.search_text("query 0", k=3)
+    assert cached() == 0 and [h.id for h in library.search_text("query 0", k=3)] == [
+        h.id for h in first
+    ]
+    for n in range(1, QUERY_CACHE_BATCH):
+        library.search_text(f"query {n}", k=3)
+    assert cached() == QUERY_CACHE_BATCH
+    library.search_text("one more", k=3)
+    assert cached() == QUERY_CACHE_BATCH
+    library.close()
+    assert cached() == QUERY_CACHE_BATCH + 1
