@@ -54,7 +54,7 @@ def _wants_int8_text(precision: str, device: str, model) -> bool:
     return plain_text_tower(model) is not None
 
 
-def _wants_bf16_text(precision: str, device: str) -> bool:
+def _wants_bf16(precision: str, device: str) -> bool:
     if precision != "auto":
         return precision == "bf16"
     import torch
@@ -97,6 +97,10 @@ class OpenClipEncoder:
             cosine of 0.99 and more with the same top ten on a real library (tested). ``auto``
             takes int8 on an x86 CPU for the plain CLIP text tower, else bf16 on a CPU with
             native bf16 for a tower that can be cut after end-of-text, else fp32.
+        image_precision: ``"auto"`` (bf16 on a CPU with native bf16, else fp32), ``"fp32"`` or
+            ``"bf16"``: the image tower's body in bf16, its stem and head in fp32
+            (:mod:`mmsearch.image_tower`); 2–4 times the images per second on such CPUs, vectors
+            that agree with fp32 to a cosine of 0.999 and more, the same top ten (tested).
     """
 
     def __init__(
@@ -106,9 +110,13 @@ class OpenClipEncoder:
         device: str | None = None,
         batch_size: int = 32,
         text_precision: str = "auto",
+        image_precision: str = "auto",
     ):
         if text_precision not in ("auto", "fp32", "bf16", "int8"):
             raise ModelError(f"text precision {text_precision!r}: use auto, fp32, bf16 or int8")
+        if image_precision not in ("auto", "fp32", "bf16"):
+            raise ModelError(f"image precision {image_precision!r}: use auto, fp32 or bf16")
+        self._image_precision = image_precision
         self.spec = spec
         self._device = device
         self.batch_size = batch_size
@@ -144,9 +152,13 @@ class OpenClipEncoder:
                 f"{self.spec.name} on {self._device} does not qualify; use text precision auto, "
                 "fp32 or bf16"
             )
-        bf16 = not self._int8_text and _wants_bf16_text(self._text_precision, self._device)
+        bf16 = not self._int8_text and _wants_bf16(self._text_precision, self._device)
         if self._truncate and bf16:
             cast_text_tower(model, torch.bfloat16)
+        if not self._text_only and _wants_bf16(self._image_precision, self._device):
+            from mmsearch.image_tower import cast_image_body
+
+            cast_image_body(model.visual, torch.bfloat16)
         self._tokenizer = open_clip.get_tokenizer(self.spec.arch)
         pp = dict(model.visual.preprocess_cfg) if hasattr(model.visual, "preprocess_cfg") else {}
         self._preprocess = PreprocessConfig.from_open_clip({"size": model.visual.image_size, **pp})
