@@ -70,3 +70,30 @@ def test_ann_recall_reports_recall_latency_and_memory():
     assert report["exact_mode_recall@10"] == 1.0 and 0 < report["recall@10"] <= 1
     assert report["memory"]["file_bytes_per_vector"] > 32 * 4
     assert report["memory"]["mapped"]["anonymous_mb"] > 0
+
+
+@pytest.mark.slow
+def test_ingest_reports_every_stage_and_the_ratios():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench/ingest.py"), str(REPO / "sample_corpus/images"),
+         "--model", "clipart-mini", "--limit", "64", "--image-precision", "fp32"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    report = json.loads(out)
+    rates = report["images_per_second"]
+    assert report["images"] == 64 and report["image_precision"] == "fp32"
+    assert set(rates) == {"encoder", "decode", "index", "naive", "both"}
+    assert all(rate > 0 for rate in rates.values())
+    assert rates["both"] < min(rates["encoder"], rates["decode"])
+    assert report["index_vs_both"] == pytest.approx(rates["index"] / rates["both"], rel=0.01)
+
+
+def test_encoders_report_images_and_text_queries():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench/encoders.py"), "--presets", "clipart-mini",
+         "--images", "32", "--json"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    (row,) = json.loads(out[out.index("[") :])
+    assert row["preset"] == "clipart-mini" and row["images_per_s_fp32"] > 0
+    assert row["images_per_s"] > 0 and row["text_ms"] > 0 and row["text_ms_full"] > 0
