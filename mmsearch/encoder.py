@@ -280,7 +280,7 @@ class OpenClipEncoder:
 
         model = self._load(text_only=True)
         if self._int8_text is True:
-            self._int8_text = Int8TextTower.build(model)
+            self._int8_text = Int8TextTower.build(model) or False  # None: fp32 after all
         out = []
         for start in range(0, len(texts), self.batch_size):
             tokens = self._tokenizer(texts[start : start + self.batch_size]).to(self._device)
