@@ -16,7 +16,6 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from mmsearch.derived_indexes import MODALITIES, ROWS, DerivedIndexes
@@ -43,19 +42,15 @@ from mmsearch.query import (
     cut_at_knee,
     cut_within,
 )
+from mmsearch.query_cache import QueryCache
 from mmsearch.records import ImageRecord, TextRecord
 from mmsearch.results import CollectionInfo, ImageHit, IndexFileInfo, LibraryInfo, TextHit
-from mmsearch.schema import CachedQuery, Collection, ImageRow, SkippedFile, TextRow
-from mmsearch.store import BUSY_TIMEOUT_PRAGMA, bump_generation, get_setting, set_setting
+from mmsearch.schema import Collection, ImageRow, SkippedFile, TextRow
+from mmsearch.store import bump_generation, get_setting, set_setting
 from mmsearch.transaction import WriteTransaction
 from mmsearch.vector_index import FaissIndex
 from mmsearch.writer_lock import WriterLock
 
-QUERY_CACHE_SIZE = 10_000  # text queries whose embeddings are kept (oldest go first)
-# New query embeddings are written to the cache together, this many at a time (and by flush or
-# close): a write transaction per query cost 1.5–2 ms of a 15 ms warm query, and could wait on
-# an index run's transaction.
-QUERY_CACHE_BATCH = 32
 TEXT_TOWER_DIR = "text_tower"  # the exported text tower for torch-free queries
 
 
@@ -69,7 +64,7 @@ class Library:
         self._indexes = DerivedIndexes(engine, library_dir)
         self._writer_lock = WriterLock(library_dir)
         self._numpy_tower: NumpyTextTower | None | bool = None  # False: looked, none there
-        self._unsaved_queries: dict[str, np.ndarray] = {}  # encoded, not yet in the cache
+        self._query_cache = QueryCache(engine)
         with Session(engine) as session:
             self._stored_model = get_setting(session, "model")
         if encoder is not None:
@@ -448,21 +443,12 @@ class Library:
 
     def _query_vectors(self, texts: list[str]) -> list[np.ndarray]:
         """Embeddings of query texts: from the query cache, else encoded (and then cached)."""
-        cached = {t: self._unsaved_queries[t] for t in texts if t in self._unsaved_queries}
-        if lookup := [t for t in texts if t not in cached]:
-            with Session(self.engine) as session:
-                stmt = select(CachedQuery.text, CachedQuery.embedding).where(
-                    CachedQuery.text.in_(lookup)
-                )
-                rows = session.execute(stmt).all()
-            cached.update((t, np.frombuffer(b, np.float32)) for t, b in rows)
+        cached = self._query_cache.get(texts)
         missing = sorted({t for t in texts if t not in cached})
         if missing:
-            encoded = self._encode_queries(missing)
-            cached.update(zip(missing, encoded, strict=True))
-            self._unsaved_queries.update(zip(missing, encoded, strict=True))
-            if len(self._unsaved_queries) >= QUERY_CACHE_BATCH:
-                self._save_queries()
+            encoded = dict(zip(missing, self._encode_queries(missing), strict=True))
+            cached.update(encoded)
+            self._query_cache.add(encoded)
         return [cached[t] for t in texts]
 
     def _encode_queries(self, texts: list[str]) -> np.ndarray:
@@ -492,39 +478,6 @@ class Library:
             return self.encoder.export_text_tower(folder, stored["weights"])
         except OSError:
             return False  # a read-only or full library still answers, with torch
-
-    def _save_queries(self) -> None:
-        """Write the query embeddings encoded since the last save to the query cache. Best
-        effort: a busy, read-only or full library still answers, uncached."""
-        vectors, self._unsaved_queries = self._unsaved_queries, {}
-        if not vectors:
-            return
-        now = time.time()
-        sqlite = self.engine.dialect.name == "sqlite"
-        try:
-            with Session(self.engine) as session:
-                if sqlite:
-                    # Never keep a search waiting on an index run's transaction for its cache
-                    # (this connection goes back to the pool with the usual timeout, below).
-                    session.connection().exec_driver_sql("PRAGMA busy_timeout = 200")
-                for text, vector in vectors.items():
-                    session.merge(
-                        CachedQuery(text=text, embedding=vector.tobytes(), created_at=now)
-                    )
-                session.flush()
-                count = session.execute(select(func.count()).select_from(CachedQuery)).scalar_one()
-                if count > QUERY_CACHE_SIZE:
-                    oldest = (
-                        select(CachedQuery.text)
-                        .order_by(CachedQuery.created_at)
-                        .limit(count - QUERY_CACHE_SIZE)
-                    )
-                    session.execute(delete(CachedQuery).where(CachedQuery.text.in_(oldest)))
-                session.commit()
-                if sqlite:
-                    session.connection().exec_driver_sql(BUSY_TIMEOUT_PRAGMA)
-        except DBAPIError:
-            pass
 
     def _allowed_images(self, where: ImageFilter, exclude: set[int]) -> np.ndarray:
         stmt = select(ImageRow.id).where(*where.conditions())
@@ -767,7 +720,7 @@ class Library:
     def flush(self) -> None:
         """Save changed vector indexes (atomically) and new query embeddings."""
         self._indexes.flush()
-        self._save_queries()
+        self._query_cache.save()
 
     def close(self) -> None:
         self.flush()

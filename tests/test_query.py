@@ -282,12 +282,12 @@ def test_damaged_query_cache_is_found_and_cleared(cli, photos):
 
 
 def test_new_query_embeddings_are_saved_in_batches_and_on_close(library):
-    """A warm library writes new query embeddings to the cache QUERY_CACHE_BATCH at a time (a
+    """A warm library writes new query embeddings to the cache SAVE_EVERY at a time (a
     write per query would cost a transaction each), answers repeats from memory meanwhile, and
     saves the rest when it closes."""
     import sqlite3
 
-    from mmsearch.library import QUERY_CACHE_BATCH
+    from mmsearch.query_cache import SAVE_EVERY
 
     def cached() -> int:
         db = sqlite3.connect(library.library_dir / "library.db")
@@ -300,10 +300,10 @@ def test_new_query_embeddings_are_saved_in_batches_and_on_close(library):
     assert cached() == 0 and [h.id for h in library.search_text("query 0", k=3)] == [
         h.id for h in first
     ]
-    for n in range(1, QUERY_CACHE_BATCH):
+    for n in range(1, SAVE_EVERY):
         library.search_text(f"query {n}", k=3)
-    assert cached() == QUERY_CACHE_BATCH
+    assert cached() == SAVE_EVERY
     library.search_text("one more", k=3)
-    assert cached() == QUERY_CACHE_BATCH
+    assert cached() == SAVE_EVERY
     library.close()
-    assert cached() == QUERY_CACHE_BATCH + 1
+    assert cached() == SAVE_EVERY + 1
