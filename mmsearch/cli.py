@@ -762,6 +762,13 @@ def train(
     lr: Annotated[float, typer.Option(min=0)] = 1e-3,
     warmup: Annotated[int, typer.Option(min=0, help="Warm-up steps.")] = 100,
     seed: int = 0,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (bf16 on CPUs with native bf16, else fp32), fp32 or bf16 (bf16 autocast; "
+            "weights stay fp32)."
+        ),
+    ] = "auto",
     images_root: Annotated[
         Path | None, typer.Option(help="Folder the image paths are relative to.")
     ] = None,
@@ -785,6 +792,7 @@ def train(
         warmup_steps=warmup,
         seed=seed,
         init=init,
+        precision=precision,
     )
     try:
         result = train_from_files(

@@ -11,6 +11,7 @@ usable anywhere a ``--model`` is taken.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -30,6 +31,8 @@ CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_pytorch_model.bin"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# What checkpoints written before a TrainConfig field existed did, for resuming them.
+_BEFORE_FIELDS_EXISTED = {"precision": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class TrainConfig:
     crop_margin: float = 0.15  # pictures are kept this much larger than the input for crops
     flip: bool = True
     init: str | None = None  # a --model value to fine-tune from instead of training from scratch
+    # "bf16": forward passes under bf16 autocast (weights, optimizer and loss stay fp32);
+    # "auto" is resolved when training starts: bf16 on CPUs with native bf16, else fp32.
+    precision: str = "auto"
 
 
 @dataclass
@@ -83,6 +89,16 @@ def load_pictures(
     return np.stack(pictures), kept
 
 
+def _resolve_precision(precision: str) -> str:
+    if precision not in ("auto", "fp32", "bf16"):
+        raise TrainingError(f"precision {precision!r}: use auto, fp32 or bf16")
+    if precision != "auto":
+        return precision
+    import torch
+
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
 def train(
     samples: Sequence[TrainingSample],
     output_dir: str | Path,
@@ -116,6 +132,7 @@ def train(
 
     if not samples:
         raise TrainingError("the training collection is empty")
+    config = dataclasses.replace(config, precision=_resolve_precision(config.precision))
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     register_open_clip_configs()
@@ -148,7 +165,8 @@ def train(
     checkpoint_path = output_dir / CHECKPOINT
     if resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        if state["config"] != asdict(config) or state["samples"] != len(samples):
+        stored = {**_BEFORE_FIELDS_EXISTED, **state["config"]}
+        if stored != asdict(config) or state["samples"] != len(samples):
             raise TrainingError(
                 f"{checkpoint_path} was made with other settings or data; pass the same "
                 "options to resume, or another output folder (or --no-resume) to start over"
@@ -182,8 +200,10 @@ def train(
                 for i in idx.tolist()
             ]
             try:
-                image_features = model.encode_image(to_model_tensor(images, preprocess), True)
-                text_features = model.encode_text(tokenizer(texts), True)
+                with torch.autocast("cpu", torch.bfloat16, enabled=config.precision == "bf16"):
+                    image_features = model.encode_image(to_model_tensor(images, preprocess), True)
+                    text_features = model.encode_text(tokenizer(texts), True)
+                image_features, text_features = image_features.float(), text_features.float()
                 logits = model.logit_scale.exp() * image_features @ text_features.T
                 labels = torch.arange(len(idx))
                 loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2

@@ -32,9 +32,10 @@ def _weights(folder):
     return torch.load(folder / "open_clip_pytorch_model.bin", weights_only=True)
 
 
-def test_resume_continues_exactly(small_set, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_continues_exactly(small_set, tmp_path, precision):
     samples = read_captioned(small_set / "captions.jsonl")
-    config = TrainConfig(epochs=3, **TINY)
+    config = TrainConfig(epochs=3, precision=precision, **TINY)
     train(samples, tmp_path / "straight", config)
     with pytest.raises(KeyboardInterrupt):
         train(samples, tmp_path / "resumed", config, stop_after_epoch=1)
@@ -51,6 +52,24 @@ def test_resume_with_other_settings_is_refused(small_set, tmp_path):
         train(samples, tmp_path / "m", TrainConfig(epochs=2, **TINY), stop_after_epoch=1)
     with pytest.raises(TrainingError, match="was made with other settings or data"):
         train(samples, tmp_path / "m", TrainConfig(epochs=5, **TINY))
+
+
+def test_checkpoint_from_before_the_precision_option_resumes_in_fp32(small_set, tmp_path):
+    samples = read_captioned(small_set / "captions.jsonl")
+    config = TrainConfig(epochs=2, precision="fp32", **TINY)
+    with pytest.raises(KeyboardInterrupt):
+        train(samples, tmp_path / "m", config, stop_after_epoch=1)
+    checkpoint = tmp_path / "m" / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    del state["config"]["precision"]  # as an older mmsearch wrote it
+    torch.save(state, checkpoint)
+    assert [h["epoch"] for h in train(samples, tmp_path / "m", config).history] == [1, 2]
+
+
+def test_bad_precision_is_refused(small_set, tmp_path):
+    samples = read_captioned(small_set / "captions.jsonl")
+    with pytest.raises(TrainingError, match="precision 'fp8': use auto, fp32 or bf16"):
+        train(samples, tmp_path / "m", TrainConfig(precision="fp8", **TINY))
 
 
 def test_cli_train_then_eval_then_use(small_set, tmp_path):
