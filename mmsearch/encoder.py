@@ -98,7 +98,7 @@ class OpenClipEncoder:
             takes int8 on an x86 CPU for the plain CLIP text tower, else bf16 on a CPU with
             native bf16 for a tower that can be cut after end-of-text, else fp32.
         image_precision: ``"auto"`` (bf16 on a CPU with native bf16, else fp32), ``"fp32"`` or
-            ``"bf16"``: the image tower's body in bf16, its stem and head in fp32
+            ``"bf16"``: the image tower's body in bf16, its stem in fp32
             (:mod:`mmsearch.image_tower`); 2–4 times the images per second on such CPUs, vectors
             that agree with fp32 to a cosine of 0.999 and more, the same top ten (tested).
     """

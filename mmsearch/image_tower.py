@@ -6,7 +6,7 @@ bf16. The stem is another matter: it reads the raw pixels, and in bf16 it carrie
 the error (measured on the bundled model over sample_corpus, 1 − cosine with fp32: at most
 4.7e-3 with the whole tower in bf16, 6.3e-5 with the stem kept in fp32). So
 :func:`cast_image_body` casts the body alone, each part of it wrapped to take and give fp32:
-the stem, the pooling head and the final normalisation see what they see in fp32.
+the stem (and a ViT's final norm and projection) compute what they compute in fp32.
 """
 
 from __future__ import annotations
