@@ -145,7 +145,9 @@ class OpenClipEncoder:
             model = self._load_whole()
         self._model = model
         self._truncate = can_truncate(model)
-        self._int8_text = _wants_int8_text(self._text_precision, self._device, model)
+        wants_int8 = _wants_int8_text(self._text_precision, self._device, model)
+        if not (wants_int8 and self._int8_text):  # a tower built from the text-only load stays
+            self._int8_text = wants_int8
         if self._text_precision == "int8" and not self._int8_text:
             raise ModelError(
                 f"int8 text weights need an x86 CPU and a plain CLIP text tower, and "

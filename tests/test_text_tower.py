@@ -111,6 +111,10 @@ def test_int8_text_weights_are_the_default_on_x86_and_per_text():
     assert isinstance(encoder._int8_text, Int8TextTower)
     alone = np.concatenate([encoder.encode_texts([text]) for text in TEXTS])
     np.testing.assert_array_equal(together, alone)
+    tower = encoder._int8_text
+    encoder.encode_images(np.zeros((1, 64, 64, 3), np.uint8))  # loads the whole model
+    assert encoder._int8_text is tower  # the same text weights: not quantized again
+    np.testing.assert_array_equal(encoder.encode_texts(TEXTS), together)
 
 
 def test_int8_text_weights_need_a_plain_tower(tiny_model):
