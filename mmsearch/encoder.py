@@ -54,12 +54,17 @@ def _wants_int8_text(precision: str, device: str, model) -> bool:
     return plain_text_tower(model) is not None
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), where bf16 pays."""
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def _wants_bf16(precision: str, device: str) -> bool:
     if precision != "auto":
         return precision == "bf16"
-    import torch
-
-    return device == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return device == "cpu" and native_bf16()
 
 
 def pick_device(device: str | None = None) -> str:

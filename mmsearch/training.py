@@ -94,9 +94,9 @@ def _resolve_precision(precision: str) -> str:
         raise TrainingError(f"precision {precision!r}: use auto, fp32 or bf16")
     if precision != "auto":
         return precision
-    import torch
+    from mmsearch.encoder import native_bf16
 
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    return "bf16" if native_bf16() else "fp32"
 
 
 def train(
