@@ -2,16 +2,18 @@
 
 The database is the truth. An index file is trusted only when the generation stamped in it equals
 the database's generation for that modality; otherwise it is rebuilt from the stored vectors.
-Changes committed by this process are mirrored into the loaded index (cheap), unless another
-writer got in between, in which case the index is rebuilt. When the collection has outgrown its
-kind of index (see :mod:`mmsearch.vector_index`), the index is rebuilt as it is saved.
+Changes committed by this process are collected (:class:`IndexChanges`) and written into the
+file every :data:`PENDING_LIMIT` ids and on :meth:`DerivedIndexes.flush`, unless another writer
+got in between, in which case the index is rebuilt. When the collection has outgrown its kind of
+index (see :mod:`mmsearch.vector_index`), the index is rebuilt as it is saved.
 
-Searches use a read-only memory map of the file; a writer loads its own copy to change.
+Nothing here holds a whole index in memory: searches use a read-only memory map of the file,
+and writing rewrites it cell by cell from that map. A writer's memory stays flat however large
+the library grows.
 """
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +22,12 @@ from sqlalchemy.orm import Session
 
 from mmsearch.schema import ImageRow, TextRow
 from mmsearch.store import get_setting
-from mmsearch.vector_index import FaissIndex
+from mmsearch.vector_index import FaissIndex, IndexChanges
 
 MODALITIES = ("images", "texts")
 ROWS = {"images": ImageRow, "texts": TextRow}
 _REBUILD_CHUNK = 10_000
+PENDING_LIMIT = 16_384  # ids of changes held before they are written (32 MB of vectors at 512)
 
 
 class DerivedIndexes:
@@ -34,7 +37,7 @@ class DerivedIndexes:
         self._engine = engine
         self._library_dir = library_dir
         self._loaded: dict[str, FaissIndex] = {}
-        self._dirty: set[str] = set()
+        self._pending: dict[str, tuple[int, int, IndexChanges]] = {}  # base, new generation, ...
 
     def path(self, modality: str) -> Path:
         return self._library_dir / f"{modality}.faiss"
@@ -45,6 +48,7 @@ class DerivedIndexes:
 
     def get(self, modality: str) -> FaissIndex:
         """The modality's index, current with the database (loaded, or rebuilt and saved)."""
+        self._write_pending(modality)
         generation = self.generation(modality)
         index = self._loaded.get(modality)
         if index is not None and index.generation == generation:
@@ -52,12 +56,57 @@ class DerivedIndexes:
         index = FaissIndex.load(self.path(modality), mapped=True)
         if index is None or index.generation != generation:
             index = self._rebuild(modality)
-            self._dirty.add(modality)
         self._loaded[modality] = index
-        self.flush()
         return index
 
+    def rebuild(self, modality: str) -> FaissIndex:
+        """Rebuild the modality's index from the database and save it, whatever is loaded."""
+        index = self._loaded[modality] = self._rebuild(modality)
+        return index
+
+    def apply(self, modality: str, generation: int, *, remove=None, add=None) -> None:
+        """Record a change committed at ``generation``, to be written into the index file."""
+        base, last, changes = self._pending.get(modality, (None, None, None))
+        if changes is None:
+            header = FaissIndex.read_header(self.path(modality))
+            base = header and header.get("generation")
+            changes, last = IndexChanges(), base
+        if last != generation - 1:
+            # Never saved, or another writer got in between: rebuild from the database.
+            self._pending.pop(modality, None)
+            self._loaded[modality] = self._rebuild(modality)
+            return
+        if remove is not None:
+            changes.remove(remove)
+        if add is not None:
+            changes.add(*add)
+        self._pending[modality] = (base, generation, changes)
+        if len(changes) >= PENDING_LIMIT:
+            self._write_pending(modality)
+
+    def flush(self) -> None:
+        """Write pending changes into the index files (atomically)."""
+        for modality in sorted(self._pending):
+            self._write_pending(modality)
+
+    def _write_pending(self, modality: str) -> None:
+        base, generation, changes = self._pending.pop(modality, (None, None, None))
+        if changes is None:
+            return
+        path = self.path(modality)
+        index = FaissIndex.load(path, mapped=True)
+        if index is None or index.generation != base:
+            index = self._rebuild(modality)  # changed under us: the database has it all
+        else:
+            index = index.with_changes(path, changes, generation)
+            if index.needs_rebuild():
+                index = self._rebuild(modality)
+        self._loaded[modality] = index
+
     def _rebuild(self, modality: str) -> FaissIndex:
+        """The index rebuilt from the database and saved; built in memory and not saved when
+        the library folder cannot be written (it is rebuilt again next time)."""
+        self._pending.pop(modality, None)
         row = ROWS[modality]
         with Session(self._engine) as session:
             # One read transaction, so the generation, the count and the vectors (read twice
@@ -77,44 +126,12 @@ class DerivedIndexes:
                     )
 
             dim = int(model["dim"]) if model else 1
-            index = FaissIndex.build(dim, count, chunks, generation=generation)
+            try:
+                index = FaissIndex.build_file(
+                    self.path(modality), dim, count, chunks, generation=generation
+                )
+            except OSError:
+                # A read-only library still answers queries; the index is rebuilt next time.
+                index = FaissIndex.build(dim, count, chunks, generation=generation)
             session.rollback()
         return index
-
-    def rebuild(self, modality: str) -> FaissIndex:
-        """Rebuild the modality's index from the database and save it, whatever is loaded."""
-        index = self._rebuild(modality)
-        self._loaded[modality] = index
-        self._dirty.add(modality)
-        self.flush()
-        return index
-
-    def apply(self, modality: str, generation: int, *, remove=None, add=None) -> None:
-        """Mirror a change committed at ``generation`` in the index (or rebuild it)."""
-        index = self._loaded.get(modality)
-        if index is None or index.mapped:
-            index = FaissIndex.load(self.path(modality))
-        if index is None or index.generation != generation - 1:
-            # Never saved, or another writer got in between: rebuild from the database.
-            self._loaded.pop(modality, None)
-            self.get(modality)
-            return
-        self._loaded[modality] = index
-        if remove is not None:
-            index.remove(remove)
-        if add is not None:
-            index.add(*add)
-        index.generation = generation
-        self._dirty.add(modality)
-
-    def flush(self) -> None:
-        """Save changed indexes (atomically)."""
-        for modality in sorted(self._dirty):
-            index = self._loaded.get(modality)
-            if index is not None and index.needs_rebuild():
-                index = self._loaded[modality] = self._rebuild(modality)
-            if index is not None:
-                # A read-only library still answers queries; the index is rebuilt next time.
-                with contextlib.suppress(OSError):
-                    index.save(self.path(modality))
-        self._dirty.clear()

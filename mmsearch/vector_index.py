@@ -31,6 +31,8 @@ from typing import Protocol
 
 import numpy as np
 
+from mmsearch.ivf_file import CellRuns, stored_cells, write_ivf
+
 TRAILER = b"MMSEARCH-INDEX 2"
 FLAT_LIMIT = 32_768  # an exact scan of 32k vectors of dimension 512 takes ~6 ms on one core
 TRAINING_POINTS_PER_CELL = 40  # FAISS asks for at least 39
@@ -95,27 +97,55 @@ class FaissIndex:
     @classmethod
     def build(cls, dim: int, count: int, chunks: Chunks, *, generation: int = 0) -> FaissIndex:
         """An index of the kind that suits ``count`` vectors, filled from ``chunks()`` (an
-        iterable of (ids, vectors) pairs, read twice when the index needs training)."""
-        import faiss
-
-        cells = cells_for(count)
-        if not cells:
-            index = cls(dim, generation=generation)
-        else:
-            # Every step-th vector, so the sample spans the whole collection, not its oldest part.
-            step = max(1, count // (cells * TRAINING_POINTS_PER_CELL))
-            sample = np.concatenate(
-                [vectors[(-offset) % step :: step] for offset, (_, vectors) in _offsets(chunks())]
-            )
-            ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, cells, faiss.METRIC_INNER_PRODUCT)
-            ivf.cp.spherical = True  # centroids on the unit sphere, like the vectors
-            ivf.cp.niter = 10
-            ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
-            ivf.nprobe = min(cells, max(cells // PROBED_SHARE, MIN_SCANNED * cells // count))
-            index = cls(dim, generation=generation, index=ivf, trained_on=count)
+        iterable of (ids, vectors) pairs, read twice when the index needs training), in memory.
+        :meth:`build_file` builds a large one without holding its vectors."""
+        trained = _trained_ivf(dim, count, chunks)
+        index = cls(dim, generation=generation, index=trained, trained_on=count if trained else 0)
         for ids, vectors in chunks():
             index.add(ids, vectors)
         return index
+
+    @classmethod
+    def build_file(
+        cls, path: Path, dim: int, count: int, chunks: Chunks, *, generation: int = 0
+    ) -> FaissIndex:
+        """:meth:`build`, saved at ``path`` and returned memory-mapped; with IVF cells the
+        vectors go to disk cell by cell through scratch files beside ``path``, so memory does
+        not grow with ``count``."""
+        trained = _trained_ivf(dim, count, chunks)
+        if trained is None:
+            cls.build(dim, count, chunks, generation=generation).save(path)
+        else:
+            path = Path(path)
+            with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as scratch:
+                runs = CellRuns(trained.quantizer, trained.nlist, dim, Path(scratch))
+                for ids, vectors in chunks():
+                    runs.add(ids, vectors)
+                cells = (runs.cell(cell) for cell in range(trained.nlist))
+                _write_ivf_file(path, trained, cells, generation=generation, trained_on=count)
+        return cls.load(path, mapped=True)
+
+    def with_changes(self, path: Path, changes: IndexChanges, generation: int) -> FaissIndex:
+        """This index (the one saved at ``path``) with ``changes`` made, saved at ``path``
+        stamped ``generation`` and returned memory-mapped. A flat index is small enough to load
+        and change; IVF cells are rewritten one at a time from this file's memory map."""
+        path = Path(path)
+        if not self.cells:
+            index = self if not self.mapped else FaissIndex.load(path)
+            index.remove(changes.dropped_ids())
+            index.add(*changes.added_items())
+            index.generation = generation
+            index.save(path)
+        else:
+            runs = CellRuns(self._index.quantizer, self.cells, self.dim)
+            runs.add(*changes.added_items())
+            cells = (
+                self_cell if not len(runs) else _concat(self_cell, runs.cell(number))
+                for number, self_cell in enumerate(stored_cells(self._index, changes.dropped_ids()))
+            )
+            empty = _empty_like(self._index)
+            _write_ivf_file(path, empty, cells, generation=generation, trained_on=self.trained_on)
+        return FaissIndex.load(path, mapped=True)
 
     @property
     def cells(self) -> int:
@@ -203,19 +233,12 @@ class FaissIndex:
     def save(self, path: Path) -> None:
         import faiss
 
-        header = json.dumps(
-            {
-                "generation": self.generation,
-                "dim": self.dim,
-                "count": len(self),
-                "trained_on": self.trained_on,
-            }
-        ).encode()
+        header = _trailer(self.generation, self.dim, len(self), self.trained_on)
 
         def write(tmp: str) -> None:
             faiss.write_index(self._index, tmp)  # straight to disk: no copy of the vectors
             with open(tmp, "ab") as f:
-                f.write(header + struct.pack("<I", len(header)) + TRAILER)
+                f.write(header)
 
         _atomic_write(Path(path), write)
 
@@ -260,6 +283,93 @@ class FaissIndex:
             trained_on=int(header.get("trained_on", 0)),
             mapped=mapped,
         )
+
+
+class IndexChanges:
+    """Additions and removals made to the database and not yet written to the index file.
+
+    An added id replaces any stored vector of that id; a removed id cancels its pending
+    addition. ``len()`` counts the ids involved, which bounds the memory held.
+    """
+
+    def __init__(self) -> None:
+        self._added: dict[int, np.ndarray] = {}
+        self._dropped: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._dropped)  # every added id is dropped from the stored ones too
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = [int(i) for i in ids]
+        self._dropped.update(ids)
+        self._added.update(zip(ids, np.asarray(vectors, dtype=np.float32), strict=True))
+
+    def remove(self, ids: np.ndarray) -> None:
+        ids = [int(i) for i in ids]
+        self._dropped.update(ids)
+        for i in ids:
+            self._added.pop(i, None)
+
+    def dropped_ids(self) -> np.ndarray:
+        """Stored ids to leave out (removed or replaced), sorted."""
+        return np.array(sorted(self._dropped), dtype=np.int64)
+
+    def added_items(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) to add."""
+        ids = np.fromiter(self._added, dtype=np.int64, count=len(self._added))
+        vectors = np.stack(list(self._added.values())) if self._added else None
+        return ids, vectors if vectors is not None else np.zeros((0, 0), np.float32)
+
+
+def _trained_ivf(dim: int, count: int, chunks: Chunks):
+    """An empty ``IndexIVFFlat`` trained for ``count`` vectors on a sample of ``chunks()``,
+    or None when ``count`` calls for an exact flat index."""
+    import faiss
+
+    cells = cells_for(count)
+    if not cells:
+        return None
+    # Every step-th vector, so the sample spans the whole collection, not its oldest part.
+    step = max(1, count // (cells * TRAINING_POINTS_PER_CELL))
+    sample = np.concatenate(
+        [vectors[(-offset) % step :: step] for offset, (_, vectors) in _offsets(chunks())]
+    )
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, cells, faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.spherical = True  # centroids on the unit sphere, like the vectors
+    ivf.cp.niter = 10
+    ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
+    ivf.nprobe = min(cells, max(cells // PROBED_SHARE, MIN_SCANNED * cells // count))
+    return ivf
+
+
+def _empty_like(ivf):
+    """An empty ``IndexIVFFlat`` with the cells (a copy of the centroids) and probes of ``ivf``."""
+    import faiss
+
+    empty = faiss.IndexIVFFlat(faiss.clone_index(ivf.quantizer), ivf.d, ivf.nlist, ivf.metric_type)
+    empty.nprobe = ivf.nprobe
+    return empty
+
+
+def _concat(*cells: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([i for i, _ in cells]), np.concatenate([v for _, v in cells])
+
+
+def _trailer(generation: int, dim: int, count: int, trained_on: int) -> bytes:
+    """What follows FAISS's serialisation in an mmsearch index file (see :meth:`read_header`)."""
+    header = json.dumps(
+        {"generation": generation, "dim": dim, "count": count, "trained_on": trained_on}
+    ).encode()
+    return header + struct.pack("<I", len(header)) + TRAILER
+
+
+def _write_ivf_file(path: Path, empty, cells, *, generation: int, trained_on: int) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            count = write_ivf(f, empty, cells)
+            f.write(_trailer(generation, empty.d, count, trained_on))
+
+    _atomic_write(path, write)
 
 
 def _offsets(chunks: Iterable[tuple[np.ndarray, np.ndarray]]):

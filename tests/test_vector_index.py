@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmsearch import open_library
+from mmsearch import derived_indexes, open_library
 from mmsearch import vector_index as vi
 from mmsearch.checking import check_library
 from mmsearch.records import ImageRecord
@@ -96,6 +96,63 @@ def test_saved_index_maps_read_only_and_loads_writable(large, tmp_path):
     assert writable.search(query, 1)[1][0][0] == 1
 
 
+def test_file_built_cell_by_cell_is_what_faiss_writes(large, tmp_path):
+    _, ids, vectors = large
+    chunks = lambda: ((ids[s : s + 7000], vectors[s : s + 7000]) for s in range(0, 40_000, 7000))  # noqa: E731
+    FaissIndex.build(64, 40_000, chunks, generation=5).save(tmp_path / "memory.faiss")
+    streamed = FaissIndex.build_file(tmp_path / "streamed.faiss", 64, 40_000, chunks, generation=5)
+    assert streamed.mapped and streamed.cells == 512
+    # Byte for byte FAISS's own serialisation (cells in the order vectors came) and trailer.
+    assert (tmp_path / "streamed.faiss").read_bytes() == (tmp_path / "memory.faiss").read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] != [] and not list(tmp_path.glob(".*"))
+
+
+def test_changes_are_written_cell_by_cell_as_faiss_would_make_them(large, tmp_path):
+    index, ids, vectors = large
+    path = tmp_path / "images.faiss"
+    index.save(path)
+    changes = vi.IndexChanges()
+    fresh = clustered(3000, 64, seed=7)
+    changes.add(np.arange(3000) + 10**6, fresh)  # new items
+    changes.remove(ids[:500])  # removed items
+    changes.add(ids[500:600], fresh[:100])  # items re-indexed with a new vector
+    changes.remove(np.arange(10) + 10**6)  # added, then removed before the write
+    assert len(changes) == 3000 + 600  # ids involved
+
+    mapped = FaissIndex.load(path, mapped=True)
+    written = mapped.with_changes(path, changes, generation=6)
+    assert written.mapped and written.generation == 6 and written.cells == 512
+
+    expected = FaissIndex.load(tmp_path / "images.faiss")  # the written file
+    reference = FaissIndex(64, index=index._index)  # the in-memory original, changed by FAISS
+    reference.remove(ids[:600])
+    reference.add(np.arange(10, 3000) + 10**6, fresh[10:])
+    reference.add(ids[500:600], fresh[:100])
+    assert len(written) == len(reference) == 40_000 - 500 + 2990
+    got, want = expected.items(), reference.items()
+    np.testing.assert_array_equal(np.sort(got[0]), np.sort(want[0]))
+    by_id = dict(zip(want[0].tolist(), want[1], strict=True))
+    np.testing.assert_array_equal(got[1], np.stack([by_id[i] for i in got[0].tolist()]))
+    for query in clustered(20, 64, seed=8):
+        np.testing.assert_array_equal(
+            written.search(query, 10, exact=True)[1], reference.search(query, 10, exact=True)[1]
+        )
+    assert FaissIndex.read_header(path)["count"] == len(reference)
+
+
+def test_changes_to_a_flat_index(tmp_path):
+    vectors = clustered(500, 32)
+    index = FaissIndex.build(32, 400, lambda: [(np.arange(400), vectors[:400])], generation=1)
+    index.save(tmp_path / "texts.faiss")
+    changes = vi.IndexChanges()
+    changes.remove(np.arange(50))
+    changes.add(np.arange(400, 500), vectors[400:])
+    mapped = FaissIndex.load(tmp_path / "texts.faiss", mapped=True)
+    written = mapped.with_changes(tmp_path / "texts.faiss", changes, generation=2)
+    assert written.cells == 0 and len(written) == 450 and written.generation == 2
+    assert sorted(written.items()[0]) == list(range(50, 500))
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -153,8 +210,29 @@ def test_library_switches_to_ivf_as_it_grows(tmp_path, tiny_model, monkeypatch):
         exact = lib._image_hits(query, 10, exact=True)
         assert [h.id for h in exact] == list(truth)
         assert lib._indexes.get("images").mapped  # searches read a memory map
-        # A writer changes its own copy, never the map.
+        # A writer rewrites the file (atomically); it never changes a map.
         lib.remove_images(["/synthetic/000000.jpg"])
         lib.flush()
         assert len(FaissIndex.load(lib.index_path("images"))) == 2399
+        assert check_library(lib) == []
+
+
+def test_writer_holds_at_most_pending_limit_changes(tmp_path, tiny_model, monkeypatch):
+    monkeypatch.setattr(vi, "FLAT_LIMIT", 1000)
+    monkeypatch.setattr(derived_indexes, "PENDING_LIMIT", 500)
+    with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
+        vectors = clustered(2400, lib.encoder.dim)
+        _put_synthetic(lib, 0, vectors[:1200])
+        lib.flush()
+        path = lib.index_path("images")
+        assert FaissIndex.read_header(path)["count"] == 1200 and FaissIndex.load(path).cells
+        counts = []
+        for start in range(1200, 2400, 200):
+            _put_synthetic(lib, start, vectors[start : start + 200])
+            counts.append(FaissIndex.read_header(path)["count"])
+        # Written once 500 ids were pending (after 600), not before and not after each batch.
+        assert counts == [1200, 1200, 1800, 1800, 1800, 2400]
+        lib.remove_images([f"/synthetic/{i:06d}.jpg" for i in range(100)])
+        lib.flush()
+        assert FaissIndex.read_header(path)["count"] == 2300
         assert check_library(lib) == []
