@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmsearch.errors import ImageError
-from mmsearch.imaging import content_hash, open_picture
+from mmsearch.imaging import KnownContent, content_hash, open_picture
 from mmsearch.preprocess import PreprocessConfig, fit_to_model
 
 
@@ -29,21 +29,21 @@ class Decoded:
     known: bool = False  # not decoded: the library already holds an embedding of this content
 
 
-# Content hashes the library already has embeddings for, set once per worker process (see
-# share_known_hashes): a moved, renamed or duplicated file is hashed but never decoded.
-_known_hashes: frozenset[str] = frozenset()
+# Content the library already has embeddings for, set once per worker process (see
+# share_known_content): a moved, renamed or duplicated file is hashed but never decoded.
+_known_content = KnownContent()
 
 
-def share_known_hashes(hashes: frozenset[str]) -> None:
-    global _known_hashes
-    _known_hashes = hashes
+def share_known_content(known: KnownContent) -> None:
+    global _known_content
+    _known_content = known
 
 
-def start_worker(hashes: frozenset[str]) -> None:
+def start_worker(known: KnownContent) -> None:
     """Set up a decoder worker process. Ctrl-C reaches the whole process group; the parent
     handles it (stores the batch in flight, then stops the workers), so workers ignore it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    share_known_hashes(hashes)
+    share_known_content(known)
 
 
 def decode_for_model(
@@ -51,13 +51,14 @@ def decode_for_model(
 ) -> Decoded:
     """Hash and decode one file for the model; failures come back as values, never as exceptions.
 
-    A file whose content hash is in the shared known set is not decoded (``known`` is set).
+    A file whose content the library probably holds (see KnownContent) is not decoded
+    (``known`` is set).
     """
     try:
         digest = content_hash(path)
     except OSError:
         digest = None  # open_picture below says precisely what is wrong with the file
-    if use_known and digest in _known_hashes:
+    if use_known and digest in _known_content:
         return Decoded(path, None, content_hash=digest, known=True)
     try:
         picture = open_picture(path, min_size=cfg.size, max_pixels=max_pixels)

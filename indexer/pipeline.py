@@ -20,10 +20,10 @@ from functools import partial
 
 import numpy as np
 
-from indexer.decode import Decoded, decode_for_model, share_known_hashes, start_worker
+from indexer.decode import Decoded, decode_for_model, share_known_content, start_worker
 from indexer.discover import FoundFile, discover
 from mmsearch.errors import InputError
-from mmsearch.imaging import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from mmsearch.imaging import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, KnownContent
 from mmsearch.library import Library
 from mmsearch.records import ImageRecord, mtime_iso
 
@@ -173,7 +173,8 @@ def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_p
         ready = []
         for d in batch:
             if d.known and d.content_hash not in reuse:
-                # Its twin left the library during this run: decode it after all.
+                # Its twin left the library during this run (or shared only the first 64 bits of
+                # its hash): decode it after all.
                 d = decode(d.path, use_known=False)
                 if d.pixels is None:
                     skip(d)
@@ -217,7 +218,7 @@ def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_p
     batch: list[Decoded] = []
     try:
         for decoded in _decode_all(
-            [f.path for f in todo], decode, workers, 4 * batch_size, library.known_hashes()
+            [f.path for f in todo], decode, workers, 4 * batch_size, library.known_content()
         ):
             if decoded.reason is not None:
                 skip(decoded)
@@ -249,17 +250,17 @@ def _decode_all(
     decode: Callable[[str], Decoded],
     workers: int | None,
     window: int,
-    known_hashes: frozenset[str],
+    known: KnownContent,
 ) -> Iterator[Decoded]:
     """Decoded files in order, from worker processes, with at most ``window`` in flight."""
     if workers is None:
         workers = os.cpu_count() or 1
     if workers == 0 or len(paths) < _MIN_FILES_FOR_WORKERS:
-        share_known_hashes(known_hashes)
+        share_known_content(known)
         try:
             yield from map(decode, paths)
         finally:
-            share_known_hashes(frozenset())
+            share_known_content(KnownContent())
         return
     # spawn, not fork: the parent holds torch's thread pools, which do not survive a fork.
     context = multiprocessing.get_context("spawn")
@@ -267,7 +268,7 @@ def _decode_all(
         max_workers=workers,
         mp_context=context,
         initializer=start_worker,
-        initargs=(known_hashes,),
+        initargs=(known,),
     )
     pending: collections.deque[Future] = collections.deque()
     try:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from mmsearch.derived_indexes import MODALITIES, ROWS, DerivedIndexes
@@ -27,7 +27,7 @@ from mmsearch.errors import (
     InputError,
     ModelMismatchError,
 )
-from mmsearch.imaging import content_hash, load_image
+from mmsearch.imaging import KnownContent, content_hash, load_image
 from mmsearch.models import DEFAULT_MODEL, PRESETS, ModelSpec, resolve_model, weights_id
 from mmsearch.numpy_text_tower import NumpyTextTower
 from mmsearch.preprocess import fit_to_model
@@ -134,14 +134,12 @@ class Library:
         stmt = select(
             ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns, ImageRow.content_hash
         )
+        if under is not None:
+            # Ranges of the path index: only the rows asked for are read, not the whole library.
+            stmt = stmt.where(or_(false(), *(_at_or_below(p) for p in under)))
         with Session(self.engine) as session:
             rows = session.execute(stmt).all()
-        prefixes = [os.path.join(os.path.abspath(p), "") for p in under or ()]
-        return {
-            path: StoredFile(*rest)
-            for path, *rest in rows
-            if not prefixes or any(path.startswith(p) or path == p[:-1] for p in prefixes)
-        }
+        return {path: StoredFile(*rest) for path, *rest in rows}
 
     def add_indexed_roots(self, paths: Iterable[str | os.PathLike[str]]) -> None:
         """Remember the folders and files indexing was asked to cover (``mmsearch serve`` only
@@ -179,11 +177,12 @@ class Library:
                 found[image_id] = real
         return found
 
-    def known_hashes(self) -> frozenset[str]:
-        """Content hashes of every stored image."""
-        stmt = select(ImageRow.content_hash).where(ImageRow.content_hash.is_not(None)).distinct()
+    def known_content(self) -> KnownContent:
+        """The content hashes of every stored image, compactly (see KnownContent)."""
+        stmt = select(ImageRow.content_hash).where(ImageRow.content_hash.is_not(None))
         with Session(self.engine) as session:
-            return frozenset(session.execute(stmt).scalars())
+            rows = session.execute(stmt.execution_options(yield_per=10_000))
+            return KnownContent(rows.scalars())
 
     def images_by_hash(self, hashes: Iterable[str]) -> dict[str, tuple[ImageRecord, np.ndarray]]:
         """content hash → (a stored image with that content, its vector), for those stored."""
@@ -799,6 +798,14 @@ class StoredFile(NamedTuple):
     size: int
     mtime_ns: int
     content_hash: str | None
+
+
+def _at_or_below(path: str):
+    """Rows whose path is ``path`` or lies below it: the folder's prefix as a range of the path
+    index (every string starting with "folder/" sorts from "folder/" up to "folder0")."""
+    folder = os.path.join(os.path.abspath(path), "")
+    below = folder[:-1] + chr(ord(folder[-1]) + 1)
+    return or_(ImageRow.path == folder[:-1], and_(ImageRow.path >= folder, ImageRow.path < below))
 
 
 def _record(row: ImageRow) -> ImageRecord:

@@ -77,9 +77,9 @@ def test_twin_gone_during_run_is_decoded_after_all(library, photos, monkeypatch)
     """A file whose twin was known when the run started but left the library before its batch
     was stored (the twin was changed into a broken file, say) is decoded after all."""
     shutil.copy(photos / "red_square_2.png", photos / "twin.png")
-    known_at_start = library.known_hashes()
+    known_at_start = library.known_content()
     library.remove_images([str(photos / "red_square_2.png")])
-    monkeypatch.setattr(library, "known_hashes", lambda: known_at_start)
+    monkeypatch.setattr(library, "known_content", lambda: known_at_start)
     summary = index_paths(library, [photos / "twin.png"], workers=0)
     assert (summary.added, summary.reused, summary.skipped_total) == (1, 0, 0)
     assert str(photos / "twin.png") in [h.path for h in library.search_text("a red square", k=3)]
@@ -111,3 +111,44 @@ def test_schema_1_library_is_upgraded(tmp_path, tiny_model, photos):
     db = sqlite3.connect(lib_dir / "library.db")
     [(version,)] = db.execute("SELECT value FROM settings WHERE key = 'schema_version'")
     assert int(version) == SCHEMA_VERSION
+
+
+def test_stored_state_under_a_folder_is_that_folder_only(tmp_path, tiny_model):
+    """Only what lies at or below the paths asked for: not a sibling sharing the prefix, and
+    characters that are wildcards to SQL LIKE are plain characters."""
+    import numpy as np
+
+    from mmsearch.records import ImageRecord
+
+    root = str(tmp_path)
+    paths = [
+        f"{root}/photos/a.jpg",
+        f"{root}/photos/deep/b.jpg",
+        f"{root}/photos2/c.jpg",  # a sibling whose name extends "photos"
+        f"{root}/photos.jpg",
+        f"{root}/100%_x/d.jpg",
+        f"{root}/100a_x/e.jpg",
+    ]
+    with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
+        records = [ImageRecord(p, 1, 1, 8, 8, "JPEG") for p in paths]
+        lib.put_images(records, np.eye(len(paths), lib.encoder.dim, dtype=np.float32))
+        assert sorted(lib.image_state(under=[f"{root}/photos"])) == paths[:2]
+        assert sorted(lib.image_state(under=[f"{root}/photos/deep/b.jpg"])) == paths[1:2]
+        assert sorted(lib.image_state(under=[f"{root}/100%_x"])) == paths[4:5]
+        both = lib.image_state(under=[f"{root}/photos2", f"{root}/photos.jpg"])
+        assert sorted(both) == sorted(paths[2:4])
+        assert lib.image_state(under=[]) == {}
+        assert sorted(lib.image_state()) == sorted(paths)
+
+
+def test_known_content_matches_on_the_first_64_bits():
+    from mmsearch.imaging import KnownContent
+
+    known = KnownContent(["00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100"])
+    assert len(known) == 2
+    assert "00112233445566778899aabbccddeeff" in known
+    # A different content sharing the first 64 bits matches too: the indexer then compares the
+    # full hash with the library's (test_twin_gone_during_run_is_decoded_after_all).
+    assert "0011223344556677ffffffffffffffff" in known
+    assert "0011223344556678ffffffffffffffff" not in known
+    assert None not in known and "ab" * 16 not in KnownContent()
