@@ -5,7 +5,9 @@
 Runs ``mmsearch index FOLDER --json`` into a fresh library in a subprocess and samples the
 resident memory of its whole process tree (the indexer and its decoder workers) from /proc five
 times a second. Prints the index summary's counts, the wall time, and the peak memory of the
-tree and of its largest process. Linux only (reads /proc).
+tree and of its largest process: resident (``VmRSS``) and anonymous (``RssAnon``: resident less
+the pages of mapped files, such as the index file a writer reads through its memory map, which
+are page cache the kernel can drop). Linux only (reads /proc).
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ import time
 from pathlib import Path
 
 
-def _tree_rss(root: int) -> tuple[int, int]:
-    """(sum, max) resident bytes over ``root`` and its descendants."""
+def _tree_memory(root: int) -> dict[str, int]:
+    """Resident and anonymous bytes over ``root`` and its descendants: the sum and the largest."""
     parents = {}
-    rss = {}
+    memory: dict[int, dict[str, int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -34,17 +36,23 @@ def _tree_rss(root: int) -> tuple[int, int]:
         except OSError:
             continue
         parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                rss[int(entry.name)] = int(line.split()[1]) * 1024
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        memory[int(entry.name)] = {
+            key: int(fields.get(field, "0 kB").split()[0]) * 1024
+            for key, field in (("rss", "VmRSS"), ("anon", "RssAnon"))
+        }
     members, frontier = {root}, [root]
     while frontier:
         pid = frontier.pop()
         children = [c for c, p in parents.items() if p == pid and c not in members]
         members.update(children)
         frontier.extend(children)
-    sizes = [rss.get(pid, 0) for pid in members]
-    return sum(sizes), max(sizes)
+    found = [memory.get(pid, {"rss": 0, "anon": 0}) for pid in members]
+    return {
+        f"{what}_{kind}": combine(m[kind] for m in found)
+        for kind in ("rss", "anon")
+        for what, combine in (("tree", sum), ("largest", max))
+    }
 
 
 def main() -> None:
@@ -62,14 +70,13 @@ def main() -> None:
         command += ["--workers", str(args.workers)]
     started = time.monotonic()
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = {"tree": 0, "process": 0}
+    peak: dict[str, int] = {}
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            total, largest = _tree_rss(run.pid)
-            peak["tree"] = max(peak["tree"], total)
-            peak["process"] = max(peak["process"], largest)
+            for key, value in _tree_memory(run.pid).items():
+                peak[key] = max(peak.get(key, 0), value)
             done.wait(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -94,8 +101,7 @@ def main() -> None:
                 "skipped": summary["skipped"],
                 "seconds": round(seconds, 1),
                 "files_per_second": round(files / seconds, 1),
-                "peak_rss_tree_mb": round(peak["tree"] / 2**20),
-                "peak_rss_largest_process_mb": round(peak["process"] / 2**20),
+                **{f"peak_{key}_mb": round(value / 2**20) for key, value in sorted(peak.items())},
                 "library": library,
             },
             indent=2,

@@ -21,7 +21,9 @@ def test_index_run_reports_outcome_time_and_memory(photos, tiny_model, tmp_path)
     ).stdout  # fmt: skip
     report = json.loads(out)
     assert (report["files"], report["indexed"], report["skipped"]) == (28, 27, {"not-an-image": 1})
-    assert report["seconds"] > 0 and report["peak_rss_tree_mb"] > 50
+    assert report["seconds"] > 0 and report["peak_tree_rss_mb"] > 50
+    assert 0 < report["peak_tree_anon_mb"] <= report["peak_tree_rss_mb"]
+    assert report["peak_largest_anon_mb"] <= report["peak_largest_rss_mb"]
 
 
 def test_serve_load_reports_throughput_and_latency(photos, tiny_model, tmp_path):
