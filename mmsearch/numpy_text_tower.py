@@ -22,8 +22,8 @@ import html
 import json
 import math
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -213,7 +213,9 @@ def export(model, tokenizer, folder: Path, weights: str) -> bool:
         "arrays": sorted(arrays),
     }
     folder = Path(folder)
-    staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    # Not mkdtemp (private, 0700): another user serving the library must read it, as the umask says.
+    staging = folder.with_name(f"{folder.name}.{secrets.token_hex(8)}")
+    staging.mkdir()
     try:
         for name, array in arrays.items():
             np.save(staging / f"{name}.npy", array)

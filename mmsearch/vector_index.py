@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import struct
 import tempfile
 from collections.abc import Callable, Iterable
@@ -381,8 +382,9 @@ def _offsets(chunks: Iterable[tuple[np.ndarray, np.ndarray]]):
 
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    # Not mkstemp: its files are private (0600), and a library read by another user (a web
+    # server's) needs the index as readable as the database, which the umask decides.
+    tmp = str(path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp"))
     try:
         write(tmp)
         with open(tmp, "rb+") as f:

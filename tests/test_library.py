@@ -88,3 +88,20 @@ def test_vectors_are_stored_in_the_database(library):
     vectors = np.stack([np.frombuffer(b, dtype=np.float32) for b in blobs])
     assert vectors.shape == (27, 64)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_library_files_are_as_readable_as_the_umask_says(cli, photos):
+    """A web server running as another user reads the index and the text tower like the
+    database: files written through a temporary name do not stay private (mkstemp's 0600)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert cli("index", str(photos)).exit_code == 0
+    finally:
+        os.umask(old)
+    mode = lambda path: stat.S_IMODE(path.stat().st_mode)  # noqa: E731
+    assert mode(cli.library / "images.faiss") == mode(cli.library / "library.db") == 0o644
+    assert mode(cli.library / "text_tower") == 0o755
+    assert mode(cli.library / "text_tower" / "meta.json") == 0o644
