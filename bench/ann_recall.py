@@ -13,7 +13,9 @@ about 0.4, not 0.9. Prints, as JSON:
 - the exact alternatives in the same run: numpy brute force (a matrix product over all vectors,
   the way rclip searches), FAISS's flat scan, and ``exact=True`` (every cell scanned);
 - memory: the file's bytes per vector, and the resident memory of a process that memory-maps the
-  file and runs the queries, against one that reads it whole.
+  file and runs the queries, against one that reads it whole;
+- a writer's cost: a new process that adds as many new vectors as a writer holds before saving
+  (``PENDING_LIMIT``) and rewrites the file cell by cell, its time and anonymous memory.
 """
 
 from __future__ import annotations
@@ -51,6 +53,33 @@ for query in np.load(sys.argv[3]):
     index.search(query, 10)
 print(json.dumps({"open_s": round(opened, 3), "rss_mb": round((status("VmRSS:") - base) / 2**20),
                   "anonymous_mb": round(status("RssAnon:") / 2**20)}))
+"""
+
+_WRITE_CHANGES = r"""
+import json, sys, threading, time
+import numpy as np
+from mmsearch.derived_indexes import PENDING_LIMIT
+from mmsearch.vector_index import FaissIndex, IndexChanges
+def anonymous():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+index = FaissIndex.load(sys.argv[1], mapped=True)
+fresh = np.random.default_rng(1).standard_normal((PENDING_LIMIT, index.dim), dtype=np.float32)
+changes = IndexChanges()
+changes.add(np.arange(PENDING_LIMIT) + 10**9, fresh / np.linalg.norm(fresh, axis=1)[:, None])
+before, peak, done = anonymous(), [0], threading.Event()
+def sample():
+    while not done.wait(0.05):
+        peak[0] = max(peak[0], anonymous())
+threading.Thread(target=sample, daemon=True).start()
+started = time.perf_counter()
+written = index.with_changes(sys.argv[1], changes, index.generation + 1)
+seconds = time.perf_counter() - started
+done.set()
+print(json.dumps({"added": PENDING_LIMIT, "count": len(written), "seconds": round(seconds, 1),
+                  "anonymous_before_mb": round(before / 2**20),
+                  "anonymous_peak_mb": round(max(peak[0], anonymous()) / 2**20)}))
 """
 
 
@@ -145,6 +174,14 @@ def memory_figures(index, queries) -> dict:
                 cwd=Path(__file__).resolve().parent.parent,
             )
             figures[mode] = json.loads(out.stdout)
+        out = subprocess.run(
+            [sys.executable, "-c", _WRITE_CHANGES, str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        figures["writing_changes"] = json.loads(out.stdout)
     return figures
 
 

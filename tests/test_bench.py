@@ -72,6 +72,8 @@ def test_ann_recall_reports_recall_latency_and_memory():
     assert report["exact_mode_recall@10"] == 1.0 and 0 < report["recall@10"] <= 1
     assert report["memory"]["file_bytes_per_vector"] > 32 * 4
     assert report["memory"]["mapped"]["anonymous_mb"] > 0
+    writing = report["memory"]["writing_changes"]
+    assert writing["count"] == 40_000 + writing["added"] and writing["anonymous_peak_mb"] > 0
 
 
 @pytest.mark.slow
