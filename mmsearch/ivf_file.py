@@ -104,23 +104,19 @@ class CellRuns:
     def cell(self, cell: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of the cell, in the order they were added."""
         parts = []
-        for number, (offset, bounds) in enumerate(self._runs):
+        for number, (_, bounds) in enumerate(self._runs):
             start, stop = bounds[cell], bounds[cell + 1]
-            if start == stop:
-                continue
-            if self._scratch is None:
-                ids, vectors = self._arrays[number]
+            if start < stop:
+                ids, vectors = self._run(number)
                 parts.append((ids[start:stop], vectors[start:stop]))
-            else:
-                ids, vectors = self._map()
-                parts.append(
-                    (ids[offset + start : offset + stop], vectors[offset + start : offset + stop])
-                )
         if not parts:
             return np.zeros(0, np.int64), np.zeros((0, self._dim), np.float32)
         return np.concatenate([i for i, _ in parts]), np.concatenate([v for _, v in parts])
 
-    def _map(self) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, number: int) -> tuple[np.ndarray, np.ndarray]:
+        """The run's (ids, vectors), sorted by cell."""
+        if self._scratch is None:
+            return self._arrays[number]
         if self._mapped is None:
             self._mapped = (
                 np.memmap(self._scratch / "ids", np.int64, "r", shape=(self._count,)),
@@ -128,7 +124,9 @@ class CellRuns:
                     self._scratch / "vectors", np.float32, "r", shape=(self._count, self._dim)
                 ),
             )
-        return self._mapped
+        start = self._runs[number][0]
+        stop = start + int(self._runs[number][1][-1])
+        return self._mapped[0][start:stop], self._mapped[1][start:stop]
 
 
 def stored_cells(index, dropped: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
