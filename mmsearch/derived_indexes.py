@@ -98,7 +98,13 @@ class DerivedIndexes:
         if index is None or index.generation != base:
             index = self._rebuild(modality)  # changed under us: the database has it all
         else:
-            index = index.with_changes(path, changes, generation)
+            try:
+                index = index.with_changes(path, changes, generation)
+            except OSError:
+                # Disk full or read-only: the file stays behind the database, so the next use
+                # rebuilds it; the changes themselves are safe in the database.
+                self._loaded.pop(modality, None)
+                return
             if index.needs_rebuild():
                 index = self._rebuild(modality)
         self._loaded[modality] = index

@@ -236,3 +236,26 @@ def test_writer_holds_at_most_pending_limit_changes(tmp_path, tiny_model, monkey
         lib.flush()
         assert FaissIndex.read_header(path)["count"] == 2300
         assert check_library(lib) == []
+
+
+def test_a_failed_index_write_loses_nothing(tmp_path, tiny_model, monkeypatch):
+    """The disk fills while pending changes are written: the database has them, the file stays
+    behind it, and the next search rebuilds (in memory while the disk stays full)."""
+    with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
+        vectors = clustered(300, lib.encoder.dim)
+        _put_synthetic(lib, 0, vectors[:200])
+        lib.flush()
+
+        def full_disk(path, write):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(vi, "_atomic_write", full_disk)
+        _put_synthetic(lib, 200, vectors[200:])
+        lib.flush()  # no exception: the index is derived
+        assert FaissIndex.read_header(lib.index_path("images"))["count"] == 200
+        assert len(lib._indexes.get("images")) == 300
+        hit = lib._image_hits(vectors[250], 1, exact=True)[0]
+        assert hit.path == "/synthetic/000250.jpg"
+        monkeypatch.undo()
+        lib.rebuild_index("images")
+        assert FaissIndex.read_header(lib.index_path("images"))["count"] == 300
