@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from mmsearch.schema import ImageRow, TextRow
 from mmsearch.store import get_setting
+from mmsearch.temporary import remove_leftovers
 from mmsearch.vector_index import FaissIndex, IndexChanges
 
 MODALITIES = ("images", "texts")
@@ -85,9 +86,11 @@ class DerivedIndexes:
             self._write_pending(modality)
 
     def flush(self) -> None:
-        """Write pending changes into the index files (atomically)."""
+        """Write pending changes into the index files (atomically), and remove what a killed
+        writer left half-written."""
         for modality in sorted(self._pending):
             self._write_pending(modality)
+        remove_leftovers(self._library_dir)
 
     def _write_pending(self, modality: str) -> None:
         base, generation, changes = self._pending.pop(modality, (None, None, None))

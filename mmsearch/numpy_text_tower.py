@@ -22,11 +22,12 @@ import html
 import json
 import math
 import os
-import secrets
 import shutil
 from pathlib import Path
 
 import numpy as np
+
+from mmsearch.temporary import temporary_name
 
 FORMAT = 1
 PROBE_TEXTS = [
@@ -213,8 +214,7 @@ def export(model, tokenizer, folder: Path, weights: str) -> bool:
         "arrays": sorted(arrays),
     }
     folder = Path(folder)
-    # Not mkdtemp (private, 0700): another user serving the library must read it, as the umask says.
-    staging = folder.with_name(f"{folder.name}.{secrets.token_hex(8)}")
+    staging = temporary_name(folder)  # not mkdtemp's private 0700: others may serve the library
     staging.mkdir()
     try:
         for name, array in arrays.items():

@@ -23,9 +23,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
+import shutil
 import struct
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +32,7 @@ from typing import Protocol
 import numpy as np
 
 from mmsearch.ivf_file import CellRuns, stored_cells, write_ivf
+from mmsearch.temporary import temporary_name
 
 TRAILER = b"MMSEARCH-INDEX 2"
 FLAT_LIMIT = 32_768  # an exact scan of 32k vectors of dimension 512 takes ~6 ms on one core
@@ -118,12 +118,16 @@ class FaissIndex:
             cls.build(dim, count, chunks, generation=generation).save(path)
         else:
             path = Path(path)
-            with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as scratch:
-                runs = CellRuns(trained.quantizer, trained.nlist, dim, Path(scratch))
+            scratch = temporary_name(path)
+            scratch.mkdir()
+            try:
+                runs = CellRuns(trained.quantizer, trained.nlist, dim, scratch)
                 for ids, vectors in chunks():
                     runs.add(ids, vectors)
                 cells = (runs.cell(cell) for cell in range(trained.nlist))
                 _write_ivf_file(path, trained, cells, generation=generation, trained_on=count)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
         return cls.load(path, mapped=True)
 
     def with_changes(self, path: Path, changes: IndexChanges, generation: int) -> FaissIndex:
@@ -384,7 +388,7 @@ def _offsets(chunks: Iterable[tuple[np.ndarray, np.ndarray]]):
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
     # Not mkstemp: its files are private (0600), and a library read by another user (a web
     # server's) needs the index as readable as the database, which the umask decides.
-    tmp = str(path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp"))
+    tmp = str(temporary_name(path))
     try:
         write(tmp)
         with open(tmp, "rb+") as f:

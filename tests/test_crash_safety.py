@@ -26,6 +26,7 @@ from mmsearch import open_library
 from mmsearch.checking import check_library
 from mmsearch.imaging import content_hash
 from mmsearch.schema import ImageRow, SkippedFile
+from mmsearch.temporary import temporary_name
 from tests import shapes
 
 KILLS = int(os.environ.get("MMSEARCH_KILLS", "8"))
@@ -160,3 +161,34 @@ def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume(folder, tmp_path, t
     assert f"Interrupted: {stored} images stored." in err
     _finish(_start_index(folder, library, tiny_model))
     assert _assert_answers_consistently(library, tiny_model) == 55  # 54 + the duplicate
+
+
+def test_what_a_killed_writer_left_half_written_is_removed(tmp_path, tiny_model):
+    """Temporaries of a process that is gone (a killed save, rebuild or export) are removed by
+    the next writer; another live process's are left alone."""
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lib_dir = tmp_path / "lib"
+    with open_library(lib_dir, model=str(tiny_model)):
+        pass
+    leftovers = [
+        lib_dir / f"images.faiss.{dead.pid}-0123456789abcdef.tmp",
+        lib_dir / f"text_tower.{dead.pid}-fedcba9876543210.tmp",  # a folder
+    ]
+    leftovers[0].write_bytes(b"half an index")
+    leftovers[1].mkdir()
+    (leftovers[1] / "meta.json").write_text("{}")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        in_progress = lib_dir / f"images.faiss.{live.pid}-00112233aabbccdd.tmp"
+        in_progress.write_bytes(b"being written")
+        mine = temporary_name(lib_dir / "images.faiss")
+        mine.write_bytes(b"this process's")
+        with open_library(lib_dir, create=False):
+            pass  # closing flushes
+        assert not any(p.exists() for p in leftovers)
+        assert in_progress.exists() and mine.exists()
+    finally:
+        live.kill()
+        live.wait()
