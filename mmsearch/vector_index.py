@@ -15,7 +15,9 @@ The kind of index follows the collection's size, the way autofaiss chooses:
 
 The file layout is FAISS's own serialisation followed by a trailer (a JSON header, its length
 and :data:`TRAILER`), so FAISS can memory-map the file as it is: a reader opens even a
-million-vector library without reading it, and pages in only the cells a query scans.
+million-vector library without reading it, and pages in only the cells a query scans. Nor does
+a writer read it whole: :meth:`FaissIndex.with_changes` and :meth:`FaissIndex.build_file` write
+IVF cells one at a time (:mod:`mmsearch.ivf_file`).
 """
 
 from __future__ import annotations
@@ -144,10 +146,8 @@ class FaissIndex:
         else:
             runs = CellRuns(self._index.quantizer, self.cells, self.dim)
             runs.add(*changes.added_items())
-            cells = (
-                self_cell if not len(runs) else _concat(self_cell, runs.cell(number))
-                for number, self_cell in enumerate(stored_cells(self._index, changes.dropped_ids()))
-            )
+            stored = stored_cells(self._index, changes.dropped_ids())
+            cells = (_concat(kept, runs.cell(number)) for number, kept in enumerate(stored))
             empty = _empty_like(self._index)
             _write_ivf_file(path, empty, cells, generation=generation, trained_on=self.trained_on)
         return FaissIndex.load(path, mapped=True)
