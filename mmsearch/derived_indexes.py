@@ -24,6 +24,7 @@ from mmsearch.schema import ImageRow, TextRow
 from mmsearch.store import get_setting
 from mmsearch.temporary import remove_leftovers
 from mmsearch.vector_index import FaissIndex, IndexChanges
+from mmsearch.writer_lock import WriterLock
 
 MODALITIES = ("images", "texts")
 ROWS = {"images": ImageRow, "texts": TextRow}
@@ -34,9 +35,10 @@ PENDING_LIMIT = 16_384  # ids of changes held before they are written (32 MB of 
 class DerivedIndexes:
     """The per-modality FAISS indexes of one library folder."""
 
-    def __init__(self, engine, library_dir: Path):
+    def __init__(self, engine, library_dir: Path, writer_lock: WriterLock):
         self._engine = engine
         self._library_dir = library_dir
+        self._writer_lock = writer_lock
         self._loaded: dict[str, FaissIndex] = {}
         self._pending: dict[str, tuple[int, int, IndexChanges]] = {}  # base, new generation, ...
 
@@ -48,14 +50,25 @@ class DerivedIndexes:
             return int(get_setting(session, f"generation.{modality}", 0))
 
     def get(self, modality: str) -> FaissIndex:
-        """The modality's index, current with the database (loaded, or rebuilt and saved)."""
+        """The modality's index, current with the database (loaded, or rebuilt and saved).
+
+        While another process is writing the library, an index file behind the database is used
+        as it is: that writer saves it every PENDING_LIMIT changes and at its end, and a rebuild
+        here (k-means and the whole file, at every query) would only be redone by it. Hits on
+        items it has removed meanwhile find no row and are left out.
+        """
         self._write_pending(modality)
         generation = self.generation(modality)
         index = self._loaded.get(modality)
         if index is not None and index.generation == generation:
             return index
-        index = FaissIndex.load(self.path(modality), mapped=True)
-        if index is None or index.generation != generation:
+        path = self.path(modality)
+        header = FaissIndex.read_header(path)
+        if index is None or header is None or header["generation"] != index.generation:
+            index = FaissIndex.load(path, mapped=True)
+        current = index is not None and index.generation == generation
+        behind = index is not None and index.generation < generation
+        if not current and not (behind and self._writer_lock.held_elsewhere()):
             index = self._rebuild(modality)
         self._loaded[modality] = index
         return index

@@ -61,8 +61,8 @@ class Library:
         self.library_dir = library_dir
         self.engine = engine
         self._device = device
-        self._indexes = DerivedIndexes(engine, library_dir)
         self._writer_lock = WriterLock(library_dir)
+        self._indexes = DerivedIndexes(engine, library_dir, self._writer_lock)
         self._numpy_tower: NumpyTextTower | None | bool = None  # False: looked, none there
         self._query_cache = QueryCache(engine)
         with Session(engine) as session:

@@ -1,14 +1,16 @@
 """One writer per library at a time: an advisory lock on ``write.lock`` in the library folder.
 
-Readers never take it (SQLite's WAL gives them a consistent snapshot); writers take it for the
-whole of a write (an index run holds it from discovery to the last batch), so two runs cannot
-interleave their view of what is stored. The operating system drops the lock when its process
-dies, even by SIGKILL, so a crashed writer never leaves a library locked.
+Readers never wait for it (SQLite's WAL gives them a consistent snapshot); they only ask whether
+a writer is at work (:meth:`WriterLock.held_elsewhere`). Writers take it for the whole of a
+write (an index run holds it from discovery to the last batch), so two runs cannot interleave
+their view of what is stored. The operating system drops the lock when its process dies, even
+by SIGKILL, so a crashed writer never leaves a library locked.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from mmsearch.errors import LibraryBusyError, LibraryError
@@ -52,9 +54,7 @@ class WriterLock:
                 f"cannot write to library {self._library_dir}: {exc.strerror} "
                 "(is the folder read-only?)"
             ) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _flock(fd, fcntl.LOCK_EX, attempts=_ATTEMPTS):
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise LibraryBusyError(
@@ -64,3 +64,32 @@ class WriterLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         return fd
+
+    def held_elsewhere(self) -> bool:
+        """Whether another process is writing the library now. A reader asks this (briefly
+        taking a shared lock, which a starting writer waits out) and never waits itself."""
+        if fcntl is None or self._depth:
+            return False
+        try:
+            fd = os.open(self._library_dir / LOCK_FILE, os.O_RDONLY)
+        except OSError:
+            return False  # never written, or unreadable: nobody to wait for
+        try:
+            return not _flock(fd, fcntl.LOCK_SH)
+        finally:
+            os.close(fd)  # closing releases the shared lock
+
+
+_ATTEMPTS = 20  # a writer retries for about 0.1 s: readers' shared locks last microseconds
+
+
+def _flock(fd: int, mode: int, attempts: int = 1) -> bool:
+    """Take ``mode`` on ``fd`` without blocking, trying ``attempts`` times 5 ms apart."""
+    for attempt in range(attempts):
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < attempts:
+                time.sleep(0.005)
+    return False

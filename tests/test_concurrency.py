@@ -94,3 +94,42 @@ def test_readers_see_whole_batches_while_an_index_run_writes(tmp_path, tiny_mode
     assert len(seen_counts) > 2  # the reader really ran while batches were landing
     with open_library(lib_dir, create=False) as reader:
         assert reader.info().images == 27
+
+
+def test_readers_use_the_saved_index_while_another_process_writes(tmp_path, tiny_model, photos):
+    """A reader whose index file is behind the database does not rebuild it while a writer is
+    at work (that writer saves it soon, and a rebuild per query would cost k-means each time);
+    once nobody writes, the next query rebuilds."""
+    from mmsearch.checking import check_library
+    from mmsearch.records import ImageRecord
+    from mmsearch.vector_index import FaissIndex
+
+    lib_dir = tmp_path / "lib"
+    with open_library(lib_dir, model=str(tiny_model)) as lib:
+        index_paths(lib, [photos / "red_circle_0.png"], workers=0)
+    saved = FaissIndex.read_header(lib_dir / "images.faiss")
+    writer = open_library(lib_dir, create=False)
+    copy = writer.image_vectors([1])[1]
+    writer.put_images([ImageRecord("/elsewhere/copy.png", 1, 1, 8, 8, "PNG")], copy[None])
+    # The database has the copy; the writer's change to the index file is still pending.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, fcntl, os; fd = os.open(sys.argv[1], os.O_RDWR); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.readline()",
+         str(lib_dir / "write.lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with open_library(lib_dir, create=False) as reader:
+            paths = [h.path for h in reader.search_text("a red circle", k=5)]
+            assert "/elsewhere/copy.png" not in paths and len(paths) == 1
+            assert FaissIndex.read_header(lib_dir / "images.faiss") == saved
+            holder.communicate("done\n", timeout=30)
+            paths = [h.path for h in reader.search_text("a red circle", k=5)]
+            assert "/elsewhere/copy.png" in paths  # nobody writing: rebuilt from the database
+    finally:
+        holder.kill()
+        holder.wait()
+    writer.close()
+    with open_library(lib_dir, create=False) as lib:
+        assert check_library(lib) == [] and lib.info().images == 2
