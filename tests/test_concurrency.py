@@ -133,3 +133,46 @@ def test_readers_use_the_saved_index_while_another_process_writes(tmp_path, tiny
     writer.close()
     with open_library(lib_dir, create=False) as lib:
         assert check_library(lib) == [] and lib.info().images == 2
+
+
+def test_a_reader_asking_whether_someone_writes_never_makes_a_writer_fail(tmp_path):
+    """held_elsewhere takes a shared lock for an instant; a writer starting meanwhile waits it
+    out instead of reporting the library busy."""
+    import threading
+
+    from mmsearch.writer_lock import WriterLock
+
+    tmp_path.mkdir(exist_ok=True)
+    reader, writer = WriterLock(tmp_path), WriterLock(tmp_path)
+    assert reader.held_elsewhere() is False  # no lock file yet
+    with writer:
+        assert writer.held_elsewhere() is False  # its own lock
+    stop, failures = threading.Event(), []
+
+    def probe():
+        while not stop.is_set():
+            reader.held_elsewhere()
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        for _ in range(200):
+            try:
+                with writer:
+                    pass
+            except LibraryBusyError as error:
+                failures.append(error)
+    finally:
+        stop.set()
+        prober.join()
+    assert failures == []
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, fcntl, os; fd = os.open(sys.argv[1], os.O_RDWR); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.readline()",
+         str(tmp_path / "write.lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "locked"
+    assert reader.held_elsewhere() is True
+    holder.communicate("done\n", timeout=30)
+    assert reader.held_elsewhere() is False
