@@ -23,6 +23,19 @@ def _mmsearch(*args: str) -> subprocess.Popen:
     )
 
 
+def _flock_holder(lock_file) -> subprocess.Popen:
+    """A process holding ``lock_file``'s exclusive flock (as a writer does) until its stdin gets
+    a line; read its first line ("locked") before relying on it."""
+    code = (
+        "import sys, fcntl, os; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.readline()"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(lock_file)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
 @pytest.fixture
 def lock_holder(tmp_path, tiny_model):
     """Another process that holds the library's writer lock until told to stop."""
@@ -112,12 +125,7 @@ def test_readers_use_the_saved_index_while_another_process_writes(tmp_path, tiny
     copy = writer.image_vectors([1])[1]
     writer.put_images([ImageRecord("/elsewhere/copy.png", 1, 1, 8, 8, "PNG")], copy[None])
     # The database has the copy; the writer's change to the index file is still pending.
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, fcntl, os; fd = os.open(sys.argv[1], os.O_RDWR); "
-         "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.readline()",
-         str(lib_dir / "write.lock")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    holder = _flock_holder(lib_dir / "write.lock")
     try:
         assert holder.stdout.readline().strip() == "locked"
         with open_library(lib_dir, create=False) as reader:
@@ -166,12 +174,7 @@ def test_a_reader_asking_whether_someone_writes_never_makes_a_writer_fail(tmp_pa
         stop.set()
         prober.join()
     assert failures == []
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, fcntl, os; fd = os.open(sys.argv[1], os.O_RDWR); "
-         "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.readline()",
-         str(tmp_path / "write.lock")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    holder = _flock_holder(tmp_path / "write.lock")
     assert holder.stdout.readline().strip() == "locked"
     assert reader.held_elsewhere() is True
     holder.communicate("done\n", timeout=30)
