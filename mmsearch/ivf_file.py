@@ -111,7 +111,7 @@ class CellRuns:
                 parts.append((ids[start:stop], vectors[start:stop]))
         if not parts:
             return np.zeros(0, np.int64), np.zeros((0, self._dim), np.float32)
-        return np.concatenate([i for i, _ in parts]), np.concatenate([v for _, v in parts])
+        return concat_cells(parts)
 
     def _run(self, number: int) -> tuple[np.ndarray, np.ndarray]:
         """The run's (ids, vectors), sorted by cell."""
@@ -127,6 +127,11 @@ class CellRuns:
         start = self._runs[number][0]
         stop = start + int(self._runs[number][1][-1])
         return self._mapped[0][start:stop], self._mapped[1][start:stop]
+
+
+def concat_cells(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) pairs joined into one."""
+    return np.concatenate([i for i, _ in parts]), np.concatenate([v for _, v in parts])
 
 
 def stored_cells(index, dropped: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -33,7 +33,7 @@ from typing import Protocol
 
 import numpy as np
 
-from mmsearch.ivf_file import CellRuns, stored_cells, write_ivf
+from mmsearch.ivf_file import CellRuns, concat_cells, stored_cells, write_ivf
 from mmsearch.temporary import temporary_name
 
 TRAILER = b"MMSEARCH-INDEX 2"
@@ -147,7 +147,7 @@ class FaissIndex:
             runs = CellRuns(self._index.quantizer, self.cells, self.dim)
             runs.add(*changes.added_items())
             stored = stored_cells(self._index, changes.dropped_ids())
-            cells = (_concat(kept, runs.cell(number)) for number, kept in enumerate(stored))
+            cells = (concat_cells([kept, runs.cell(number)]) for number, kept in enumerate(stored))
             empty = _empty_like(self._index)
             _write_ivf_file(path, empty, cells, generation=generation, trained_on=self.trained_on)
         return FaissIndex.load(path, mapped=True)
@@ -321,9 +321,10 @@ class IndexChanges:
 
     def added_items(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) to add."""
+        if not self._added:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
         ids = np.fromiter(self._added, dtype=np.int64, count=len(self._added))
-        vectors = np.stack(list(self._added.values())) if self._added else None
-        return ids, vectors if vectors is not None else np.zeros((0, 0), np.float32)
+        return ids, np.stack(list(self._added.values()))
 
 
 def _trained_ivf(dim: int, count: int, chunks: Chunks):
@@ -354,10 +355,6 @@ def _empty_like(ivf):
     empty = faiss.IndexIVFFlat(faiss.clone_index(ivf.quantizer), ivf.d, ivf.nlist, ivf.metric_type)
     empty.nprobe = ivf.nprobe
     return empty
-
-
-def _concat(*cells: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    return np.concatenate([i for i, _ in cells]), np.concatenate([v for _, v in cells])
 
 
 def _trailer(generation: int, dim: int, count: int, trained_on: int) -> bytes:
