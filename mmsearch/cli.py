@@ -762,27 +762,6 @@ def train(
     lr: Annotated[float, typer.Option(min=0)] = 1e-3,
     warmup: Annotated[int, typer.Option(min=0, help="Warm-up steps.")] = 100,
     seed: int = 0,
-    caption_parts: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            max=1,
-            help="Chance of training on a random subset of a comma-separated caption's parts.",
-        ),
-    ] = 0.0,
-    crop_scale: Annotated[
-        float,
-        typer.Option(
-            min=0.05,
-            max=1,
-            help="Below 1: crops of a random share of the area from this up, resized to the "
-            "input (RandomResizedCrop). At 1: input-sized crops at the picture's scale.",
-        ),
-    ] = 1.0,
-    weight_decay: Annotated[float, typer.Option(min=0)] = 0.1,
-    equal_captions_match: Annotated[
-        bool, typer.Option(help="Items with equal captions in a batch are not negatives.")
-    ] = True,
     precision: Annotated[
         str,
         typer.Option(
@@ -814,10 +793,6 @@ def train(
         seed=seed,
         init=init,
         precision=precision,
-        caption_parts=caption_parts,
-        crop_scale=crop_scale,
-        weight_decay=weight_decay,
-        equal_captions_match=equal_captions_match,
     )
     try:
         result = train_from_files(

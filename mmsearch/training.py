@@ -32,12 +32,7 @@ WEIGHTS_FILE = "open_clip_pytorch_model.bin"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # What checkpoints written before a TrainConfig field existed did, for resuming them.
-_BEFORE_FIELDS_EXISTED = {
-    "precision": "fp32",
-    "caption_parts": 0.0,
-    "equal_captions_match": False,
-    "crop_scale": 1.0,
-}
+_BEFORE_FIELDS_EXISTED = {"precision": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -52,22 +47,11 @@ class TrainConfig:
     warmup_steps: int = 100
     seed: int = 0
     crop_margin: float = 0.15  # pictures are kept this much larger than the input for crops
-    # Below 1, crops cover a random share of the picture's area from this much up, with a random
-    # aspect ratio (3:4 to 4:3), resized to the input: RandomResizedCrop, as CLIP trains.
-    # At 1, crops are input-sized windows at the picture's own scale.
-    crop_scale: float = 1.0
     flip: bool = True
     init: str | None = None  # a --model value to fine-tune from instead of training from scratch
     # "bf16": forward passes under bf16 autocast (weights, optimizer and loss stay fp32);
     # "auto" is resolved when training starts: bf16 on CPUs with native bf16, else fp32.
     precision: str = "auto"
-    # With this chance, a caption that is a comma-separated list (keywords; a title with its
-    # category) is replaced by a random subset of its parts, in random order: single words and
-    # short phrases are then learnt, not only whole lists.
-    caption_parts: float = 0.0
-    # Batch items with equal captions are positives for each other, not negatives (collections
-    # repeat titles and keywords; CLIP's loss would push those pairs apart).
-    equal_captions_match: bool = True
 
 
 @dataclass
@@ -208,9 +192,11 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = _lr(step, total_steps, config)
             idx = order[step_in_epoch * config.batch_size : (step_in_epoch + 1) * config.batch_size]
-            images = _augment(pictures, idx.numpy(), size, config, generator)
+            images = _augment(pictures, idx.numpy(), size, config.flip, generator)
             texts = [
-                _pick_caption(samples[i].captions, config.caption_parts, generator)
+                samples[i].captions[
+                    int(torch.randint(len(samples[i].captions), (1,), generator=generator))
+                ]
                 for i in idx.tolist()
             ]
             try:
@@ -219,8 +205,8 @@ def train(
                     text_features = model.encode_text(tokenizer(texts), True)
                 image_features, text_features = image_features.float(), text_features.float()
                 logits = model.logit_scale.exp() * image_features @ text_features.T
-                targets = _targets(texts, config.equal_captions_match)
-                loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+                labels = torch.arange(len(idx))
+                loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -318,74 +304,17 @@ def _lr(step: int, total: int, config: TrainConfig) -> float:
     return 0.5 * config.lr * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _pick_caption(captions: Sequence[str], parts_chance: float, generator) -> str:
+def _augment(pictures: np.ndarray, idx: np.ndarray, size: int, flip: bool, generator) -> np.ndarray:
     import torch
-
-    caption = captions[int(torch.randint(len(captions), (1,), generator=generator))]
-    parts = [part.strip() for part in caption.split(",") if part.strip()]
-    # No draws when the option is off, so earlier runs replay exactly.
-    if parts_chance <= 0 or len(parts) < 2:
-        return caption
-    if float(torch.rand(1, generator=generator)) >= parts_chance:
-        return caption
-    keep = torch.rand(len(parts), generator=generator) < 0.5
-    keep[int(torch.randint(len(parts), (1,), generator=generator))] = True
-    order = torch.randperm(len(parts), generator=generator).tolist()
-    return ", ".join(parts[i] for i in order if keep[i])
-
-
-def _targets(texts: Sequence[str], equal_captions_match: bool):
-    """Cross-entropy targets: class indices, or each row's equal captions sharing the weight."""
-    import torch
-
-    if not equal_captions_match:
-        return torch.arange(len(texts))
-    ids = {text: n for n, text in enumerate(dict.fromkeys(texts))}
-    text_ids = torch.tensor([ids[text] for text in texts])
-    same = (text_ids[:, None] == text_ids[None, :]).float()
-    return same / same.sum(dim=1, keepdim=True)
-
-
-def _augment(
-    pictures: np.ndarray, idx: np.ndarray, size: int, config: TrainConfig, generator
-) -> np.ndarray:
-    import torch
-
-    if config.crop_scale < 1:
-        crops = _resized_crops(pictures, idx, size, config.crop_scale, generator)
-    else:
-        big = pictures.shape[1]
-        offsets = torch.randint(big - size + 1, (len(idx), 2), generator=generator).numpy()
-        crops = np.stack(
-            [pictures[i, y : y + size, x : x + size] for i, (y, x) in zip(idx, offsets, strict=True)]
-        )
-    flips = torch.rand(len(idx), generator=generator).numpy() < 0.5
-    if config.flip:
-        crops[flips] = crops[flips, :, ::-1]
-    return crops
-
-
-def _resized_crops(
-    pictures: np.ndarray, idx: np.ndarray, size: int, min_scale: float, generator
-) -> np.ndarray:
-    """A random box per picture (area share, aspect ratio, place), resampled to size x size."""
-    import torch
-    from torchvision.ops import roi_align
 
     big = pictures.shape[1]
-    n = len(idx)
-    area = min_scale + (1 - min_scale) * torch.rand(n, generator=generator, dtype=torch.float64)
-    log_ratio = math.log(3 / 4) + math.log(16 / 9) * torch.rand(
-        n, generator=generator, dtype=torch.float64
-    )
-    width = (big * torch.sqrt(area * log_ratio.exp())).clamp(max=big)
-    height = (big * torch.sqrt(area / log_ratio.exp())).clamp(max=big)
-    x = (big - width) * torch.rand(n, generator=generator, dtype=torch.float64)
-    y = (big - height) * torch.rand(n, generator=generator, dtype=torch.float64)
-    boxes = torch.stack([torch.arange(n, dtype=torch.float64), x, y, x + width, y + height], 1)
-    batch = torch.from_numpy(pictures[idx]).permute(0, 3, 1, 2).float()
-    crops = roi_align(batch, boxes.float(), output_size=size, sampling_ratio=2, aligned=True)
-    return crops.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    out = np.empty((len(idx), size, size, 3), np.uint8)
+    offsets = torch.randint(big - size + 1, (len(idx), 2), generator=generator).numpy()
+    flips = torch.rand(len(idx), generator=generator).numpy() < 0.5
+    for j, (i, (y, x)) in enumerate(zip(idx, offsets, strict=True)):
+        crop = pictures[i, y : y + size, x : x + size]
+        out[j] = crop[:, ::-1] if flip and flips[j] else crop
+    return out
 
 
 class _Evaluable:

@@ -13,7 +13,7 @@ from mmsearch.captioned import read_captioned
 from mmsearch.cli import app
 from mmsearch.errors import TrainingError
 from mmsearch.evaluation import retrieval_scores
-from mmsearch.training import TrainConfig, _pick_caption, _resized_crops, _targets, train
+from mmsearch.training import TrainConfig, train
 from tests import shapes
 
 TINY = dict(arch="mmsearch-tiny", batch_size=12, lr=2e-3, warmup_steps=2, seed=3)
@@ -54,58 +54,16 @@ def test_resume_with_other_settings_is_refused(small_set, tmp_path):
         train(samples, tmp_path / "m", TrainConfig(epochs=5, **TINY))
 
 
-def test_checkpoint_from_before_an_option_existed_resumes_as_it_was_made(small_set, tmp_path):
+def test_checkpoint_from_before_the_precision_option_resumes_in_fp32(small_set, tmp_path):
     samples = read_captioned(small_set / "captions.jsonl")
-    as_before = dict(precision="fp32", caption_parts=0.0, equal_captions_match=False)
-    config = TrainConfig(epochs=2, **as_before, **TINY)
+    config = TrainConfig(epochs=2, precision="fp32", **TINY)
     with pytest.raises(KeyboardInterrupt):
         train(samples, tmp_path / "m", config, stop_after_epoch=1)
     checkpoint = tmp_path / "m" / "checkpoint.pt"
     state = torch.load(checkpoint, weights_only=True)
-    for option in as_before:  # as an older mmsearch wrote it
-        del state["config"][option]
+    del state["config"]["precision"]  # as an older mmsearch wrote it
     torch.save(state, checkpoint)
     assert [h["epoch"] for h in train(samples, tmp_path / "m", config).history] == [1, 2]
-
-
-def test_equal_captions_in_a_batch_are_positives_for_each_other():
-    targets = _targets(["a cat", "a dog", "a cat", "a bird"], equal_captions_match=True)
-    assert targets.tolist() == [
-        [0.5, 0.0, 0.5, 0.0],
-        [0.0, 1.0, 0.0, 0.0],
-        [0.5, 0.0, 0.5, 0.0],
-        [0.0, 0.0, 0.0, 1.0],
-    ]
-    assert _targets(["a cat", "a cat"], equal_captions_match=False).tolist() == [0, 1]
-
-
-def test_resized_crops_resample_a_random_box_of_each_picture():
-    pictures = np.zeros((3, 74, 74, 3), np.uint8)
-    pictures[:, :, :37, 0] = 255  # red left half, blue right half
-    pictures[:, :, 37:, 2] = 255
-    generator = torch.Generator().manual_seed(0)
-    whole = _resized_crops(pictures, np.array([0, 2]), 64, 0.999, generator)
-    assert whole.shape == (2, 64, 64, 3) and whole.dtype == np.uint8
-    assert (whole[:, :, :28, 0] == 255).all() and (whole[:, :, 36:, 2] == 255).all()
-    small = _resized_crops(pictures, np.arange(3).repeat(50), 64, 0.1, generator)
-    red_share = (small[:, :, :, 0] == 255).mean(axis=(1, 2))
-    assert red_share.min() < 0.2 and red_share.max() > 0.8  # boxes of many places and sizes
-
-
-def test_list_captions_are_trained_on_subsets_of_their_parts():
-    captions = ["lizard, reptile, animal"]
-    generator = torch.Generator().manual_seed(0)
-    drawn = [_pick_caption(captions, 1.0, generator) for _ in range(200)]
-    parts = [caption.split(", ") for caption in drawn]
-    assert all(p and set(p) <= {"lizard", "reptile", "animal"} for p in parts)
-    assert all(len(set(p)) == len(p) for p in parts)
-    assert {"lizard", "reptile", "animal"} <= set(drawn)  # every word alone, sometimes
-    assert any(len(p) == 3 for p in parts)
-    again = torch.Generator().manual_seed(0)
-    assert drawn == [_pick_caption(captions, 1.0, again) for _ in range(200)]
-    # Off, or for a caption that is no list, the caption is drawn whole.
-    assert {_pick_caption(captions, 0.0, generator) for _ in range(20)} == set(captions)
-    assert _pick_caption(["a red bicycle"], 1.0, generator) == "a red bicycle"
 
 
 def test_bad_precision_is_refused(small_set, tmp_path):
