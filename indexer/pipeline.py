@@ -123,7 +123,8 @@ def _index(library, paths, include_hidden, exclude, batch_size, workers, max_pix
             summary.unchanged += 1
             continue
         earlier = skipped_before.get(file.path)
-        if earlier and earlier[:2] == (file.size, file.mtime_ns):
+        # A file skipped for want of a decoder is retried: installing one changes the outcome.
+        if earlier and earlier[:2] == (file.size, file.mtime_ns) and earlier[2] != "needs-decoder":
             # Known bad and unchanged since: report it again, do not decode it again.
             summary.skip(file.path, earlier[2], f"{earlier[3]} (not retried until it changes)")
             continue

@@ -11,6 +11,7 @@ This module imports only Pillow and numpy so that decoder worker processes start
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -20,11 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from mmsearch.errors import ImageError
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+)
+_HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 
 # Pillow's own bomb limit (it raises above twice MAX_IMAGE_PIXELS, ~179 megapixels).
 DEFAULT_MAX_PIXELS = 2 * 89_478_485
@@ -78,7 +82,8 @@ def open_picture(
 
     Raises:
         ImageError: with a ``reason`` code: ``missing``, ``unreadable``, ``not-an-image``,
-            ``too-large``, ``corrupt``.
+            ``too-large``, ``corrupt``, ``needs-decoder`` (a HEIC or AVIF file this installation
+            cannot decode; retried by the next run).
     """
     path = Path(path)
     if Image.MAX_IMAGE_PIXELS and max_pixels > 2 * Image.MAX_IMAGE_PIXELS:
@@ -88,7 +93,7 @@ def open_picture(
         with warnings.catch_warnings():
             # Our own limit is checked below, with a message that says how to raise it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = _open_image(path)
     except FileNotFoundError as exc:
         raise ImageError(f"{path}: file not found (moved or deleted?)", reason="missing") from exc
     except (PermissionError, IsADirectoryError) as exc:
@@ -96,8 +101,10 @@ def open_picture(
     except UnidentifiedImageError as exc:
         if os.path.getsize(path) == 0:
             raise ImageError(f"{path}: empty file (0 bytes)", reason="empty") from exc
+        _raise_if_decoder_missing(path, exc)
         raise ImageError(
-            f"{path}: not a recognised image file (supported: JPEG, PNG, WebP, GIF, BMP, TIFF)",
+            f"{path}: not a recognised image file "
+            "(supported: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF, AVIF)",
             reason="not-an-image",
         ) from exc
     except Image.DecompressionBombError as exc:
@@ -141,6 +148,45 @@ def open_picture(
             raise ImageError(
                 f"{path}: corrupt or truncated image data ({exc})", reason="corrupt"
             ) from exc
+
+
+def _open_image(path: Path) -> Image.Image:
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError:
+        if not _heif_opener():
+            raise
+        # Registered on first need, so JPEG-only runs never load libheif; HEIC is recognised by
+        # its content, so a phone photo renamed .jpg opens too.
+        return Image.open(path)
+
+
+@functools.cache
+def _heif_opener() -> bool:
+    """Let Pillow open HEIC/HEIF (phone photos) through pi-heif, a decode-only libheif binding
+    whose libheif applies the file's rotation itself; False when pi-heif is not installed."""
+    try:
+        import pi_heif
+    except ImportError:
+        return False
+    pi_heif.register_heif_opener()
+    return True
+
+
+def _raise_if_decoder_missing(path: Path, exc: Exception) -> None:
+    """An image Pillow could not identify because a decoder is missing here: say which."""
+    suffix = path.suffix.lower()
+    if suffix in _HEIF_EXTENSIONS and not _heif_opener():
+        raise ImageError(
+            f"{path}: reading HEIC/HEIF images needs the pi-heif package: pip install pi-heif, "
+            "then index again",
+            reason="needs-decoder",
+        ) from exc
+    if suffix == ".avif" and not features.check("avif"):
+        raise ImageError(
+            f"{path}: this Pillow cannot read AVIF images: pip install -U pillow, then index again",
+            reason="needs-decoder",
+        ) from exc
 
 
 def _exif_datetime(value) -> str | None:

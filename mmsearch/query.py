@@ -66,7 +66,7 @@ class ImageFilter:
     min_width: int | None = None
     min_height: int | None = None
     orientation: str | None = None
-    formats: tuple[str, ...] = ()  # Pillow format names: JPEG, PNG, WEBP, GIF, BMP, TIFF
+    formats: tuple[str, ...] = ()  # Pillow format names: JPEG, PNG, WEBP, GIF, BMP, TIFF, ...
 
     def __post_init__(self):
         for name in ("date_from", "date_to"):
@@ -128,8 +128,8 @@ class ImageFilter:
         return ", ".join(parts)
 
 
-_FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF"}
-_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"}
+_FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF"}
+_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF"}
 
 
 def _format_name(value: str) -> str:

@@ -202,3 +202,27 @@ def test_full_disk_is_a_clear_error_and_the_library_stays_intact(tmp_path, tiny_
         }
         assert check_library(lib) == []
         assert index_paths(lib, [folder], workers=0).added == 43 - stored  # it carries on later
+
+
+def test_photos_skipped_for_want_of_a_decoder_are_indexed_once_it_is_installed(
+    tmp_path, tiny_model
+):
+    import subprocess
+    import sys
+
+    from tests.test_imaging import DRAWING, save_phone_photo, without_pi_heif
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    save_phone_photo(Image.open(DRAWING).convert("RGB"), folder / "phone.heic")
+    Image.new("RGB", (40, 40), "red").save(folder / "red.png")
+    index = [sys.executable, "-m", "mmsearch", "index", str(folder), "--library",
+             str(tmp_path / "lib"), "--model", str(tiny_model), "--json"]  # fmt: skip
+    run = subprocess.run(index, env=without_pi_heif(tmp_path), capture_output=True, text=True)
+    summary = json.loads(run.stdout)
+    assert (summary["added"], summary["skipped"]) == (1, {"needs-decoder": 1}), run.stderr
+    assert "pip install pi-heif" in summary["skipped_files"][0]["message"]
+
+    with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
+        summary = index_paths(lib, [folder], workers=0)  # pi-heif installed now
+        assert (summary.added, summary.unchanged, summary.skipped) == (1, 1, {})

@@ -109,6 +109,8 @@ def test_size_orientation_and_type_filters(cli, dated):
     squares = _names(_hits(cli("search", "a shape", "--orientation", "square", "-k", "50",
                                "--json")))  # fmt: skip
     assert len(squares) == 27
+    heic = cli("search", "a shape", "--type", "heic")  # the file extension names the format
+    assert heic.exit_code == 1 and "(type HEIF)" in heic.stderr
 
 
 def test_a_filter_that_matches_nothing_says_so(cli, dated):
@@ -124,7 +126,10 @@ def test_a_filter_that_matches_nothing_says_so(cli, dated):
     [
         (("--from", "June"), "--from 'June' is not a date; use YYYY, YYYY-MM or YYYY-MM-DD"),
         (("--orientation", "diagonal"), "orientation 'diagonal' is not one of landscape,"),
-        (("--type", "psd"), "unknown image type 'psd'; use one of bmp, gif, jpeg, png, tiff"),
+        (
+            ("--type", "psd"),
+            "unknown image type 'psd'; use one of avif, bmp, gif, heif, jpeg, png, tiff, webp",
+        ),
         (("--sort", "size"), "--sort 'size': use score or date"),
         (("--json", "--paths-only"), "--json and --paths-only cannot be used together"),
     ],
