@@ -23,6 +23,10 @@ from mmsearch.query import ImageFilter, QueryTerm, Relevance
 
 PAGE = Path(__file__).parent / "web" / "index.html"
 THUMBNAIL_SIZE = 256
+# Files most browsers cannot display (Safari alone shows HEIC and TIFF) are viewed as JPEG
+# renderings, at most this many pixels on their longer side.
+NOT_FOR_BROWSERS = frozenset({".heic", ".heif", ".tif", ".tiff"})
+VIEW_SIZE = 2048
 DEFAULT_MAX_UPLOAD = 20 * 2**20
 
 
@@ -131,7 +135,10 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
 
     async def image(request: Request):
         path = await call(_required_path, library, request.path_params["image_id"])
-        return FileResponse(path)
+        if Path(path).suffix.lower() not in NOT_FOR_BROWSERS:
+            return FileResponse(path)
+        data = await run_in_threadpool(_jpeg, path, VIEW_SIZE, 90)
+        return Response(data, media_type="image/jpeg")
 
     async def thumbnail(request: Request):
         image_id = request.path_params["image_id"]
@@ -174,23 +181,28 @@ def _required_path(library: Library, image_id: int) -> str:
     return path
 
 
-def _thumbnail(cache: Path, image_id: int, path: str) -> bytes:
-    """A JPEG thumbnail, cached by id and file identity (a changed file gets a new one)."""
+def _jpeg(path: str, size: int, quality: int) -> bytes:
+    """The picture upright as a JPEG of at most ``size`` pixels on its longer side."""
     from mmsearch.errors import ImageError
     from mmsearch.imaging import load_image
 
+    try:
+        picture = load_image(path, min_size=size)
+    except ImageError as exc:
+        raise _HTTPError(404, str(exc)) from exc
+    picture.thumbnail((size, size))
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _thumbnail(cache: Path, image_id: int, path: str) -> bytes:
+    """A JPEG thumbnail, cached by id and file identity (a changed file gets a new one)."""
     stat = Path(path).stat()
     cached = cache / f"{image_id}-{stat.st_size}-{stat.st_mtime_ns}.jpg"
     if cached.is_file():
         return cached.read_bytes()
-    try:
-        picture = load_image(path, min_size=THUMBNAIL_SIZE)
-    except ImageError as exc:
-        raise _HTTPError(404, str(exc)) from exc
-    picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-    buffer = io.BytesIO()
-    picture.save(buffer, "JPEG", quality=85)
-    data = buffer.getvalue()
+    data = _jpeg(path, THUMBNAIL_SIZE, 85)
     try:
         cache.mkdir(exist_ok=True)
         tmp = cached.with_suffix(".tmp")

@@ -3,6 +3,7 @@ page driven in headless Chromium."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -16,15 +17,17 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from mmsearch.imaging import open_picture
 from tests.conftest import SAMPLE_CORPUS
+from tests.test_imaging import DRAWING, save_phone_photo
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """A library of sample_corpus (clipart-mini, captions added), a file symlinked in from
-    outside the indexed folder, and a server process on a free port."""
+    """A library of sample_corpus (clipart-mini, captions added), a phone photo (HEIC), a file
+    symlinked in from outside the indexed folder, and a server process on a free port."""
     root = tmp_path_factory.mktemp("serve")
     photos = root / "photos"
     shutil.copytree(SAMPLE_CORPUS / "images", photos)
@@ -32,6 +35,7 @@ def served(tmp_path_factory):
     outside.mkdir()
     Image.new("RGB", (64, 64), "purple").save(outside / "secret.png")
     (photos / "link-out.png").symlink_to(outside / "secret.png")
+    save_phone_photo(Image.open(DRAWING).convert("RGB"), photos / "phone.heic")
     library = root / "lib"
     run = [sys.executable, "-m", "mmsearch"]
     subprocess.run([*run, "index", str(photos), "--library", str(library), "--model",
@@ -97,7 +101,7 @@ def _id_of(url: str, name: str) -> int:
 def test_info_and_text_search(served):
     url, photos, _ = served
     status, info = _json(f"{url}/api/info")
-    assert status == 200 and info["images"] == 235 and info["texts"] == 234
+    assert status == 200 and info["images"] == 236 and info["texts"] == 234
     status, hits = _json(f"{url}/api/search?q=flag&k=5")
     assert status == 200 and len(hits) == 5
     assert any("flag" in h["path"] for h in hits)
@@ -166,6 +170,15 @@ def test_full_image_and_cached_thumbnail(served):
     status, headers, body = _get(f"{url}/api/thumbnail/{image_id}")
     assert status == 200 and headers["content-type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
     assert list((library / "thumbnails").glob(f"{image_id}-*.jpg"))
+
+
+def test_a_photo_browsers_cannot_show_is_viewed_as_jpeg(served):
+    url, photos, _ = served
+    status, headers, body = _get(f"{url}/api/image/{_id_of(url, 'phone.heic')}")
+    assert status == 200 and headers["content-type"] == "image/jpeg"
+    view = Image.open(io.BytesIO(body))
+    assert view.format == "JPEG"
+    assert view.size == open_picture(photos / "phone.heic").image.size  # upright, as taken
 
 
 @pytest.mark.parametrize(
