@@ -209,7 +209,9 @@ def test_empty_folder(cli, tmp_path):
     empty.mkdir()
     result = cli("index", str(empty))
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"Error: no image files found in {empty} (looked for .bmp,")
+    assert result.stderr.startswith(
+        f"Error: no image files found in {empty} (looked for .avif, .bmp,"
+    )
     assert "hidden files skipped, see --include-hidden" in result.stderr
 
 
@@ -250,7 +252,7 @@ def test_image_query_that_is_not_an_image(cli, photos, tmp_path):
     assert result.exit_code == 1
     assert result.stderr.strip() == (
         f"Error: cannot use {fake} as a query image: {fake}: not a recognised image file "
-        "(supported: JPEG, PNG, WebP, GIF, BMP, TIFF)"
+        "(supported: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF, AVIF)"
     )
 
 
