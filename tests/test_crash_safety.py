@@ -144,11 +144,11 @@ def test_sigkill_at_random_moments(folder, tmp_path, tiny_model):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume(folder, tmp_path, tiny_model):
+    shapes.make_set(folder / "c", per_kind=12, seed=13)  # 108 more: a run long enough to stop
     library = tmp_path / "lib"
     run = _start_index(folder, library, tiny_model)
-    while not (library / "library.db").exists() and run.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.5)
+    while _stored(library) == 0 and run.poll() is None:  # Ctrl-C once the first batch is in
+        time.sleep(0.01)
     os.killpg(run.pid, signal.SIGINT)  # what a terminal sends the whole job on Ctrl-C
     _, err = run.communicate(timeout=120)
     if run.returncode == 0:
@@ -160,7 +160,19 @@ def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume(folder, tmp_path, t
     stored = _assert_answers_consistently(library, tiny_model)
     assert f"Interrupted: {stored} images stored." in err
     _finish(_start_index(folder, library, tiny_model))
-    assert _assert_answers_consistently(library, tiny_model) == 55  # 54 + the duplicate
+    assert _assert_answers_consistently(library, tiny_model) == 163  # 162 + the duplicate
+
+
+def _stored(library_dir) -> int:
+    """Images stored so far, read as any other process would while the indexer writes."""
+    import sqlite3
+    from contextlib import closing
+
+    try:
+        with closing(sqlite3.connect(f"file:{library_dir / 'library.db'}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM images").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
 
 
 def test_what_a_killed_writer_left_half_written_is_removed(tmp_path, tiny_model):
