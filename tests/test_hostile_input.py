@@ -210,11 +210,11 @@ def test_photos_skipped_for_want_of_a_decoder_are_indexed_once_it_is_installed(
     import subprocess
     import sys
 
-    from tests.test_imaging import DRAWING, save_phone_photo, without_pi_heif
+    from tests.phone_photos import save_phone_photo, without_pi_heif
 
     folder = tmp_path / "photos"
     folder.mkdir()
-    save_phone_photo(Image.open(DRAWING).convert("RGB"), folder / "phone.heic")
+    save_phone_photo(folder / "phone.heic")
     Image.new("RGB", (40, 40), "red").save(folder / "red.png")
     index = [sys.executable, "-m", "mmsearch", "index", str(folder), "--library",
              str(tmp_path / "lib"), "--model", str(tiny_model), "--json"]  # fmt: skip

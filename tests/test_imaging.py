@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from PIL import Image
 
 from mmsearch.errors import ImageError
 from mmsearch.imaging import load_image, open_picture
+from tests.phone_photos import TAKEN_AT, save_phone_photo, without_pi_heif
 
 
 def _pixel(image, xy=(0, 0)):
@@ -127,51 +127,24 @@ def test_wrong_extension_is_decoded_by_content(tmp_path):
     assert _pixel(load_image(tmp_path / "really-a-png.jpg")) == (0, 0, 255)
 
 
-DRAWING = next(Path(__file__).parents[1].glob("sample_corpus/images/animals/*/*.png"))
-
-
-def save_phone_photo(picture: Image.Image, path: Path) -> None:
-    """As a phone saves it: HEIC or AVIF by the name, turned a quarter by EXIF, dated."""
-    exif = Image.Exif()
-    exif[0x0112] = 6  # display rotated 90° clockwise
-    exif.get_ifd(0x8769)[0x9003] = "2024:07:14 18:30:05"  # DateTimeOriginal
-    if path.suffix == ".heic":
-        import pillow_heif  # the encoder; mmsearch decodes with pi-heif
-
-        pillow_heif.from_pillow(picture).save(path, exif=exif.tobytes(), quality=95)
-    else:  # (Pillow's AVIF writer drops the date when given an Exif object rather than bytes)
-        picture.save(path, exif=exif.tobytes(), quality=95)
-
-
 @pytest.mark.parametrize("suffix", [".heic", ".avif"])
 def test_phone_formats_decode_upright_with_their_date(tmp_path, suffix):
-    drawing = open_picture(DRAWING).image
-    save_phone_photo(drawing, tmp_path / f"photo{suffix}")
+    upright = save_phone_photo(tmp_path / f"photo{suffix}")
     picture = open_picture(tmp_path / f"photo{suffix}")
-    upright = drawing.transpose(Image.Transpose.ROTATE_270)
     assert picture.image.size == upright.size == (picture.width, picture.height)
     difference = np.abs(np.asarray(picture.image, float) - np.asarray(upright, float))
     assert difference.mean() < 4  # lossy, but the same picture the same way up
-    assert picture.taken_at == "2024-07-14T18:30:05"
+    assert picture.taken_at == TAKEN_AT
 
 
 def test_heic_named_jpg_is_decoded_by_content(tmp_path):
-    save_phone_photo(open_picture(DRAWING).image, tmp_path / "photo.heic")
+    save_phone_photo(tmp_path / "photo.heic")
     (tmp_path / "photo.heic").rename(tmp_path / "photo.jpg")
     assert open_picture(tmp_path / "photo.jpg").format == "HEIF"
 
 
-def without_pi_heif(tmp_path: Path) -> dict:
-    """An environment (for a subprocess and its workers) where pi-heif cannot be imported."""
-    import os
-
-    (tmp_path / "no-pi-heif").mkdir(exist_ok=True)
-    (tmp_path / "no-pi-heif" / "pi_heif.py").write_text("raise ImportError('not installed')\n")
-    return {**os.environ, "PYTHONPATH": str(tmp_path / "no-pi-heif")}
-
-
 def test_heic_without_a_decoder_says_what_to_install(tmp_path):
-    save_phone_photo(open_picture(DRAWING).image, tmp_path / "photo.heic")
+    save_phone_photo(tmp_path / "photo.heic")
     code = (
         "import sys\n"
         "from mmsearch.imaging import open_picture\n"

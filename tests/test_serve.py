@@ -19,7 +19,7 @@ from PIL import Image
 
 from mmsearch.imaging import open_picture
 from tests.conftest import SAMPLE_CORPUS
-from tests.test_imaging import DRAWING, save_phone_photo
+from tests.phone_photos import save_phone_photo
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def served(tmp_path_factory):
     outside.mkdir()
     Image.new("RGB", (64, 64), "purple").save(outside / "secret.png")
     (photos / "link-out.png").symlink_to(outside / "secret.png")
-    save_phone_photo(Image.open(DRAWING).convert("RGB"), photos / "phone.heic")
+    save_phone_photo(photos / "phone.heic")
     library = root / "lib"
     run = [sys.executable, "-m", "mmsearch"]
     subprocess.run([*run, "index", str(photos), "--library", str(library), "--model",

@@ -1,0 +1,36 @@
+"""Phone photos for tests: a real drawing saved as HEIC or AVIF the way a phone saves a photo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image
+
+from mmsearch.imaging import open_picture
+
+DRAWING = next(Path(__file__).parents[1].glob("sample_corpus/images/animals/*/*.png"))
+TAKEN_AT = "2024-07-14T18:30:05"
+
+
+def save_phone_photo(path: Path) -> Image.Image:
+    """Write DRAWING to ``path`` (HEIC or AVIF by its suffix) turned a quarter by EXIF, with a
+    date; returns the picture as it should decode: upright."""
+    picture = open_picture(DRAWING).image
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90° clockwise
+    exif.get_ifd(0x8769)[0x9003] = TAKEN_AT.replace("-", ":").replace("T", " ")  # DateTimeOriginal
+    if path.suffix == ".heic":
+        import pillow_heif  # the encoder; mmsearch decodes with pi-heif
+
+        pillow_heif.from_pillow(picture).save(path, exif=exif.tobytes(), quality=95)
+    else:  # (Pillow's AVIF writer drops the date when given an Exif object rather than bytes)
+        picture.save(path, exif=exif.tobytes(), quality=95)
+    return picture.transpose(Image.Transpose.ROTATE_270)
+
+
+def without_pi_heif(tmp_path: Path) -> dict:
+    """An environment (for a subprocess and its workers) where pi-heif cannot be imported."""
+    (tmp_path / "no-pi-heif").mkdir(exist_ok=True)
+    (tmp_path / "no-pi-heif" / "pi_heif.py").write_text("raise ImportError('not installed')\n")
+    return {**os.environ, "PYTHONPATH": str(tmp_path / "no-pi-heif")}
