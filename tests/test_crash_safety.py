@@ -72,6 +72,9 @@ def _start_index(folder, library, model) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, like a shell job
+        # Ctrl-C as in a terminal, even when pytest runs as a background job (`make test &`),
+        # whose children inherit SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
 
 
