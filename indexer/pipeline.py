@@ -11,8 +11,11 @@ or merely touched file) takes its stored embedding instead of being decoded and 
 from __future__ import annotations
 
 import collections
+import contextlib
 import multiprocessing
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -273,6 +276,10 @@ def _decode_all(
     )
     pending: collections.deque[Future] = collections.deque()
     try:
+        with _ctrl_c_ignored():
+            # The first task starts every worker; they inherit Ctrl-C ignored from birth. Set
+            # only by their initializer, a Ctrl-C while they imported printed a traceback each.
+            pool.submit(int)
         for path in paths:
             pending.append(pool.submit(decode, path))
             if len(pending) >= window:
@@ -283,6 +290,20 @@ def _decode_all(
         for future in pending:
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _ctrl_c_ignored():
+    """Ctrl-C ignored by this process for the moment (a few milliseconds: a Ctrl-C then is
+    lost); only the main thread may change signal handling, elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _progress_bar(total: int, enabled: bool):
