@@ -28,6 +28,7 @@ from indexer.discover import FoundFile, discover
 from mmsearch.errors import InputError
 from mmsearch.imaging import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, KnownContent
 from mmsearch.library import Library
+from mmsearch.raw_photos import RAW_EXTENSIONS
 from mmsearch.records import ImageRecord, mtime_iso
 
 # Below this many files, starting worker processes costs more than it saves.
@@ -111,7 +112,8 @@ def _index(library, paths, include_hidden, exclude, batch_size, workers, max_pix
     if not found.files and not found.problems and not stored:
         where = ", ".join(str(p) for p in paths)
         raise InputError(
-            f"no image files found in {where} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}"
+            f"no image files found in {where} (looked for "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS - RAW_EXTENSIONS))} and camera RAW files"
             f"{'' if include_hidden else '; hidden files skipped, see --include-hidden'})"
         )
     summary = IndexSummary()

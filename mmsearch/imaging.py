@@ -4,7 +4,7 @@ Everything a photo folder can throw at us is handled here, in one place shared b
 queries: EXIF orientation, transparency (composited on white: clip art and logos are drawn on
 white, and black would turn dark line art into a black square), palette, grey, 16-bit and CMYK
 modes, animated files (first frame), and decompression bombs, which are refused from the header,
-before any pixel is decoded.
+before any pixel is decoded. Camera RAW files go through :mod:`mmsearch.raw_photos`.
 
 This module imports only Pillow and numpy so that decoder worker processes start fast.
 """
@@ -24,10 +24,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from mmsearch.errors import ImageError
+from mmsearch.raw_photos import FORMAT as RAW_FORMAT
+from mmsearch.raw_photos import RAW_EXTENSIONS, open_raw
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
-)
+_PICTURE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+IMAGE_EXTENSIONS = frozenset(_PICTURE_EXTENSIONS | {".heic", ".heif", ".avif"} | RAW_EXTENSIONS)
 _HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 
 # Pillow's own bomb limit (it raises above twice MAX_IMAGE_PIXELS, ~179 megapixels).
@@ -82,14 +83,18 @@ def open_picture(
 
     Raises:
         ImageError: with a ``reason`` code: ``missing``, ``unreadable``, ``not-an-image``,
-            ``too-large``, ``corrupt``, ``needs-decoder`` (a HEIC or AVIF file this installation
-            cannot decode; retried by the next run).
+            ``too-large``, ``corrupt``, ``needs-decoder`` (a HEIC, AVIF or camera RAW file this
+            installation cannot decode; retried by the next run).
     """
     path = Path(path)
     if Image.MAX_IMAGE_PIXELS and max_pixels > 2 * Image.MAX_IMAGE_PIXELS:
         # Pillow refuses at twice its own limit while opening; the caller asked for more.
         Image.MAX_IMAGE_PIXELS = max_pixels // 2 + 1
     try:
+        if path.suffix.lower() in RAW_EXTENSIONS:
+            raw = open_raw(path, min_size=min_size, max_pixels=max_pixels)
+            image = _reduce(raw.image, min_size)
+            return Picture(image, raw.width, raw.height, RAW_FORMAT, raw.taken_at)
         with warnings.catch_warnings():
             # Our own limit is checked below, with a message that says how to raise it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -104,7 +109,7 @@ def open_picture(
         _raise_if_decoder_missing(path, exc)
         raise ImageError(
             f"{path}: not a recognised image file "
-            "(supported: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF, AVIF)",
+            "(supported: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF, AVIF, camera RAW)",
             reason="not-an-image",
         ) from exc
     except Image.DecompressionBombError as exc:
@@ -210,16 +215,20 @@ def _decode(image: Image.Image, min_size: int | None) -> Image.Image:
     ImageOps.exif_transpose(image, in_place=True)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    # Reduce before any conversion: a 170-megapixel RGBA drawing then costs its own pixels plus
+    # one premultiplied copy (Pillow reduces RGBA and LA premultiplied, so compositing on white
+    # afterwards gives the same picture), not three full-size copies.
+    return _to_rgb(_reduce(image, min_size))
+
+
+def _reduce(image: Image.Image, min_size: int | None) -> Image.Image:
     if min_size and image.mode in _REDUCIBLE:
-        # Reduce before any conversion: a 170-megapixel RGBA drawing then costs its own pixels
-        # plus one premultiplied copy (Pillow reduces RGBA and LA premultiplied, so compositing
-        # on white afterwards gives the same picture), not three full-size copies.
         factor = min(image.size) // (2 * min_size)
         if factor >= 2:
             # Integer box reduction down to no less than twice the target: cheap, and it leaves the
             # final resampling to the model's own resize so the result matches open_clip.
-            image = image.reduce(factor)
-    return _to_rgb(image)
+            return image.reduce(factor)
+    return image
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -66,7 +66,7 @@ class ImageFilter:
     min_width: int | None = None
     min_height: int | None = None
     orientation: str | None = None
-    formats: tuple[str, ...] = ()  # Pillow format names: JPEG, PNG, WEBP, GIF, BMP, TIFF, ...
+    formats: tuple[str, ...] = ()  # Pillow format names (JPEG, PNG, ...) and RAW
 
     def __post_init__(self):
         for name in ("date_from", "date_to"):
@@ -129,7 +129,7 @@ class ImageFilter:
 
 
 _FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF"}
-_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF"}
+_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF", "RAW"}
 
 
 def _format_name(value: str) -> str:

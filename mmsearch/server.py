@@ -20,12 +20,13 @@ from pathlib import Path
 from mmsearch.errors import EmptyLibraryError, InputError, MMSearchError
 from mmsearch.library import Library
 from mmsearch.query import ImageFilter, QueryTerm, Relevance
+from mmsearch.raw_photos import RAW_EXTENSIONS
 
 PAGE = Path(__file__).parent / "web" / "index.html"
 THUMBNAIL_SIZE = 256
-# Files most browsers cannot display (Safari alone shows HEIC and TIFF) are viewed as JPEG
-# renderings, at most this many pixels on their longer side.
-NOT_FOR_BROWSERS = frozenset({".heic", ".heif", ".tif", ".tiff"})
+# Files most browsers cannot display (Safari alone shows HEIC and TIFF; none shows camera RAW)
+# are viewed as JPEG renderings, at most this many pixels on their longer side.
+NOT_FOR_BROWSERS = frozenset({".heic", ".heif", ".tif", ".tiff"}) | RAW_EXTENSIONS
 VIEW_SIZE = 2048
 DEFAULT_MAX_UPLOAD = 20 * 2**20
 

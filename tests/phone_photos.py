@@ -29,8 +29,9 @@ def save_phone_photo(path: Path) -> Image.Image:
     return picture.transpose(Image.Transpose.ROTATE_270)
 
 
-def without_pi_heif(tmp_path: Path) -> dict:
-    """An environment (for a subprocess and its workers) where pi-heif cannot be imported."""
-    (tmp_path / "no-pi-heif").mkdir(exist_ok=True)
-    (tmp_path / "no-pi-heif" / "pi_heif.py").write_text("raise ImportError('not installed')\n")
-    return {**os.environ, "PYTHONPATH": str(tmp_path / "no-pi-heif")}
+def without(tmp_path: Path, module: str) -> dict:
+    """An environment (for a subprocess and its workers) where ``module`` cannot be imported."""
+    shadow = tmp_path / f"no-{module}"
+    shadow.mkdir(exist_ok=True)
+    (shadow / f"{module}.py").write_text("raise ImportError('not installed')\n")
+    return {**os.environ, "PYTHONPATH": str(shadow)}

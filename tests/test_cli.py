@@ -252,7 +252,7 @@ def test_image_query_that_is_not_an_image(cli, photos, tmp_path):
     assert result.exit_code == 1
     assert result.stderr.strip() == (
         f"Error: cannot use {fake} as a query image: {fake}: not a recognised image file "
-        "(supported: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF, AVIF)"
+        "(supported: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF, AVIF, camera RAW)"
     )
 
 

@@ -210,7 +210,7 @@ def test_photos_skipped_for_want_of_a_decoder_are_indexed_once_it_is_installed(
     import subprocess
     import sys
 
-    from tests.phone_photos import save_phone_photo, without_pi_heif
+    from tests.phone_photos import save_phone_photo, without
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -218,7 +218,7 @@ def test_photos_skipped_for_want_of_a_decoder_are_indexed_once_it_is_installed(
     Image.new("RGB", (40, 40), "red").save(folder / "red.png")
     index = [sys.executable, "-m", "mmsearch", "index", str(folder), "--library",
              str(tmp_path / "lib"), "--model", str(tiny_model), "--json"]  # fmt: skip
-    run = subprocess.run(index, env=without_pi_heif(tmp_path), capture_output=True, text=True)
+    run = subprocess.run(index, env=without(tmp_path, "pi_heif"), capture_output=True, text=True)
     summary = json.loads(run.stdout)
     assert (summary["added"], summary["skipped"]) == (1, {"needs-decoder": 1}), run.stderr
     assert "pip install pi-heif" in summary["skipped_files"][0]["message"]

@@ -11,7 +11,7 @@ from PIL import Image
 
 from mmsearch.errors import ImageError
 from mmsearch.imaging import load_image, open_picture
-from tests.phone_photos import TAKEN_AT, save_phone_photo, without_pi_heif
+from tests.phone_photos import TAKEN_AT, save_phone_photo, without
 
 
 def _pixel(image, xy=(0, 0)):
@@ -154,7 +154,7 @@ def test_heic_without_a_decoder_says_what_to_install(tmp_path):
     )
     run = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "photo.heic")],
-        env=without_pi_heif(tmp_path),
+        env=without(tmp_path, "pi_heif"),
         capture_output=True,
         text=True,
         check=True,

@@ -128,7 +128,7 @@ def test_a_filter_that_matches_nothing_says_so(cli, dated):
         (("--orientation", "diagonal"), "orientation 'diagonal' is not one of landscape,"),
         (
             ("--type", "psd"),
-            "unknown image type 'psd'; use one of avif, bmp, gif, heif, jpeg, png, tiff, webp",
+            "unknown image type 'psd'; use one of avif, bmp, gif, heif, jpeg, png, raw, tiff, webp",
         ),
         (("--sort", "size"), "--sort 'size': use score or date"),
         (("--json", "--paths-only"), "--json and --paths-only cannot be used together"),

@@ -20,14 +20,16 @@ from PIL import Image
 from mmsearch.imaging import open_picture
 from tests.conftest import SAMPLE_CORPUS
 from tests.phone_photos import save_phone_photo
+from tests.raw_photos import drawing, save_camera_raw
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """A library of sample_corpus (clipart-mini, captions added), a phone photo (HEIC), a file
-    symlinked in from outside the indexed folder, and a server process on a free port."""
+    """A library of sample_corpus (clipart-mini, captions added), a phone photo (HEIC), a camera
+    RAW file, a file symlinked in from outside the indexed folder, and a server process on a free
+    port."""
     root = tmp_path_factory.mktemp("serve")
     photos = root / "photos"
     shutil.copytree(SAMPLE_CORPUS / "images", photos)
@@ -36,6 +38,7 @@ def served(tmp_path_factory):
     Image.new("RGB", (64, 64), "purple").save(outside / "secret.png")
     (photos / "link-out.png").symlink_to(outside / "secret.png")
     save_phone_photo(photos / "phone.heic")
+    save_camera_raw(photos / "camera.nef", drawing(), orientation=6, preview_size=400)
     library = root / "lib"
     run = [sys.executable, "-m", "mmsearch"]
     subprocess.run([*run, "index", str(photos), "--library", str(library), "--model",
@@ -101,7 +104,7 @@ def _id_of(url: str, name: str) -> int:
 def test_info_and_text_search(served):
     url, photos, _ = served
     status, info = _json(f"{url}/api/info")
-    assert status == 200 and info["images"] == 236 and info["texts"] == 234
+    assert status == 200 and info["images"] == 237 and info["texts"] == 234
     status, hits = _json(f"{url}/api/search?q=flag&k=5")
     assert status == 200 and len(hits) == 5
     assert any("flag" in h["path"] for h in hits)
@@ -172,13 +175,14 @@ def test_full_image_and_cached_thumbnail(served):
     assert list((library / "thumbnails").glob(f"{image_id}-*.jpg"))
 
 
-def test_a_photo_browsers_cannot_show_is_viewed_as_jpeg(served):
+@pytest.mark.parametrize("name", ["phone.heic", "camera.nef"])
+def test_a_photo_browsers_cannot_show_is_viewed_as_jpeg(served, name):
     url, photos, _ = served
-    status, headers, body = _get(f"{url}/api/image/{_id_of(url, 'phone.heic')}")
+    status, headers, body = _get(f"{url}/api/image/{_id_of(url, name)}")
     assert status == 200 and headers["content-type"] == "image/jpeg"
     view = Image.open(io.BytesIO(body))
     assert view.format == "JPEG"
-    assert view.size == open_picture(photos / "phone.heic").image.size  # upright, as taken
+    assert view.size == open_picture(photos / name).image.size  # upright, as taken
 
 
 @pytest.mark.parametrize(
