@@ -140,7 +140,7 @@ def open_picture(
             exif = image.getexif()
             if exif.get(0x0112) in _QUARTER_TURNS:
                 width, height = height, width
-            taken_at = _exif_datetime(exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132))
+            taken_at = exif_taken_at(exif)
         except (OSError, SyntaxError, ValueError, KeyError, TypeError):
             pass  # unreadable EXIF: the picture itself may still be fine
         try:
@@ -192,6 +192,11 @@ def _raise_if_decoder_missing(path: Path, exc: Exception) -> None:
             f"{path}: this Pillow cannot read AVIF images: pip install -U pillow, then index again",
             reason="needs-decoder",
         ) from exc
+
+
+def exif_taken_at(exif: Image.Exif) -> str | None:
+    """When the picture was taken: DateTimeOriginal, else the file's DateTime (ISO 8601)."""
+    return _exif_datetime(exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132))
 
 
 def _exif_datetime(value) -> str | None:

@@ -105,15 +105,29 @@ def _decode(raw, path: Path, min_size: int | None, max_pixels: int) -> RawPhoto:
         )
     if sizes.flip in (5, 6):
         width, height = height, width
-    taken = raw.other.timestamp  # LibRaw reads the camera's local time; 0 (1970) when none
-    taken_at = taken.strftime("%Y-%m-%dT%H:%M:%S") if taken.year > 1970 else None
-
     image = _preview(raw, min_size) if min_size else None
     if image is None:
         half = bool(min_size) and min(width, height) // 2 >= min_size
         pixels = raw.postprocess(half_size=half, use_camera_wb=True, output_bps=8)
         image = Image.fromarray(pixels)  # LibRaw has turned it upright
-    return RawPhoto(image, width, height, taken_at)
+    return RawPhoto(image, width, height, _taken_at(raw, path))
+
+
+def _taken_at(raw, path: Path) -> str | None:
+    """When the photo was taken, without decoding the sensor data where that can be helped."""
+    from mmsearch.imaging import exif_taken_at  # (imaging imports this module)
+
+    try:
+        # Most RAW formats (DNG, NEF, CR2, ARW, PEF, ...) are TIFF files: Pillow reads their EXIF
+        # from the header, where rawpy would decode all the sensor data to tell the date.
+        with Image.open(path) as tiff:
+            taken_at = exif_taken_at(tiff.getexif())
+        if taken_at:
+            return taken_at
+    except (OSError, SyntaxError, ValueError, KeyError, TypeError):
+        pass  # not a TIFF (CR3, RAF, ORF, RW2, ...), or Pillow cannot read its header
+    taken = raw.other.timestamp  # LibRaw's reading of the camera's local time; 0 (1970) if none
+    return taken.strftime("%Y-%m-%dT%H:%M:%S") if taken.year > 1970 else None
 
 
 def _preview(raw, min_size: int) -> Image.Image | None:

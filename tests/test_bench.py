@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
+from tests.raw_photos import drawing, save_camera_raw
 
 
 def test_index_run_reports_outcome_time_and_memory(photos, tiny_model, tmp_path):
@@ -101,3 +102,17 @@ def test_encoders_report_images_and_text_queries():
     (row,) = json.loads(out[out.index("[") :])
     assert row["preset"] == "clipart-mini" and row["images_per_s_fp32"] > 0
     assert row["images_per_s"] > 0 and row["text_ms"] > 0 and row["text_ms_full"] > 0
+
+
+def test_decode_cost_reports_each_folder(photos, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    save_camera_raw(raw / "photo.dng", drawing(), preview_size=400)
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench/decode_cost.py"), str(photos), str(raw),
+         "--repeat", "1"], capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    report = json.loads(out)
+    assert [report[str(f)]["files"] for f in (photos, raw)] == [27, 1]
+    assert all(0 < r["fastest_ms"] <= r["median_ms"] for r in report.values())
+    assert report[str(raw)]["last_picture"] == "904x1280 RAW decoded at 283x400"
