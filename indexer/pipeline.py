@@ -279,9 +279,11 @@ def _decode_all(
     pending: collections.deque[Future] = collections.deque()
     try:
         with _ctrl_c_ignored():
-            # The first task starts every worker; they inherit Ctrl-C ignored from birth. Set
-            # only by their initializer, a Ctrl-C while they imported printed a traceback each.
-            pool.submit(int)
+            # With spawn, the pool starts a worker per task submitted while none is idle, so
+            # these start them all, and they inherit Ctrl-C ignored from birth. Set only by their
+            # initializer, a Ctrl-C while they imported printed a traceback each.
+            for _ in range(workers):
+                pool.submit(int)
         for path in paths:
             pending.append(pool.submit(decode, path))
             if len(pending) >= window:
