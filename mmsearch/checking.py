@@ -22,7 +22,7 @@ from mmsearch.derived_indexes import MODALITIES, ROWS
 from mmsearch.library import Library
 from mmsearch.models import weights_id
 from mmsearch.schema import CachedQuery, ImageRow, SkippedFile, TextRow
-from mmsearch.store import bump_generation, get_setting
+from mmsearch.store import bump_generation, chunked, get_setting
 from mmsearch.vector_index import FaissIndex
 
 NORM_TOLERANCE = 1e-3  # vectors are stored unit length; float32 rounding stays far below this
@@ -81,8 +81,14 @@ def repair_library(library: Library, problems: list[Problem]) -> list[str]:
     if "images" in parts:
         bad = _bad_vectors(library, "images", dim)
         with Session(library.engine) as session:
-            paths = session.execute(select(ImageRow.path).where(ImageRow.id.in_(bad))).scalars()
-            removed = library.remove_images(list(paths))
+            paths = [
+                path
+                for chunk in chunked(bad)
+                for path in session.execute(select(ImageRow.path).where(ImageRow.id.in_(chunk)))
+                .scalars()
+                .all()
+            ]
+        removed = library.remove_images(paths)
         done.append(
             f"removed {removed} images with damaged vectors; `mmsearch index` on their folders "
             "encodes them again"
@@ -259,7 +265,13 @@ def _sound(blob: bytes | None, dim: int | None) -> bool:
 
 def _reencode_texts(library: Library, ids: list[int]) -> str:
     with Session(library.engine) as session:
-        rows = session.execute(select(TextRow.id, TextRow.text).where(TextRow.id.in_(ids))).all()
+        rows = [
+            row
+            for chunk in chunked(ids)
+            for row in session.execute(
+                select(TextRow.id, TextRow.text).where(TextRow.id.in_(chunk))
+            )
+        ]
     vectors = library.encoder.encode_texts([t for _, t in rows]) if rows else []
     with library.writing(), Session(library.engine) as session:
         for (id_, _), vector in zip(rows, vectors, strict=True):

@@ -46,7 +46,7 @@ from mmsearch.query_cache import QueryCache
 from mmsearch.records import ImageRecord, TextRecord
 from mmsearch.results import CollectionInfo, ImageHit, IndexFileInfo, LibraryInfo, TextHit
 from mmsearch.schema import Collection, ImageRow, SkippedFile, TextRow
-from mmsearch.store import bump_generation, get_setting, set_setting
+from mmsearch.store import bump_generation, chunked, get_setting, set_setting
 from mmsearch.transaction import WriteTransaction
 from mmsearch.vector_index import FaissIndex
 from mmsearch.writer_lock import WriterLock
@@ -186,11 +186,13 @@ class Library:
 
     def images_by_hash(self, hashes: Iterable[str]) -> dict[str, tuple[ImageRecord, np.ndarray]]:
         """content hash → (a stored image with that content, its vector), for those stored."""
-        stmt = select(ImageRow).where(ImageRow.content_hash.in_(set(hashes)))
         found = {}
         with Session(self.engine) as session:
-            for row in session.execute(stmt).scalars():
-                found[row.content_hash] = (_record(row), np.frombuffer(row.embedding, np.float32))
+            for chunk in chunked(sorted(set(hashes))):
+                stmt = select(ImageRow).where(ImageRow.content_hash.in_(chunk))
+                for row in session.execute(stmt).scalars():
+                    vector = np.frombuffer(row.embedding, np.float32)
+                    found[row.content_hash] = (_record(row), vector)
         return found
 
     def skipped_state(self) -> dict[str, tuple[int, int, str, str]]:
@@ -206,13 +208,11 @@ class Library:
         with self._write() as session:
             self._record_model(session)
             self._check_dim(vectors)
-            existing = dict(
-                session.execute(
-                    select(ImageRow.path, ImageRow).where(
-                        ImageRow.path.in_([r.path for r in records])
-                    )
-                ).all()
-            )
+            paths = [r.path for r in records]
+            existing = {}
+            for chunk in chunked(paths):
+                stmt = select(ImageRow.path, ImageRow).where(ImageRow.path.in_(chunk))
+                existing.update(session.execute(stmt).all())
             rows = []
             for record, vector in zip(records, vectors, strict=True):
                 row = existing.get(record.path) or ImageRow(path=record.path)
@@ -223,9 +223,8 @@ class Library:
                 row.indexed_at, row.embedding = now, vector.tobytes()
                 session.add(row)
                 rows.append(row)
-            session.execute(
-                delete(SkippedFile).where(SkippedFile.path.in_([r.path for r in records]))
-            )
+            for chunk in chunked(paths):
+                session.execute(delete(SkippedFile).where(SkippedFile.path.in_(chunk)))
             session.flush()
             ids = np.array([row.id for row in rows], dtype=np.int64)
             # Only updated rows have an old vector to drop (a removal scans the whole index).
@@ -240,14 +239,13 @@ class Library:
         if not paths:
             return 0
         with self._write() as session:
-            ids = np.array(
-                session.execute(select(ImageRow.id).where(ImageRow.path.in_(paths)))
-                .scalars()
-                .all(),
-                dtype=np.int64,
-            )
-            session.execute(delete(ImageRow).where(ImageRow.id.in_(ids.tolist())))
-            session.execute(delete(SkippedFile).where(SkippedFile.path.in_(paths)))
+            found = []
+            for chunk in chunked(paths):
+                where = ImageRow.path.in_(chunk)
+                found += session.execute(select(ImageRow.id).where(where)).scalars().all()
+                session.execute(delete(ImageRow).where(where))
+                session.execute(delete(SkippedFile).where(SkippedFile.path.in_(chunk)))
+            ids = np.array(found, dtype=np.int64)
             generation = bump_generation(session, "images")
         self._indexes.apply("images", generation, remove=ids)
         return len(ids)
@@ -267,7 +265,8 @@ class Library:
 
     def forget_skipped(self, paths: Iterable[str]) -> None:
         with self._write() as session:
-            session.execute(delete(SkippedFile).where(SkippedFile.path.in_(list(paths))))
+            for chunk in chunked(list(paths)):
+                session.execute(delete(SkippedFile).where(SkippedFile.path.in_(chunk)))
 
     # -- text collections ----------------------------------------------------------------------
 
@@ -552,9 +551,12 @@ class Library:
 
     def image_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """Stored vectors of images by id."""
-        stmt = select(ImageRow.id, ImageRow.embedding).where(ImageRow.id.in_(list(ids)))
+        found = {}
         with Session(self.engine) as session:
-            return {i: np.frombuffer(b, np.float32) for i, b in session.execute(stmt).all()}
+            for chunk in chunked(list(ids)):
+                stmt = select(ImageRow.id, ImageRow.embedding).where(ImageRow.id.in_(chunk))
+                found.update((i, np.frombuffer(b, np.float32)) for i, b in session.execute(stmt))
+        return found
 
     def captions(
         self,

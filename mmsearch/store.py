@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
+
 from sqlalchemy import bindparam, create_engine, event, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
@@ -11,8 +14,15 @@ from mmsearch.errors import LibraryError
 from mmsearch.records import mtime_iso
 from mmsearch.schema import SCHEMA_VERSION, Base, CachedQuery, ImageRow, Setting
 
+T = TypeVar("T")
+
 # How long a write waits for another process's transaction (30 s).
 BUSY_TIMEOUT_PRAGMA = "PRAGMA busy_timeout = 30000"
+
+# SQLite refuses a statement with more bound values than its limit: 999 before 3.32, 32,766
+# since then by default (250,000 in Debian's build). Long lists of paths or ids (a folder of
+# 80,000 photos gone at once) are bound this many at a time.
+MAX_BOUND_VALUES = 900
 
 
 def open_engine(url: str, *, create: bool) -> Engine:
@@ -123,3 +133,9 @@ def bump_generation(session: Session, modality: str) -> int:
     value = (int(row.value) if row else 0) + 1
     set_setting(session, key, value)
     return value
+
+
+def chunked(values: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``values`` in slices small enough to bind in one statement (see MAX_BOUND_VALUES)."""
+    for start in range(0, len(values), MAX_BOUND_VALUES):
+        yield values[start : start + MAX_BOUND_VALUES]

@@ -152,3 +152,29 @@ def test_known_content_matches_on_the_first_64_bits():
     assert "0011223344556677ffffffffffffffff" in known
     assert "0011223344556678ffffffffffffffff" not in known
     assert None not in known and "ab" * 16 not in KnownContent()
+
+
+def test_a_whole_folder_moved_at_once_stays_within_sqlites_bound_values(
+    library, photos, monkeypatch
+):
+    """SQLite refuses statements with more bound values than its limit (999 in SQLite before
+    3.32): the paths and hashes of a large move are bound a slice at a time."""
+    from sqlalchemy import event
+
+    import mmsearch.store
+
+    monkeypatch.setattr(mmsearch.store, "MAX_BOUND_VALUES", 5)
+    event.listen(
+        library.engine,
+        "connect",
+        lambda connection, _: connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 16),
+    )
+    library.engine.dispose()  # new connections get the limit
+    (photos / "moved").mkdir()
+    for picture in list(photos.glob("*.png")):
+        picture.rename(photos / "moved" / picture.name)
+
+    summary = index_paths(library, [photos], workers=0)
+
+    assert (summary.added, summary.reused, summary.removed) == (27, 27, 27)
+    assert all("/moved/" in path for path in library.image_state())
