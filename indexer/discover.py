@@ -28,6 +28,8 @@ class Discovery:
     files: list[FoundFile] = field(default_factory=list)
     roots: list[str] = field(default_factory=list)  # absolute folders walked
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (path, reason, message)
+    # Folders that could not be listed: what lies in them is unknown, not gone.
+    unlisted: list[str] = field(default_factory=list)
 
 
 def discover(
@@ -66,6 +68,7 @@ def _walk(root, found, seen, include_hidden, exclude) -> None:
     visited: set[tuple[int, int]] = set()
 
     def on_error(error: OSError) -> None:
+        found.unlisted.append(error.filename)
         found.problems.append(
             (
                 error.filename,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import multiprocessing
 import os
 import signal
@@ -105,7 +106,14 @@ def index_paths(
 
 
 def _index(library, paths, include_hidden, exclude, batch_size, workers, max_pixels, progress):
+    for given in paths:
+        if not os.path.lexists(given):
+            _refuse_to_empty(library, given, "is not found")
     found = discover(paths, include_hidden=include_hidden, exclude=exclude)
+    for root in found.roots:
+        seen = itertools.chain((f.path for f in found.files), (p for p, _, _ in found.problems))
+        if not any(p == root or _under_any(p, {root}) for p in seen):
+            _refuse_to_empty(library, root, "holds no image files now")
     library.add_indexed_roots(paths)
     # Everything stored under the given paths (folders and single files) is compared with disk.
     stored = library.image_state(under=[os.path.abspath(p) for p in paths])
@@ -141,13 +149,30 @@ def _index(library, paths, include_hidden, exclude, batch_size, workers, max_pix
         library.flush()
         raise IndexInterrupted(summary) from None
 
-    walked = set(found.roots)
+    walked, unlisted = set(found.roots), set(found.unlisted)
     present = {f.path for f in found.files} | {p for p, _, _ in found.problems}
-    gone = [p for p in stored if p not in present and _under_any(p, walked)]
+    gone = [
+        p
+        for p in stored
+        if p not in present and _under_any(p, walked) and not _under_any(p, unlisted)
+    ]
     summary.removed = library.remove_images(gone)
     library.forget_skipped(p for p in skipped_before if _under_any(p, walked) and p not in present)
     library.flush()
     return summary
+
+
+def _refuse_to_empty(library, path, what: str) -> None:
+    """Stop before removing every image of a folder that has vanished or emptied: most often a
+    network share or a disk that is not mounted, and re-encoding its photos would take hours."""
+    held = len(library.image_state(under=[os.path.abspath(path)]))
+    if held:
+        raise InputError(
+            f"{path} {what}, but the library holds {held} images from it; nothing was changed. "
+            "If it is on a disk or network share that is not mounted, mount it and run again; "
+            f"if the photos are gone for good, `mmsearch forget {path}` removes them from the "
+            "library"
+        )
 
 
 def _under_any(path: str, roots: set[str]) -> bool:

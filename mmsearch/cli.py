@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from mmsearch.errors import MMSearchError
+from mmsearch.errors import InputError, MMSearchError
 
 app = typer.Typer(
     name="mmsearch",
@@ -324,6 +324,28 @@ def remove_collection(
     with _open(library, db_url=db_url) as lib:
         removed = lib.remove_collection(name)
     typer.echo(f"removed collection {name!r} ({removed} texts)")
+
+
+@app.command()
+@command
+def forget(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Folders or files, which need not exist any more.")
+    ],
+    library: LibraryOpt = None,
+    db_url: DbUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove the images at or under PATHS from the library (the files are not touched)."""
+    with _open(library, db_url=db_url) as lib:
+        removed = lib.forget(paths)
+    if not removed:
+        shown = ", ".join(str(p) for p in paths)
+        raise InputError(f"the library holds no images at or under {shown}")
+    if as_json:
+        _print_json({"removed": removed})
+    else:
+        typer.echo(f"removed {removed} images from the library (the files are untouched)")
 
 
 @app.command()

@@ -250,6 +250,18 @@ class Library:
         self._indexes.apply("images", generation, remove=ids)
         return len(ids)
 
+    def forget(self, paths: Iterable[str | os.PathLike[str]]) -> int:
+        """Remove the images at or below ``paths`` (folders or files, which need not exist any
+        more) from the library, with their skip records; indexing stops covering those paths.
+        The files themselves are not touched. Returns how many images were removed."""
+        under = [os.path.abspath(p) for p in paths]
+        removed = self.remove_images(list(self.image_state(under=under)))
+        self.forget_skipped(p for p in self.skipped_state() if _within(p, under))
+        with self._write() as session:
+            roots = get_setting(session, "indexed_roots", [])
+            set_setting(session, "indexed_roots", [r for r in roots if not _within(r, under)])
+        return removed
+
     def record_skipped(self, path: str, *, reason: str, message: str, size: int, mtime_ns: int):
         """Remember that a file could not be indexed (and drop any stale entry for it)."""
         with self._write() as session:
@@ -808,6 +820,11 @@ def _at_or_below(path: str):
     folder = os.path.join(os.path.abspath(path), "")
     below = folder[:-1] + chr(ord(folder[-1]) + 1)
     return or_(ImageRow.path == folder[:-1], and_(ImageRow.path >= folder, ImageRow.path < below))
+
+
+def _within(path: str, folders: Sequence[str]) -> bool:
+    """Whether ``path`` is one of the absolute ``folders`` (or files) or lies below one."""
+    return any(path == f or path.startswith(os.path.join(f, "")) for f in folders)
 
 
 def _record(row: ImageRow) -> ImageRecord:

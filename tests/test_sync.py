@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -178,3 +179,74 @@ def test_a_whole_folder_moved_at_once_stays_within_sqlites_bound_values(
 
     assert (summary.added, summary.reused, summary.removed) == (27, 27, 27)
     assert all("/moved/" in path for path in library.image_state())
+
+
+def test_a_folder_that_emptied_is_refused_not_wiped(cli, photos):
+    """An unmounted network share leaves an empty mount point: indexing it again must not drop
+    the 27 embeddings (hours of encoding on a real library)."""
+    assert cli("index", str(photos)).exit_code == 0
+    away = photos.parent / "away"
+    photos.rename(away)
+    photos.mkdir()  # the bare mount point
+
+    result = cli("index", str(photos))
+
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: {photos} holds no image files now, but the library holds 27 images from it; "
+        "nothing was changed. If it is on a disk or network share that is not mounted, mount it "
+        f"and run again; if the photos are gone for good, `mmsearch forget {photos}` removes "
+        "them from the library"
+    )
+    photos.rmdir()
+    result = cli("index", str(photos))  # the mount point itself gone
+    assert result.exit_code == 1 and f"{photos} is not found, but the library holds 27" in (
+        result.stderr
+    )
+    away.rename(photos)  # mounted again: nothing to do
+    assert json.loads(cli("index", str(photos), "--json").stdout)["unchanged"] == 27
+
+
+def test_forget_removes_a_folders_images_even_when_it_is_gone(cli, photos):
+    assert cli("index", str(photos)).exit_code == 0
+    (photos / "sub").mkdir()
+    (photos / "red_circle_0.png").rename(photos / "sub" / "red.png")
+    assert cli("index", str(photos)).exit_code == 0
+    shutil.rmtree(photos / "sub")
+
+    result = cli("forget", str(photos / "sub"), "--json")
+
+    assert result.exit_code == 0 and json.loads(result.stdout) == {"removed": 1}
+    assert json.loads(cli("info", "--json").stdout)["images"] == 26
+    again = cli("forget", str(photos / "sub"))
+    assert again.exit_code == 1
+    assert (
+        again.stderr.strip() == f"Error: the library holds no images at or under {photos / 'sub'}"
+    )
+    assert cli("forget", str(photos)).stdout.strip() == (
+        "removed 26 images from the library (the files are untouched)"
+    )
+    assert len(list(photos.glob("*.png"))) == 26
+
+
+def test_a_folder_that_cannot_be_listed_keeps_its_images(library, photos, monkeypatch):
+    """A network hiccup or a permission change on one subfolder: its images are unknown, not
+    gone. (The error is injected: the tests may run as root, which reads any folder.)"""
+    (photos / "sub").mkdir()
+    for picture in list(photos.glob("blue_*.png")):
+        picture.rename(photos / "sub" / picture.name)
+    index_paths(library, [photos], workers=0)
+    in_sub = {p for p in library.image_state() if "/sub/" in p}
+    assert in_sub
+    listing = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("/sub"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return listing(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    summary = index_paths(library, [photos], workers=0)
+
+    assert summary.removed == 0 and summary.skipped == {"unreadable": 1}
+    assert in_sub <= set(library.image_state())
