@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from PIL import Image
@@ -35,3 +37,18 @@ def without(tmp_path: Path, module: str) -> dict:
     shadow.mkdir(exist_ok=True)
     (shadow / f"{module}.py").write_text("raise ImportError('not installed')\n")
     return {**os.environ, "PYTHONPATH": str(shadow)}
+
+
+def failure_without(tmp_path: Path, module: str, path: Path) -> str:
+    """How ``open_picture(path)`` fails in a new process where ``module`` cannot be imported:
+    "reason|message"."""
+    code = (
+        "import sys\n"
+        "from mmsearch.imaging import open_picture\n"
+        "from mmsearch.errors import ImageError\n"
+        "try:\n    open_picture(sys.argv[1])\n"
+        "except ImageError as exc:\n    print(exc.reason, exc, sep='|')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(path)], env=without(tmp_path, module),
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return run.stdout.strip()

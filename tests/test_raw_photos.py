@@ -3,9 +3,6 @@ data, upright and dated either way; damaged files and a missing decoder say what
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,7 +12,7 @@ from mmsearch import open_library
 from mmsearch.errors import ImageError
 from mmsearch.imaging import open_picture
 from mmsearch.query import ImageFilter
-from tests.phone_photos import TAKEN_AT, without
+from tests.phone_photos import TAKEN_AT, failure_without
 from tests.raw_photos import drawing, save_camera_raw
 
 # TIFF orientation → the turn that shows the drawing as the camera recorded it.
@@ -96,16 +93,7 @@ def test_raw_over_the_pixel_limit_is_refused_before_decoding(tmp_path, scene):
 
 def test_raw_without_rawpy_says_what_to_install(tmp_path, scene):
     path = save_camera_raw(tmp_path / "photo.dng", scene)
-    code = (
-        "import sys\n"
-        "from mmsearch.imaging import open_picture\n"
-        "from mmsearch.errors import ImageError\n"
-        "try:\n    open_picture(sys.argv[1])\n"
-        "except ImageError as exc:\n    print(exc.reason, exc, sep='|')\n"
-    )
-    run = subprocess.run([sys.executable, "-c", code, str(path)], env=without(tmp_path, "rawpy"),
-                         capture_output=True, text=True, check=True)  # fmt: skip
-    assert run.stdout.strip() == (
+    assert failure_without(tmp_path, "rawpy", path) == (
         f"needs-decoder|{path}: reading camera RAW files needs the rawpy package: "
         "pip install rawpy, then index again"
     )
