@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
 from mmsearch.errors import ImageError, InputError
-from mmsearch.imaging import load_image
+from mmsearch.imaging import jpeg_rendering
 from mmsearch.results import ImageHit
 
 THUMBNAIL = 256
@@ -40,13 +39,10 @@ figcaption { font-size: 12px; word-break: break-all; margin-top: 6px; }
 def thumbnail_uri(path: str, size: int = THUMBNAIL) -> str | None:
     """A JPEG data URI of the picture fitted in ``size`` pixels; None when it cannot be read."""
     try:
-        picture = load_image(path, min_size=size)
+        data = jpeg_rendering(path, size, quality=82)
     except ImageError:
         return None
-    picture.thumbnail((size, size))
-    buffer = io.BytesIO()
-    picture.save(buffer, "JPEG", quality=82)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
 
 
 def contact_sheet(hits: Sequence[ImageHit], title: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
 import re
 import warnings
@@ -153,6 +154,20 @@ def open_picture(
             raise ImageError(
                 f"{path}: corrupt or truncated image data ({exc})", reason="corrupt"
             ) from exc
+
+
+def jpeg_rendering(path: str | os.PathLike[str], size: int, *, quality: int) -> bytes:
+    """The picture upright as JPEG bytes, at most ``size`` pixels on its longer side: what a
+    browser can show of any file we index (thumbnails, HEIC, TIFF and RAW views).
+
+    Raises:
+        ImageError: as :func:`open_picture`.
+    """
+    picture = load_image(path, min_size=size)
+    picture.thumbnail((size, size))
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def _open_image(path: Path) -> Image.Image:

@@ -12,7 +12,6 @@ loader as indexing. Thumbnails are made on demand and cached in the library fold
 
 from __future__ import annotations
 
-import io
 import tempfile
 import threading
 from pathlib import Path
@@ -185,16 +184,12 @@ def _required_path(library: Library, image_id: int) -> str:
 def _jpeg(path: str, size: int, quality: int) -> bytes:
     """The picture upright as a JPEG of at most ``size`` pixels on its longer side."""
     from mmsearch.errors import ImageError
-    from mmsearch.imaging import load_image
+    from mmsearch.imaging import jpeg_rendering
 
     try:
-        picture = load_image(path, min_size=size)
+        return jpeg_rendering(path, size, quality=quality)
     except ImageError as exc:
         raise _HTTPError(404, str(exc)) from exc
-    picture.thumbnail((size, size))
-    buffer = io.BytesIO()
-    picture.save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def _thumbnail(cache: Path, image_id: int, path: str) -> bytes:
