@@ -11,7 +11,7 @@ from indexer import index_paths
 from mmsearch import open_library
 from mmsearch.errors import ImageError
 from mmsearch.imaging import open_picture
-from mmsearch.query import ImageFilter
+from mmsearch.query import ImageFilter, Relevance
 from tests.phone_photos import TAKEN_AT, failure_without
 from tests.raw_photos import drawing, save_camera_raw
 
@@ -114,3 +114,17 @@ def test_raw_files_are_indexed_dated_and_filtered_by_type(tmp_path, scene, tiny_
             ("sensor-only.dng", 1280, 904, TAKEN_AT),
             ("with-preview.NEF", 904, 1280, TAKEN_AT),
         ]
+
+
+def test_a_raw_and_jpeg_pair_shows_once_with_dedup(tmp_path, scene, tiny_model):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    save_camera_raw(folder / "IMG_0001.CR2", scene, preview_size=1280)
+    scene.save(folder / "IMG_0001.JPG", quality=90)  # the camera's JPEG of the same shot
+    Image.new("RGB", (64, 64), "blue").save(folder / "other.png")
+    with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
+        index_paths(lib, [folder], workers=0)
+        hits = lib.search_text("a drawing", k=3, relevance=Relevance(dedup=0.95))
+    assert len(hits) == 2
+    pair = next(h for h in hits if h.path.endswith(("IMG_0001.CR2", "IMG_0001.JPG")))
+    assert len(pair.duplicates) == 1 and pair.duplicates[0].endswith(("CR2", "JPG"))
