@@ -80,10 +80,12 @@ def open_raw(path: Path, *, min_size: int | None, max_pixels: int) -> RawPhoto:
         with rawpy.imread(str(path)) as raw:
             return _decode(raw, path, min_size, max_pixels)
     except rawpy.LibRawFileUnsupportedError as exc:
+        # Retried by every run, like a missing decoder: upgrading rawpy may make it readable.
         raise ImageError(
             f"{path}: not a camera RAW file this LibRaw can read (a damaged file, or a camera "
-            f"newer than LibRaw {'.'.join(map(str, rawpy.libraw_version))}: pip install -U rawpy)",
-            reason="not-an-image",
+            f"newer than LibRaw {'.'.join(map(str, rawpy.libraw_version))}: pip install -U "
+            "rawpy, then index again)",
+            reason="needs-decoder",
         ) from exc
     except rawpy.LibRawTooBigError as exc:
         raise ImageError(f"{path}: too large for LibRaw to decode", reason="too-large") from exc

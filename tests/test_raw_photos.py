@@ -68,7 +68,7 @@ def test_a_raw_without_a_date_has_none(tmp_path, scene):
     "damage, reason, message",
     [
         ("truncated", "corrupt", "corrupt or truncated RAW data (Input/output error)"),
-        ("header", "not-an-image", "not a camera RAW file this LibRaw can read (a damaged file,"),
+        ("header", "needs-decoder", "not a camera RAW file this LibRaw can read (a damaged file,"),
         ("empty", "empty", "empty file (0 bytes)"),
     ],
 )
@@ -108,12 +108,15 @@ def test_raw_files_are_indexed_dated_and_filtered_by_type(tmp_path, scene, tiny_
     scene.save(folder / "drawing.png")
     with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
         summary = index_paths(lib, [folder])  # decoder worker processes, as in a real run
-        assert (summary.added, summary.skipped) == (3, {"not-an-image": 1}), summary.to_dict()
+        assert (summary.added, summary.skipped) == (3, {"needs-decoder": 1}), summary.to_dict()
         hits = lib.search_text("a drawing", k=10, where=ImageFilter(formats=("raw",)))
         assert sorted((h.path.rsplit("/", 1)[1], h.width, h.height, h.taken_at) for h in hits) == [
             ("sensor-only.dng", 1280, 904, TAKEN_AT),
             ("with-preview.NEF", 904, 1280, TAKEN_AT),
         ]
+        again = index_paths(lib, [folder], workers=0)  # a newer LibRaw may read it now: retried
+        assert (again.unchanged, again.skipped) == (3, {"needs-decoder": 1})
+        assert "not retried" not in again.skipped_files[0]["message"]
 
 
 def test_a_raw_and_jpeg_pair_shows_once_with_dedup(tmp_path, scene, tiny_model):
