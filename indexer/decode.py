@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmsearch.errors import ImageError
-from mmsearch.imaging import KnownContent, content_hash, open_picture
+from mmsearch.imaging import CONTENT_HASH, KnownContent, content_hash, open_picture
 from mmsearch.preprocess import PreprocessConfig, fit_to_model
 
 
@@ -47,7 +47,12 @@ def start_worker(known: KnownContent) -> None:
 
 
 def decode_for_model(
-    path: str, cfg: PreprocessConfig, max_pixels: int, *, use_known: bool = True
+    path: str,
+    cfg: PreprocessConfig,
+    max_pixels: int,
+    *,
+    hash_algorithm: str = CONTENT_HASH,
+    use_known: bool = True,
 ) -> Decoded:
     """Hash and decode one file for the model; failures come back as values, never as exceptions.
 
@@ -55,7 +60,7 @@ def decode_for_model(
     (``known`` is set).
     """
     try:
-        digest = content_hash(path)
+        digest = content_hash(path, hash_algorithm)
     except OSError:
         digest = None  # open_picture below says precisely what is wrong with the file
     if use_known and digest in _known_content:

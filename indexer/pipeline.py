@@ -183,7 +183,12 @@ def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_p
     if not todo:
         return
     encoder = library.encoder
-    decode = partial(decode_for_model, cfg=encoder.preprocess, max_pixels=max_pixels)
+    decode = partial(
+        decode_for_model,
+        cfg=encoder.preprocess,
+        max_pixels=max_pixels,
+        hash_algorithm=library.hash_algorithm,
+    )
     by_path = {f.path: f for f in todo}
     bar = _progress_bar(len(todo), progress)
 

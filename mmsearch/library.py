@@ -67,6 +67,8 @@ class Library:
         self._query_cache = QueryCache(engine)
         with Session(engine) as session:
             self._stored_model = get_setting(session, "model")
+            # Libraries made before BLAKE3 have no setting: their rows hold BLAKE2b hashes.
+            self.hash_algorithm = get_setting(session, "content_hash", "blake2b")
         if encoder is not None:
             self._spec = encoder.spec
             self._encoder = encoder
@@ -681,7 +683,7 @@ class Library:
                 if unchanged:
                     return np.frombuffer(row.embedding, np.float32), self._same_content(row)
             try:
-                digest = content_hash(path)
+                digest = content_hash(path, self.hash_algorithm)
             except OSError:
                 digest = None  # load_image below says what is wrong
             twins = (

@@ -49,7 +49,8 @@ class ImageRow(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     format: Mapped[str | None] = mapped_column(String(16))
-    # BLAKE2b-128 of the file's bytes: recognises moved, renamed and duplicate files (their
+    # 128 bits of the file's BLAKE3 (BLAKE2b in libraries made before it, as their "content_hash"
+    # setting says): recognises moved, renamed and duplicate files (their
     # embedding is reused) and files touched without being changed. None in libraries from
     # schema 1 until the file changes.
     content_hash: Mapped[str | None] = mapped_column(String(32), index=True)

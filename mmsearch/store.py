@@ -11,6 +11,7 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlalchemy.orm import Session
 
 from mmsearch.errors import LibraryError
+from mmsearch.imaging import CONTENT_HASH
 from mmsearch.records import mtime_iso
 from mmsearch.schema import SCHEMA_VERSION, Base, CachedQuery, ImageRow, Setting
 
@@ -45,6 +46,7 @@ def open_engine(url: str, *, create: bool) -> Engine:
             version = session.get(Setting, "schema_version")
             if version is None and create:
                 session.add(Setting(key="schema_version", value=SCHEMA_VERSION))
+                session.add(Setting(key="content_hash", value=CONTENT_HASH))
                 session.commit()
             elif version is None:
                 raise LibraryError(f"{url} is not an mmsearch library (no schema version)")

@@ -116,3 +116,13 @@ def test_decode_cost_reports_each_folder(photos, tmp_path):
     assert [report[str(f)]["files"] for f in (photos, raw)] == [27, 1]
     assert all(0 < r["fastest_ms"] <= r["median_ms"] for r in report.values())
     assert report[str(raw)]["last_picture"] == "904x1280 RAW decoded at 283x400"
+
+
+def test_content_hash_reports_both_algorithms(photos):
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench/content_hash.py"), str(photos), "--workers", "0",
+         "--rounds", "1"], capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    report = json.loads(out)
+    assert report["files"] == 27
+    assert all(len(r) == 1 and r[0] > 0 for r in report["files_per_second"].values())

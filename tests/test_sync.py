@@ -250,3 +250,39 @@ def test_a_folder_that_cannot_be_listed_keeps_its_images(library, photos, monkey
 
     assert summary.removed == 0 and summary.skipped == {"unreadable": 1}
     assert in_sub <= set(library.image_state())
+
+
+def test_new_libraries_hash_with_blake3(library, photos):
+    import blake3
+
+    stored = _stored(library, photos / "red_circle_0.png").content_hash
+    content = (photos / "red_circle_0.png").read_bytes()
+    assert stored == blake3.blake3(content).hexdigest(16)
+
+
+def test_a_library_made_before_blake3_keeps_blake2b_and_still_recognises_moves(
+    tmp_path, tiny_model, photos
+):
+    """Its rows hold BLAKE2b hashes; hashing new files with anything else would never match."""
+    import hashlib
+
+    from sqlalchemy import delete
+    from sqlalchemy.orm import Session
+
+    from mmsearch.schema import Setting
+
+    with (
+        open_library(tmp_path / "lib", model=str(tiny_model)) as lib,
+        Session(lib.engine) as session,
+    ):  # as the library was before this setting existed
+        session.execute(delete(Setting).where(Setting.key == "content_hash"))
+        session.commit()
+    with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
+        index_paths(lib, [photos], workers=0)
+        content = (photos / "red_circle_0.png").read_bytes()
+        assert _stored(lib, photos / "red_circle_0.png").content_hash == (
+            hashlib.blake2b(content, digest_size=16).hexdigest()
+        )
+        (photos / "red_circle_0.png").rename(photos / "moved.png")
+        summary = index_paths(lib, [photos])  # worker processes hash too
+        assert (summary.added, summary.reused, summary.removed) == (1, 1, 1)
