@@ -1,0 +1,188 @@
+"""Commands that fill a library: ``index``, ``add-texts``, ``collections``, ``remove-collection``,
+``forget``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mmsearch.cli._common import (
+    DbUrlOpt,
+    DeviceOpt,
+    JsonOpt,
+    LibraryOpt,
+    ModelOpt,
+    app,
+    command,
+    exit_interrupted,
+    open_library_for,
+    print_json,
+)
+from mmsearch.errors import InputError
+
+
+@app.command()
+@command
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Folders (walked recursively) and images.")],
+    library: LibraryOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    db_url: DbUrlOpt = None,
+    include_hidden: Annotated[
+        bool, typer.Option("--include-hidden", help="Also index hidden files and folders.")
+    ] = False,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Glob of files or folders to leave out (repeatable)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per encoder batch.")] = 32,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="Decoder processes [default: one per core; 0: none]."),
+    ] = None,
+    max_megapixels: Annotated[
+        float, typer.Option(min=1, help="Refuse larger images (decompression-bomb guard).")
+    ] = 179.0,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="List each skipped file and why.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index image folders: new and changed files are encoded, files that are gone removed."""
+    from indexer import IndexInterrupted, index_paths
+
+    # Before torch and FAISS load OpenMP: idle OpenMP threads then sleep instead of spinning on
+    # the cores the decoder workers need (clipart-mini on 3,000 PNGs: 107 -> 153 images/s; no
+    # change for the default model, whose encoder is the limit). See BENCHMARKS.md.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    stored_before_interrupt = None
+    with open_library_for(library, model, device, db_url, create=True) as lib:
+        try:
+            summary = index_paths(
+                lib,
+                paths,
+                include_hidden=include_hidden,
+                exclude=exclude or [],
+                batch_size=batch_size,
+                workers=workers,
+                max_pixels=int(max_megapixels * 1e6),
+                progress=not as_json and sys.stderr.isatty(),
+            )
+        except IndexInterrupted as stop:
+            stored_before_interrupt = stop.summary.added + stop.summary.updated
+        else:
+            lib.prepare_text_queries()  # once per model: later text queries need no torch
+    if stored_before_interrupt is not None:  # the library is closed, the workers stopped
+        exit_interrupted(
+            f"{stored_before_interrupt} images stored. "
+            "Run the same command again to carry on where it stopped."
+        )
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.skipped.items()))
+    typer.echo(
+        f"added {summary.added}, updated {summary.updated}, removed {summary.removed}, "
+        f"unchanged {summary.unchanged}, skipped {summary.skipped_total}"
+        + (f" ({reasons})" if reasons else "")
+    )
+    if summary.reused:
+        typer.echo(
+            f"{summary.reused} of the added and updated files reused a stored embedding "
+            "(moved, renamed or duplicate files: not encoded again)"
+        )
+    if verbose:
+        for item in summary.skipped_files:
+            typer.echo(f"skipped [{item['reason']}] {item['message']}")
+    elif summary.skipped_total:
+        typer.echo("(--verbose lists the skipped files)")
+
+
+@app.command("add-texts")
+@command
+def add_texts(
+    file: Annotated[Path, typer.Argument(help="A .txt (one per line), .jsonl or .csv file.")],
+    collection: Annotated[
+        str | None, typer.Option(help="Collection name [default: the file name's stem].")
+    ] = None,
+    replace: Annotated[bool, typer.Option(help="Replace the collection if it exists.")] = False,
+    format: Annotated[
+        str | None, typer.Option(help="txt, jsonl or csv [default: from the extension].")
+    ] = None,
+    text_field: Annotated[str, typer.Option(help="JSONL field / CSV column of the text.")] = "text",
+    id_field: Annotated[str, typer.Option(help="JSONL field / CSV column of an id.")] = "id",
+    library: LibraryOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    db_url: DbUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a caption or text collection, searched by `mmsearch captions`."""
+    from indexer import read_text_file
+
+    parsed = read_text_file(file, format=format, text_field=text_field, id_field=id_field)
+    name = collection or file.stem
+    with open_library_for(library, model, device, db_url, create=True) as lib:
+        added = lib.add_texts(name, parsed.records, replace=replace, source=str(file.resolve()))
+    if as_json:
+        bad = [{"line": n, "reason": why} for n, why in parsed.bad_rows]
+        print_json({"collection": name, "added": added, "bad_rows": bad})
+        return
+    for number, why in parsed.bad_rows:
+        typer.echo(f"skipped line {number}: {why}", err=True)
+    typer.echo(f"added {added} texts to collection {name!r}, skipped {len(parsed.bad_rows)}")
+
+
+@app.command()
+@command
+def collections(library: LibraryOpt = None, db_url: DbUrlOpt = None, as_json: JsonOpt = False):
+    """List the text collections."""
+    with open_library_for(library, db_url=db_url) as lib:
+        found = lib.collections()
+    if as_json:
+        print_json([c.to_dict() for c in found])
+        return
+    if not found:
+        typer.echo("no collections; add one with: mmsearch add-texts FILE")
+    for c in found:
+        typer.echo(f"{c.name}\t{c.texts} texts\t{c.source or ''}")
+
+
+@app.command("remove-collection")
+@command
+def remove_collection(
+    name: Annotated[str, typer.Argument(help="The collection to delete.")],
+    library: LibraryOpt = None,
+    db_url: DbUrlOpt = None,
+) -> None:
+    """Delete a text collection."""
+    with open_library_for(library, db_url=db_url) as lib:
+        removed = lib.remove_collection(name)
+    typer.echo(f"removed collection {name!r} ({removed} texts)")
+
+
+@app.command()
+@command
+def forget(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Folders or files, which need not exist any more.")
+    ],
+    library: LibraryOpt = None,
+    db_url: DbUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove the images at or under PATHS from the library (the files are not touched)."""
+    with open_library_for(library, db_url=db_url) as lib:
+        removed = lib.forget(paths)
+    if not removed:
+        shown = ", ".join(str(p) for p in paths)
+        raise InputError(f"the library holds no images at or under {shown}")
+    if as_json:
+        print_json({"removed": removed})
+    else:
+        typer.echo(f"removed {removed} images from the library (the files are untouched)")

@@ -1,0 +1,95 @@
+"""Commands that look after a library: ``check`` and ``info``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mmsearch.cli._common import (
+    DbUrlOpt,
+    JsonOpt,
+    LibraryOpt,
+    app,
+    command,
+    is_database_error,
+    open_library_for,
+    print_json,
+)
+
+
+@app.command()
+@command
+def check(
+    library: LibraryOpt = None,
+    db_url: DbUrlOpt = None,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Rebuild what is derived: indexes, damaged vectors.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify the library: database, model, vectors and indexes. Exit 1 if anything is wrong."""
+    from mmsearch.checking import check_library, damaged_database, repair_library
+    from mmsearch.location import resolve_library_dir
+
+    repaired, where, counts = [], resolve_library_dir(library), ""
+    try:
+        with open_library_for(library, db_url=db_url) as lib:
+            problems = check_library(lib)
+            if repair and any(p.repairable for p in problems):
+                repaired = repair_library(lib, problems)
+                problems = check_library(lib)
+            if not problems:
+                details = lib.info()
+                counts = f"{details.images} images, {details.texts} texts"
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
+        problems = [damaged_database(str(exc.orig))]
+    if as_json:
+        print_json(
+            {
+                "library": str(where),
+                "ok": not problems,
+                "repaired": repaired,
+                "problems": [p.to_dict() for p in problems],
+            }
+        )
+    else:
+        for line in repaired:
+            typer.echo(f"repaired: {line}")
+        for problem in problems:
+            hint = " [mmsearch check --repair fixes this]" if problem.repairable else ""
+            typer.echo(f"problem [{problem.part}]: {problem.message}{hint}")
+        if not problems:
+            typer.echo(
+                f"ok: library {where} is consistent ({counts}; database, model, vectors and "
+                "indexes checked)"
+            )
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+@command
+def info(library: LibraryOpt = None, db_url: DbUrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Show what the library holds and where it lives."""
+    with open_library_for(library, db_url=db_url) as lib:
+        details = lib.info()
+    if as_json:
+        print_json(details.to_dict())
+        return
+    model = details.model or {}
+    typer.echo(f"library:     {details.library_dir}")
+    typer.echo(f"database:    {details.database}")
+    if details.database_bytes is not None:
+        typer.echo(f"             {details.database_bytes / 1e6:.1f} MB")
+    typer.echo(f"model:       {model.get('model', 'none yet')} (dim {model.get('dim', '-')})")
+    skipped = f"{details.skipped_files} file{'' if details.skipped_files == 1 else 's'} skipped"
+    typer.echo(f"images:      {details.images} ({skipped})")
+    typer.echo(f"texts:       {details.texts} in {len(details.collections)} collection(s)")
+    for c in details.collections:
+        typer.echo(f"  {c.name}: {c.texts}")
+    for f in details.index_files:
+        state = "current" if f.current else "stale, rebuilt on next query"
+        typer.echo(f"index:       {f.path} ({f.vectors} vectors, {f.bytes / 1e6:.1f} MB, {state})")
