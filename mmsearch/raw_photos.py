@@ -13,6 +13,7 @@ rawpy is imported on first use, so decoder workers that never meet a RAW file do
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +78,10 @@ def open_raw(path: Path, *, min_size: int | None, max_pixels: int) -> RawPhoto:
     try:
         # By name, not from memory: LibRaw then reads only what it needs, and what it prints of a
         # damaged file names the file.
-        with rawpy.imread(str(path)) as raw:
+        with rawpy.imread(str(path)) as raw, warnings.catch_warnings():
+            # Our own limit is checked against the sensor's size; the preview and header that
+            # Pillow opens are no larger, so its bomb warning has nothing to add.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return _decode(raw, path, min_size, max_pixels)
     except rawpy.LibRawFileUnsupportedError as exc:
         # Retried by every run, like a missing decoder: upgrading rawpy may make it readable.
@@ -126,7 +130,7 @@ def _taken_at(raw, path: Path) -> str | None:
             taken_at = exif_taken_at(tiff.getexif())
         if taken_at:
             return taken_at
-    except (OSError, SyntaxError, ValueError, KeyError, TypeError):
+    except (OSError, SyntaxError, ValueError, KeyError, TypeError, Image.DecompressionBombError):
         pass  # not a TIFF (CR3, RAF, ORF, RW2, ...), or Pillow cannot read its header
     taken = raw.other.timestamp  # LibRaw's reading of the camera's local time; 0 (1970) if none
     return taken.strftime("%Y-%m-%dT%H:%M:%S") if taken.year > 1970 else None

@@ -131,3 +131,15 @@ def test_a_raw_and_jpeg_pair_shows_once_with_dedup(tmp_path, scene, tiny_model):
     assert len(hits) == 2
     pair = next(h for h in hits if h.path.endswith(("IMG_0001.CR2", "IMG_0001.JPG")))
     assert len(pair.duplicates) == 1 and pair.duplicates[0].endswith(("CR2", "JPG"))
+
+
+def test_a_preview_near_the_pixel_limit_decodes_without_pillows_bomb_warning(
+    tmp_path, scene, monkeypatch
+):
+    """Our limit is checked against the sensor. Pillow's own is half of ours when ours is
+    raised (here, scaled down: 0.6 and 1.2 MP), and it would warn (an error under pytest) about
+    a preview as large as the sensor."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 600_000)
+    path = save_camera_raw(tmp_path / "photo.dng", scene, preview_size=1280)
+    picture = open_picture(path, min_size=224, max_pixels=1_200_000)  # 904x1280 is 1.16 MP
+    assert (picture.width, picture.height, picture.taken_at) == (904, 1280, TAKEN_AT)
