@@ -142,21 +142,17 @@ def _preview(raw, min_size: int) -> Image.Image | None:
 
     try:
         thumb = raw.extract_thumb()
-    except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
-        return None
     except rawpy.LibRawError:
-        return None  # a damaged preview: the sensor data may still be fine
+        return None  # no preview, or a damaged one: the sensor data remains
     try:
         if thumb.format == rawpy.ThumbFormat.JPEG:
             image = Image.open(io.BytesIO(thumb.data))
-            if min(image.size) < min_size:
-                return None
-            image.draft("RGB", (min_size, min_size))
-            image = image.convert("RGB")
+            image.draft("RGB", (min_size, min_size))  # never below min_size, nor above full size
         else:
-            image = Image.fromarray(thumb.data).convert("RGB")
-            if min(image.size) < min_size:
-                return None
+            image = Image.fromarray(thumb.data)
+        if min(image.size) < min_size:
+            return None
+        image = image.convert("RGB")
     except (OSError, SyntaxError, ValueError):
         return None  # a damaged preview: the sensor data may still be fine
     # The preview's own EXIF orientation, where it has one, is ignored: LibRaw's flip is the
