@@ -15,7 +15,13 @@ import numpy as np
 
 from mmsearch.errors import ModelError, ModelUnavailableError
 from mmsearch.int8_text_tower import Int8TextTower, int8_available
-from mmsearch.models import OFFLINE_MODEL, ModelSpec, register_open_clip_configs, weights_id
+from mmsearch.models import (
+    OFFLINE_MODEL,
+    ModelSpec,
+    offline_presets,
+    register_open_clip_configs,
+    weights_id,
+)
 from mmsearch.preprocess import PreprocessConfig, to_model_tensor
 from mmsearch.text_tower import (
     can_truncate,
@@ -37,6 +43,11 @@ class Encoder(Protocol):
     @property
     def preprocess(self) -> PreprocessConfig: ...
 
+    @property
+    def logit_scale(self) -> float:
+        """The learnt temperature that turns cosine similarities into classification logits."""
+        ...
+
     def identity(self) -> dict: ...
 
     def encode_images(self, pictures: np.ndarray) -> np.ndarray:
@@ -45,6 +56,11 @@ class Encoder(Protocol):
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Texts → N x dim float32 unit vectors."""
+        ...
+
+    def export_text_tower(self, folder: Path, weights: str) -> bool:
+        """Write the text tower for torch-free queries into ``folder``; False when this model's
+        cannot be (or need not be) exported."""
         ...
 
 
@@ -87,6 +103,17 @@ def pick_device(device: str | None = None) -> str:
             "(or leave --device out to pick automatically)"
         )
     return device
+
+
+def create_encoder(spec: ModelSpec, *, device: str | None = None) -> Encoder:
+    """The encoder that runs ``spec``, by its kind (nothing is loaded yet)."""
+    if spec.kind == "towers":
+        from mmsearch.towers_encoder import TowersEncoder
+
+        return TowersEncoder(spec, device=device)
+    if spec.kind != "open_clip":
+        raise ModelError(f"model {spec.name} is of unknown kind {spec.kind!r}")
+    return OpenClipEncoder(spec, device=device)
 
 
 class OpenClipEncoder:
@@ -178,6 +205,9 @@ class OpenClipEncoder:
         if checkpoint is None and spec.pretrained and not spec.arch.startswith("hf-hub:"):
             from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 
+            from mmsearch.hub import go_offline_unless_reachable
+
+            go_offline_unless_reachable()
             tag = get_pretrained_cfg(spec.arch, spec.pretrained)
             try:
                 checkpoint = Path(download_pretrained(tag)) if tag else None
@@ -207,6 +237,10 @@ class OpenClipEncoder:
         import open_clip
 
         spec = self.spec
+        if spec.pretrained and not os.path.isfile(spec.pretrained) or spec.arch.startswith("hf-"):
+            from mmsearch.hub import go_offline_unless_reachable
+
+            go_offline_unless_reachable()
         try:
             model = open_clip.create_model(
                 spec.arch,
@@ -307,17 +341,25 @@ def _stack(parts: list[np.ndarray], dim: int) -> np.ndarray:
 
 
 def _load_error(spec: ModelSpec, exc: Exception) -> ModelError:
-    text = str(exc)
+    reason = _first_words(str(exc), 200) or repr(exc)
     if spec.pretrained and not os.path.isfile(spec.pretrained) or spec.arch.startswith("hf-hub:"):
         return ModelUnavailableError(
             f"could not get the weights of {spec.name} ({spec.arch}"
             f"{':' + spec.pretrained if spec.pretrained else ''}); downloading needs network "
-            f"access to the Hugging Face Hub ({text.splitlines()[0][:200]}). Offline options: "
-            f"--model {OFFLINE_MODEL} (bundled with mmsearch), --model ARCH:/path/to/checkpoint, "
-            "--model /path/to/open_clip-model-folder, or copy ~/.cache/huggingface from a machine "
-            "that has network (set HF_HUB_OFFLINE=1 to skip the download attempts)"
+            f"access to the Hugging Face Hub ({reason}). Models that work offline: "
+            f"{', '.join(offline_presets())} (bundled with mmsearch; --model {OFFLINE_MODEL}), "
+            "--model ARCH:/path/to/checkpoint, --model /path/to/model-folder, or copy "
+            "~/.cache/huggingface from a machine that has network"
         )
     return ModelError(
-        f"cannot load model {spec.name}: {text.splitlines()[0][:300] if text else exc!r}; "
+        f"cannot load model {spec.name}: {_first_words(str(exc), 300) or repr(exc)}; "
         "is the checkpoint of this architecture?"
     )
+
+
+def _first_words(text: str, limit: int) -> str:
+    """The first line of ``text``, cut at a word boundary to at most ``limit`` characters."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0] + " …"

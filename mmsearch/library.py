@@ -18,14 +18,24 @@ from sqlalchemy import and_, delete, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from mmsearch.derived_indexes import MODALITIES, DerivedIndexes
-from mmsearch.encoder import Encoder, OpenClipEncoder
+from mmsearch.encoder import Encoder, create_encoder
 from mmsearch.errors import (
     InputError,
     ModelMismatchError,
 )
 from mmsearch.imaging import KnownContent
+from mmsearch.languages import uncovered_script
 from mmsearch.library_queries import LibraryQueries, text_ids
-from mmsearch.models import DEFAULT_MODEL, PRESETS, ModelSpec, resolve_model, weights_id
+from mmsearch.models import (
+    DEFAULT_MODEL,
+    OFFLINE_MODEL,
+    PRESETS,
+    ModelSpec,
+    changed_tower,
+    model_languages,
+    resolve_model,
+    weights_id,
+)
 from mmsearch.numpy_text_tower import NumpyTextTower
 from mmsearch.query_cache import QueryCache
 from mmsearch.records import ImageRecord, TextRecord
@@ -83,12 +93,20 @@ class Library(LibraryQueries):
                 arch=stored["arch"],
                 pretrained=stored.get("pretrained"),
                 reparameterize=stored.get("reparameterize", False),
+                kind=stored.get("kind", "open_clip"),
             )
         return PRESETS[DEFAULT_MODEL]
 
     def _check_identity(self, weights: str, requested: str) -> None:
         stored = self._stored_model
         if weights != stored["weights"]:
+            changed = changed_tower(stored, weights) if requested == stored["model"] else None
+            if changed:
+                raise ModelMismatchError(
+                    f"library {self.library_dir} was built with {changed}; its vectors would not "
+                    "be comparable with the installed version's. Install the version it was built "
+                    "with, or index into a new --library"
+                )
             raise ModelMismatchError(
                 f"library {self.library_dir} was built with model {stored['model']}; "
                 f"{requested} is a different model and its vectors would not be comparable. "
@@ -100,11 +118,24 @@ class Library(LibraryQueries):
     def model(self) -> ModelSpec:
         return self._spec
 
+    def query_language_warning(self, text: str) -> str | None:
+        """A warning when ``text`` is in a script that this model's text tower never learnt
+        (its scores would look as confident as any, and mean nothing), else None."""
+        languages = model_languages(self._spec)
+        script = uncovered_script(text, languages)
+        if script is None:
+            return None
+        return (
+            f"the query {text!r} is in {script} script, which model {self._spec.name} was not "
+            f"trained to read (its languages: {', '.join(languages)}); its scores mean little. "
+            f"{OFFLINE_MODEL} reads {len(model_languages(PRESETS[OFFLINE_MODEL]))} languages"
+        )
+
     @property
     def encoder(self) -> Encoder:
         """The encoder, loaded on first use."""
         if self._encoder is None:
-            self._encoder = OpenClipEncoder(self._spec, device=self._device)
+            self._encoder = create_encoder(self._spec, device=self._device)
         return self._encoder
 
     def _record_model(self, session: Session) -> None:

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 
 from mmsearch.derived_indexes import ROWS
 from mmsearch.duplicates import DuplicateGroup, duplicate_groups
-from mmsearch.encoder import OpenClipEncoder
 from mmsearch.errors import EmptyLibraryError, ImageError, InputError
 from mmsearch.imaging import content_hash, load_image
 from mmsearch.numpy_text_tower import NumpyTextTower
@@ -150,7 +149,7 @@ class LibraryQueries:
         `mmsearch index` calls this after each run; a model whose text tower numpy does not
         reproduce keeps torch."""
         stored = self._stored_model
-        if not stored or not isinstance(self.encoder, OpenClipEncoder):
+        if not stored:
             return False
         folder = self.library_dir / TEXT_TOWER_DIR
         if NumpyTextTower.open(folder, stored["weights"]) is not None:
@@ -205,7 +204,7 @@ class LibraryQueries:
         encoded = self.encoder.encode_texts(prompts).reshape(len(labels), len(templates), -1)
         label_vectors = encoded.mean(axis=1)
         label_vectors /= np.linalg.norm(label_vectors, axis=1, keepdims=True)
-        scale = getattr(self.encoder, "logit_scale", 100.0)
+        scale = self.encoder.logit_scale
         results = []
         for image in images:
             vector, _ = self._image_vector(image)

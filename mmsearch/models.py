@@ -7,7 +7,12 @@ A ``--model`` value is one of:
 * ``ARCH:PATH`` for a local checkpoint file of that architecture;
 * a model folder in open_clip's layout (``open_clip_config.json`` beside the weights), which is
   what ``mmsearch train`` writes;
-* ``hf-hub:ORG/REPO`` for an open_clip model on the Hugging Face Hub.
+* ``hf-hub:ORG/REPO`` for an open_clip model on the Hugging Face Hub;
+* a towers model folder (``towers_config.json`` beside ``heads.npz``): pretrained towers from
+  packages joined by trained heads (:mod:`mmsearch.towers_encoder`), which ``mmsearch train
+  --kind towers`` writes.
+
+A spec's :attr:`ModelSpec.kind` says which encoder runs it: ``open_clip`` or ``towers``.
 
 Dispatch is by the form of the value (a known name, an existing path, a colon), never by
 substrings of model names.
@@ -39,6 +44,11 @@ class ModelSpec:
         description: one line for ``mmsearch models``.
         imagenet_zero_shot: published ImageNet-1k zero-shot top-1, for choosing a model.
         reparameterize: fold MobileCLIP's training-time branches for inference.
+        kind: which encoder runs it: ``open_clip`` (:class:`~mmsearch.encoder.OpenClipEncoder`)
+            or ``towers`` (:class:`~mmsearch.towers_encoder.TowersEncoder`).
+        languages: ISO 639-1 codes of the languages its text tower was trained on.
+        duplicate_threshold: the cosine similarity from which two images are the same picture,
+            measured for this model (``mmsearch duplicates``); None: the library's default.
     """
 
     name: str
@@ -48,19 +58,49 @@ class ModelSpec:
     description: str = ""
     imagenet_zero_shot: float | None = None
     reparameterize: bool = False
+    kind: str = "open_clip"
     languages: tuple[str, ...] = field(default=("en",))
+    duplicate_threshold: float | None = None
+
+    @property
+    def folder(self) -> Path | None:
+        """The model folder, for a model that is one (``local-dir:`` or ``towers-dir:``)."""
+        for prefix in ("local-dir:", "towers-dir:"):
+            if self.arch.startswith(prefix):
+                return Path(self.arch.removeprefix(prefix))
+        return None
 
     @property
     def weights_path(self) -> Path | None:
         """The local file holding the weights, when the weights are local."""
-        if self.arch.startswith("local-dir:"):
-            from open_clip.factory import _find_checkpoint_in_dir
-
-            found = _find_checkpoint_in_dir(Path(self.arch.removeprefix("local-dir:")))
-            return Path(found) if found else None
+        if self.kind == "towers":
+            return self.folder / "heads.npz"
+        if self.folder is not None:
+            return _checkpoint_in(self.folder)
         if self.pretrained and Path(self.pretrained).is_file():
             return Path(self.pretrained)
         return None
+
+
+# What open_clip's create_model picks in a model folder (open_clip.factory._find_checkpoint_in_dir),
+# spelt out so that opening a library does not import open_clip, and torch with it, to learn a
+# file name; a test keeps the two in step.
+_PREFERRED_CHECKPOINTS = (
+    "open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth",
+    "model.safetensors", "pytorch_model.bin", "pytorch_model.pth", "model.pth",
+)  # fmt: skip
+
+
+def _checkpoint_in(folder: Path) -> Path | None:
+    found = sorted(
+        p for suffix in ("safetensors", "bin", "pth") for p in folder.glob(f"*.{suffix}")
+    )
+    found.sort(key=lambda p: p.suffix == ".safetensors", reverse=True)
+    preferred = [p for p in found if p.name in _PREFERRED_CHECKPOINTS]
+    if preferred:
+        return min(preferred, key=lambda p: _PREFERRED_CHECKPOINTS.index(p.name))
+    return found[0] if found else None
 
 
 PRESETS: dict[str, ModelSpec] = {
@@ -101,21 +141,35 @@ PRESETS: dict[str, ModelSpec] = {
             languages=("multilingual",),
         ),
         ModelSpec(
+            name="lite0-muse-clipart",
+            arch=f"towers-dir:{BUNDLED_MODEL_DIR / 'lite0-muse-clipart'}",
+            kind="towers",
+            dim=512,
+            description="Bundled offline model: EfficientNet-Lite0 + multilingual USE, heads "
+            "trained on Open Clip Art (clip art and icons; 16 languages)",
+        ),
+        ModelSpec(
             name="clipart-mini",
             arch=f"local-dir:{BUNDLED_MODEL_DIR / 'clipart-mini'}",
             dim=256,
-            description="Bundled offline model trained on Open Clip Art (clip art, not photos)",
+            description="The first bundled model: a small CLIP trained from scratch on Open Clip "
+            "Art (English; kept so that its libraries open)",
         ),
     )
 }
 
 DEFAULT_MODEL = "vit-b-32-256"
-OFFLINE_MODEL = "clipart-mini"
+OFFLINE_MODEL = "lite0-muse-clipart"
 
 
 def list_models() -> list[ModelSpec]:
     """The presets, in registry order."""
     return list(PRESETS.values())
+
+
+def offline_presets() -> list[str]:
+    """The presets whose weights ship with mmsearch (or its dependencies): no download."""
+    return [s.name for s in PRESETS.values() if s.folder is not None]
 
 
 def get_model(name: str) -> ModelSpec:
@@ -155,10 +209,12 @@ def resolve_model(value: str) -> ModelSpec:
         return ModelSpec(name=value, arch=value)
     path = Path(value).expanduser()
     if path.is_dir():
+        if (path / "towers_config.json").is_file():
+            return ModelSpec(name=value, arch=f"towers-dir:{path.resolve()}", kind="towers")
         if not (path / "open_clip_config.json").is_file():
             raise ModelError(
-                f"model folder {value} has no open_clip_config.json; a model folder holds "
-                "open_clip_config.json beside its weights (as `mmsearch train` writes)"
+                f"model folder {value} has neither open_clip_config.json nor towers_config.json; "
+                "a model folder holds one of them beside its weights (as `mmsearch train` writes)"
             )
         return ModelSpec(name=value, arch=f"local-dir:{path.resolve()}")
     if path.is_file():
@@ -192,6 +248,58 @@ def resolve_model(value: str) -> ModelSpec:
     return ModelSpec(name=value, arch=arch, pretrained=tag)
 
 
+def model_languages(spec: ModelSpec) -> tuple[str, ...]:
+    """The languages ``spec``'s text tower was trained on (a towers model: its text tower's)."""
+    if spec.kind != "towers":
+        return spec.languages
+    import json
+
+    from mmsearch.towers import text_tower_spec
+
+    try:
+        config = json.loads((spec.folder / "towers_config.json").read_text())
+        return text_tower_spec(config["text_tower"]).languages
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot read towers model {spec.folder}: {exc}") from exc
+
+
+def towers_weights_id(spec: ModelSpec) -> str:
+    import json
+
+    from mmsearch.towers import image_tower_spec, text_tower_spec, tower_identity
+
+    try:
+        config = json.loads((spec.folder / "towers_config.json").read_text())
+        towers = (image_tower_spec(config["image_tower"]), text_tower_spec(config["text_tower"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot read towers model {spec.folder}: {exc}") from exc
+    parts = [f"sha256:{file_sha256(spec.weights_path)}"]
+    for tower in towers:
+        found = tower_identity(tower)
+        parts.append(f"{found['package']}=={found['version']}:{found['sha256'][:16]}")
+    return "towers:" + ";".join(parts)
+
+
+def changed_tower(stored: dict, weights: str) -> str | None:
+    """Which tower package differs between a library's stored towers model and ``weights``
+    (the installed model's :func:`weights_id`), as ``"PACKAGE VERSION (installed: ...)"``."""
+    old = stored.get("weights", "")
+    if not (old.startswith("towers:") and weights.startswith("towers:")):
+        return None
+    for was, now in zip(old.split(";")[1:], weights.split(";")[1:], strict=False):
+        if was != now:
+            package, version = _package_version(was)
+            return f"{package} {version} (installed: {_package_version(now)[1]})"
+    return None
+
+
+def _package_version(part: str) -> tuple[str, str]:
+    """``"PACKAGE==VERSION:SHA"`` → (package, version, or version and sha when only it differs)."""
+    package, _, rest = part.partition("==")
+    version, _, sha = rest.partition(":")
+    return package, f"{version} (weights {sha})"
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -201,7 +309,10 @@ def file_sha256(path: Path) -> str:
 
 
 def weights_id(spec: ModelSpec) -> str:
-    """What identifies the weights: the pretrained tag, or the checksum of a local file."""
+    """What identifies the weights: the pretrained tag, or the checksum of a local file; for a
+    towers model, the checksum of its heads and each tower package's version and weights."""
+    if spec.kind == "towers":
+        return towers_weights_id(spec)
     local = spec.weights_path
     if local is not None:
         return f"sha256:{file_sha256(local)}"

@@ -90,6 +90,45 @@ def train_from_files(
     )
 
 
+def train_towers_from_files(
+    captions_file: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    config,
+    *,
+    val_file: str | os.PathLike[str] | None = None,
+    images_root: str | None = None,
+    skip_missing: bool = False,
+    resume: bool = True,
+    log=print,
+) -> TrainResult:
+    """Train a towers model (:mod:`mmsearch.lit_training`) on a captioned collection file;
+    with ``val_file``, score the result on it at the end (the epoch is chosen on a slice of the
+    training collection, never on ``val_file``)."""
+    from mmsearch.lit_training import train_towers
+
+    samples = read_captioned(captions_file, images_root=images_root, skip_missing=skip_missing)
+    result = train_towers(
+        samples,
+        output_dir,
+        config,
+        workers=os.cpu_count() or 1,
+        resume=resume,
+        log=log,
+        on_skip=lambda path, why: log(f"skipped: {why}"),
+    )
+    if val_file is not None:
+        from mmsearch.encoder import create_encoder
+        from mmsearch.models import resolve_model
+
+        encoder = create_encoder(resolve_model(str(output_dir)))
+        scores = evaluate_file(
+            encoder, val_file, images_root=images_root, skip_missing=skip_missing
+        )
+        log(json.dumps({"t2i": scores.text_to_image, "i2t": scores.image_to_text}))
+        result.history.append({"val_file": scores.to_dict()})
+    return result
+
+
 def evaluate_file(
     encoder,
     captions_file: str | os.PathLike[str],

@@ -104,7 +104,7 @@ def _id_of(url: str, name: str) -> int:
 def test_info_and_text_search(served):
     url, photos, _ = served
     status, info = _json(f"{url}/api/info")
-    assert status == 200 and info["images"] == 237 and info["texts"] == 234
+    assert status == 200 and info["images"] == 243 and info["texts"] == 240
     status, hits = _json(f"{url}/api/search?q=flag&k=5")
     assert status == 200 and len(hits) == 5
     assert any("flag" in h["path"] for h in hits)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +18,7 @@ from mmsearch.cli._common import (
     exit_interrupted,
     print_json,
 )
+from mmsearch.errors import InputError
 
 
 @app.command()
@@ -54,6 +56,32 @@ def train(
         Path, typer.Argument(help="JSONL of {image, caption | captions}; paths relative to it.")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="open_clip (train a CLIP, --arch) or towers (locked pretrained towers, trained "
+            "heads: --image-tower, --text-tower)."
+        ),
+    ] = "open_clip",
+    image_tower: Annotated[
+        str, typer.Option(help="towers: the image tower (efficientnet-lite0, efficientnet-lite2).")
+    ] = "efficientnet-lite0",
+    text_tower: Annotated[
+        str, typer.Option(help="towers: the text tower (use-multilingual-v3).")
+    ] = "use-multilingual-v3",
+    dim: Annotated[int, typer.Option(min=2, help="towers: the embedding dimension.")] = 512,
+    image_hidden: Annotated[
+        int, typer.Option(min=0, help="towers: hidden width of an MLP image head (0: linear).")
+    ] = 0,
+    views: Annotated[
+        int, typer.Option(min=0, help="towers: augmented views per picture (crops and flips).")
+    ] = 3,
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            min=0, max=0.5, help="towers: the slice of training pictures that chooses the epoch."
+        ),
+    ] = 0.05,
     arch: Annotated[
         str, typer.Option(help="open_clip architecture (ours: mmsearch-tiny, clipart-mini).")
     ] = "clipart-mini",
@@ -87,9 +115,49 @@ def train(
     ] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train (or fine-tune) a CLIP model on captioned images; the folder works as --model."""
+    """Train (or fine-tune) a model on captioned images; the folder works as --model."""
     from mmsearch.trainer import train_from_files
     from mmsearch.training import TrainConfig
+
+    if kind == "towers":
+        # Decoder workers run beside the image tower: idle OpenMP threads must sleep, not spin
+        # on the cores the workers need (as `mmsearch index` does).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from mmsearch.lit_training import LitConfig
+        from mmsearch.trainer import train_towers_from_files
+
+        lit = LitConfig(
+            image_tower=image_tower,
+            text_tower=text_tower,
+            dim=dim,
+            image_hidden=image_hidden,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            views=views,
+            val_fraction=val_fraction,
+            seed=seed,
+        )
+        try:
+            result = train_towers_from_files(
+                captions_file,
+                output,
+                lit,
+                val_file=val,
+                images_root=str(images_root) if images_root else None,
+                skip_missing=skip_missing,
+                resume=resume,
+                log=lambda line: typer.echo(line, err=True),
+            )
+        except KeyboardInterrupt:
+            exit_interrupted(
+                f"the last finished epoch is saved in {output}/lit_checkpoint.pt; "
+                "run the same command again to resume."
+            )
+        _print_trained(result, output, as_json)
+        return
+    if kind != "open_clip":
+        raise InputError(f"--kind {kind!r}: use open_clip or towers")
 
     config = TrainConfig(
         arch=arch,
@@ -119,6 +187,10 @@ def train(
             f"the last finished epoch is saved in {output}/checkpoint.pt; "
             "run the same command again to resume."
         )
+    _print_trained(result, output, as_json)
+
+
+def _print_trained(result, output: Path, as_json: bool) -> None:
     if as_json:
         print_json(result.__dict__)
         return
@@ -140,11 +212,11 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Score a model: text→image and image→text Recall@1/5/10 and median rank."""
-    from mmsearch.encoder import OpenClipEncoder
+    from mmsearch.encoder import create_encoder
     from mmsearch.models import DEFAULT_MODEL, resolve_model
     from mmsearch.trainer import evaluate_file
 
-    encoder = OpenClipEncoder(resolve_model(model or DEFAULT_MODEL), device=device)
+    encoder = create_encoder(resolve_model(model or DEFAULT_MODEL), device=device)
     scores = evaluate_file(
         encoder,
         captions_file,

@@ -93,6 +93,9 @@ def search(
     relevance = _relevance(within, knee, dedup, dedup_threshold, sort)
     with open_library_for(library, model, device, db_url) as lib:
         hits = lib.search(terms, k=k, where=where, relevance=relevance, exact=exact)
+        warnings = [lib.query_language_warning(t.text) for t in terms if t.text]
+    for warning in filter(None, warnings):
+        typer.echo(f"Warning: {warning}", err=True)
     print_image_hits(hits, as_json, paths_only)
     _contact_sheet(hits, f"mmsearch: {query}", html, open_results)
 

@@ -1,0 +1,308 @@
+"""A towers model: a pretrained image tower and a pretrained text tower joined by trained heads.
+
+This is LiT ("locked-image tuning", Zhai et al. 2022) in its simplest useful form: both towers
+stay as their packages ship them (:mod:`mmsearch.towers`), and two small heads, trained by
+:mod:`mmsearch.lit_training` with CLIP's contrastive loss, map their features into one shared
+space. Everything the heads need is in a model folder:
+
+* ``towers_config.json``: which towers, the head shapes, the dimension, the temperature and
+  the preprocessing (a :class:`TowersConfig`);
+* ``heads.npz``: the head weights and the image features' standardisation, plain arrays loaded
+  with ``allow_pickle=False`` (nothing in the file can run code).
+
+The heads run in numpy, so a text query needs no torch at all: the text tower of the bundled
+model (Universal Sentence Encoder) is numpy too, which is what makes a cold query fast.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mmsearch.errors import InputError, ModelError
+from mmsearch.models import ModelSpec, weights_id
+from mmsearch.preprocess import PreprocessConfig
+from mmsearch.towers import (
+    ImageTowerSpec,
+    image_tower_spec,
+    load_text_tower,
+    text_tower_spec,
+    tower_identity,
+)
+
+CONFIG_FILE = "towers_config.json"
+HEADS_FILE = "heads.npz"
+
+
+@dataclass(frozen=True)
+class TowersConfig:
+    """What a towers model folder describes; stored as ``towers_config.json``.
+
+    Attributes:
+        image_tower: a name from :data:`mmsearch.towers.IMAGE_TOWERS`.
+        text_tower: a name from :data:`mmsearch.towers.TEXT_TOWERS`.
+        dim: the shared embedding dimension.
+        image_hidden: width of the image head's hidden layer; 0 for a linear head.
+        logit_scale: the learnt temperature (CLIP's ``exp(t)``), for ``tag``'s softmax.
+        resize_mode: how pictures are fitted to the tower's square input.
+    """
+
+    image_tower: str
+    text_tower: str
+    dim: int
+    image_hidden: int = 0
+    logit_scale: float = 100.0
+    resize_mode: str = "longest"
+
+    @classmethod
+    def read(cls, folder: Path) -> TowersConfig:
+        try:
+            data = json.loads((folder / CONFIG_FILE).read_text())
+            return cls(**data)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ModelError(f"cannot read towers model {folder / CONFIG_FILE}: {exc}") from exc
+
+    def write(self, folder: Path) -> None:
+        (folder / CONFIG_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    def preprocess(self) -> PreprocessConfig:
+        tower = image_tower_spec(self.image_tower)
+        return PreprocessConfig(
+            size=tower.size,
+            mean=tower.mean,
+            std=tower.std,
+            interpolation="bicubic",
+            resize_mode=self.resize_mode,
+            fill_color=255,  # clip art and icons sit on white; padding in white adds no edge
+        )
+
+
+class Heads:
+    """The trained projections, in numpy: tower features → unit vectors of ``dim``.
+
+    The image head standardises the tower's features (their training mean and std), then
+    applies one linear layer, or two with a GELU between them; the text head is linear.
+    """
+
+    IMAGE_KEYS = ("image_mean", "image_std", "image_w1", "image_b1")
+    TEXT_KEYS = ("text_w1", "text_b1")
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+
+    @classmethod
+    def read(cls, path: Path, config: TowersConfig) -> Heads:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot read head weights {path}: {exc}") from exc
+        heads = cls(arrays)
+        heads.check(config)
+        return heads
+
+    def write(self, path: Path) -> None:
+        np.savez(path, **self.arrays)
+
+    def check(self, config: TowersConfig) -> None:
+        """The weights fit the towers and dimension the config names.
+
+        Raises:
+            ModelError: they were trained for other towers or another dimension.
+        """
+        image = image_tower_spec(config.image_tower).features
+        text = text_tower_spec(config.text_tower).features
+        hidden = config.image_hidden or config.dim
+        expected = {
+            "image_mean": (image,),
+            "image_std": (image,),
+            "image_w1": (image, hidden),
+            "image_b1": (hidden,),
+            "text_w1": (text, config.dim),
+            "text_b1": (config.dim,),
+        }
+        if config.image_hidden:
+            expected |= {"image_w2": (hidden, config.dim), "image_b2": (config.dim,)}
+        for key, shape in expected.items():
+            found = self.arrays.get(key)
+            if found is None or found.shape != shape:
+                raise ModelError(
+                    f"the head weights do not fit {config.image_tower} + {config.text_tower} "
+                    f"at dimension {config.dim}: {key} is "
+                    f"{'missing' if found is None else tuple(found.shape)}, expected {shape}; "
+                    "the heads were trained for other towers (retrain them with `mmsearch train "
+                    "--kind towers`)"
+                )
+
+    def images(self, features: np.ndarray) -> np.ndarray:
+        a = self.arrays
+        x = (features - a["image_mean"]) / a["image_std"]
+        x = x @ a["image_w1"] + a["image_b1"]
+        if "image_w2" in a:
+            x = _gelu(x) @ a["image_w2"] + a["image_b2"]
+        return _unit(x)
+
+    def texts(self, features: np.ndarray) -> np.ndarray:
+        return _unit(features @ self.arrays["text_w1"] + self.arrays["text_b1"])
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    # The tanh form of torch.nn.GELU(approximate="tanh"), which training uses.
+    return 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+class TowersEncoder:
+    """A towers model folder as an :class:`~mmsearch.encoder.Encoder`.
+
+    Args:
+        spec: a spec of kind ``towers`` (see :func:`mmsearch.models.resolve_model`).
+        device: ``"cpu"`` or ``"cuda"`` for the image tower; the text tower runs on the CPU.
+        batch_size: pictures per forward pass of the image tower.
+        image_precision: ``"auto"`` (the tower's blocks in bf16 on a CPU with native bf16),
+            ``"fp32"`` or ``"bf16"``.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        device: str | None = None,
+        batch_size: int = 64,
+        image_precision: str = "auto",
+    ):
+        if image_precision not in ("auto", "fp32", "bf16"):
+            raise ModelError(f"image precision {image_precision!r}: use auto, fp32 or bf16")
+        self.spec = spec
+        self.folder = spec.folder
+        self.config = TowersConfig.read(self.folder)
+        self.heads = Heads.read(self.folder / HEADS_FILE, self.config)
+        self._image_spec: ImageTowerSpec = image_tower_spec(self.config.image_tower)
+        self._text_spec = text_tower_spec(self.config.text_tower)
+        self._device = device
+        self.batch_size = batch_size
+        self._image_precision = image_precision
+        self._image_tower = None
+        self._text_tower = None
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return self.config.preprocess()
+
+    @property
+    def logit_scale(self) -> float:
+        return self.config.logit_scale
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return self._text_spec.languages
+
+    @property
+    def max_query_chars(self) -> int:
+        return self._text_spec.max_chars
+
+    @property
+    def device(self) -> str:
+        if self._device is None or self._image_tower is None:
+            from mmsearch.encoder import pick_device
+
+            self._device = pick_device(self._device)
+        return self._device
+
+    def identity(self) -> dict:
+        """What must match for two vector sets to be comparable: the heads and both towers."""
+        return {
+            "model": self.spec.name,
+            "kind": "towers",
+            "arch": self.spec.arch,
+            "pretrained": None,
+            "weights": weights_id(self.spec),
+            "towers": {
+                "image": {"name": self._image_spec.name, **tower_identity(self._image_spec)},
+                "text": {"name": self._text_spec.name, **tower_identity(self._text_spec)},
+            },
+            "dim": self.dim,
+            "preprocess": self.preprocess.to_dict(),
+        }
+
+    # -- encoding ------------------------------------------------------------------------------
+
+    def tower_features(self, pictures: np.ndarray) -> np.ndarray:
+        """NxHxWx3 uint8 pictures fitted to :attr:`preprocess` → the image tower's features."""
+        import torch
+
+        from mmsearch.preprocess import to_model_tensor
+
+        tower = self._load_image_tower()
+        out = []
+        for start in range(0, len(pictures), self.batch_size):
+            batch = to_model_tensor(pictures[start : start + self.batch_size], self.preprocess)
+            batch = batch.to(self._device).contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                out.append(tower(batch).float().cpu().numpy())
+        if not out:
+            return np.zeros((0, self._image_spec.features), np.float32)
+        return np.concatenate(out)
+
+    def encode_images(self, pictures: np.ndarray) -> np.ndarray:
+        return self.heads.images(self.tower_features(pictures))
+
+    def text_features(self, texts: list[str]) -> np.ndarray:
+        """Texts → the text tower's sentence vectors (numpy; no torch)."""
+        for text in texts:
+            if not text.strip():
+                raise InputError("a query text is empty; give some words to search for")
+            if len(text) > self._text_spec.max_chars:
+                raise InputError(
+                    f"a query of {len(text)} characters is longer than {self.spec.name}'s text "
+                    f"tower takes ({self._text_spec.max_chars}); shorten it"
+                )
+        if not texts:
+            return np.zeros((0, self._text_spec.features), np.float32)
+        if self._text_tower is None:
+            self._text_tower = load_text_tower(self._text_spec)
+        return np.asarray(self._text_tower.encode(list(texts)), dtype=np.float32)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return self.heads.texts(self.text_features(texts))
+
+    def export_text_tower(self, folder: Path, weights: str) -> bool:
+        """Nothing to export: this text tower and the heads already run without torch."""
+        return False
+
+    def _load_image_tower(self):
+        if self._image_tower is None:
+            import torch
+
+            from mmsearch.encoder import native_bf16, pick_device
+            from mmsearch.tower_network import build_tower
+
+            self._device = pick_device(self._device)
+            tower = build_tower(self._image_spec).to(self._device)
+            tower = tower.to(memory_format=torch.channels_last)
+            if self._image_precision == "bf16" or (
+                self._image_precision == "auto" and self._device == "cpu" and native_bf16()
+            ):
+                tower.cast_blocks(torch.bfloat16)
+            self._image_tower = tower
+        return self._image_tower
+
+
+def write_model(folder: Path, config: TowersConfig, heads: Heads) -> None:
+    """Write a towers model folder (the config and the head weights)."""
+    heads.check(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    heads.write(folder / HEADS_FILE)
+    config.write(folder)
