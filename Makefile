@@ -8,7 +8,7 @@ DEMO_LIBRARY ?= .demo-library
 
 setup: $(VENV)/.installed
 
-# torch==2.14.1 / torchvision==0.29.1 come from this machine's local wheel cache (see DESIGN.md).
+# torch==2.14.1 / torchvision==0.29.1 come from this machine's local wheel cache.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
@@ -26,12 +26,14 @@ lint: setup
 
 demo: setup
 	rm -rf $(DEMO_LIBRARY)
-	$(MMSEARCH) index sample_corpus/images --model clipart-mini --library $(DEMO_LIBRARY)
+	$(MMSEARCH) index sample_corpus/images --model lite0-muse-clipart --library $(DEMO_LIBRARY)
 	$(MMSEARCH) add-texts sample_corpus/captions.jsonl --text-field caption --library $(DEMO_LIBRARY)
 	@echo; echo '$$ mmsearch search "flag" -k 5'
 	@$(MMSEARCH) search "flag" -k 5 --library $(DEMO_LIBRARY)
-	@echo; echo '$$ mmsearch search "road sign" -k 5'
-	@$(MMSEARCH) search "road sign" -k 5 --library $(DEMO_LIBRARY)
+	@echo; echo '$$ mmsearch search "a dog" -k 5'
+	@$(MMSEARCH) search "a dog" -k 5 --library $(DEMO_LIBRARY)
+	@echo; echo '$$ mmsearch search "飛行機" -k 5   # "an airplane", in Japanese'
+	@$(MMSEARCH) search "飛行機" -k 5 --library $(DEMO_LIBRARY)
 	@echo; echo '$$ mmsearch captions sample_corpus/images/shapes/stars/star_23pt06step.png'
 	@$(MMSEARCH) captions sample_corpus/images/shapes/stars/star_23pt06step.png --library $(DEMO_LIBRARY)
 

@@ -309,7 +309,32 @@ def test_pretrained_weights_unavailable_offline(cli, photos):
         "Error: could not get the weights of vit-b-32 (ViT-B-32:laion2b_s34b_b79k); "
         "downloading needs network access to the Hugging Face Hub"
     )
-    assert "Offline options: --model clipart-mini (bundled with mmsearch)" in result.stderr
+    assert (
+        "Models that work offline: lite0-muse-clipart, clipart-mini (bundled with mmsearch; "
+        "--model lite0-muse-clipart)"
+    ) in result.stderr
+
+
+def test_unreachable_hub_goes_offline_instead_of_retrying(cli, photos, monkeypatch, tmp_path):
+    """No network and nothing cached: the Hub is probed once (a refused connection here) and the
+    process goes offline, so the download fails at once instead of after minutes of retries."""
+    from huggingface_hub import constants
+
+    from mmsearch import hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    hub.hub_reachable.cache_clear()
+    try:
+        result = cli("index", str(photos), "--model", "vit-b-32", model=False)
+    finally:
+        hub.hub_reachable.cache_clear()
+    assert result.exit_code == 1
+    assert "Models that work offline: lite0-muse-clipart" in result.stderr
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and constants.HF_HUB_OFFLINE is True
+    assert "An error happened while t)" not in result.stderr  # reasons end on a whole word
 
 
 def test_single_files_can_be_indexed_and_reindexed(cli, photos):

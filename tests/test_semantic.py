@@ -65,36 +65,56 @@ def test_pretrained_architecture_checkpoint_loads_through_model_option(tmp_path,
     assert again.exit_code == 0, again.output
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not (
-        Path(__file__).parent.parent / "mmsearch/models/clipart-mini/open_clip_config.json"
-    ).exists(),
-    reason="the bundled clipart-mini weights are not built",
-)
-def test_bundled_model_on_sample_corpus(tmp_path):
-    """The quick start: clipart-mini finds subjects of the held-out sample corpus."""
-    runner = CliRunner()
-    lib = ["--library", str(tmp_path / "lib")]
-    result = runner.invoke(
-        app, ["index", str(SAMPLE_CORPUS / "images"), "--model", "clipart-mini", "--json", *lib]
-    )
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["added"] == 234
-    subjects = [
-        ("flag", "signs_and_symbols/flags"),
-        ("stars", "shapes/stars"),
-        ("road sign", "transportation/roadsigns"),
-        ("fruit", "food/fruit"),
-    ]
-    for query, folder in subjects:
-        paths = runner.invoke(app, ["search", query, "-k", "5", "--paths-only", *lib]).stdout
-        assert any(f"/images/{folder}/" in p for p in paths.splitlines()), (query, paths)
+QUERIES = json.loads((SAMPLE_CORPUS / "queries.json").read_text())
+# What the bundled model still misses in the top 5 (BENCHMARKS.md): strict, so that a better
+# model that finds them fails here until it is taken off this list.
+KNOWN_MISSES = {"楽器", "a computer", "コンピューター", "a calculator", "電卓", "トランプ"}
 
-    added = runner.invoke(
-        app, ["add-texts", str(SAMPLE_CORPUS / "captions.jsonl"), "--text-field", "caption", *lib]
-    )
+
+@pytest.fixture(scope="module")
+def bundled_library(tmp_path_factory):
+    """sample_corpus indexed with the bundled lite0-muse-clipart, its captions added."""
+    runner = CliRunner()
+    lib = ["--library", str(tmp_path_factory.mktemp("bundled") / "lib")]
+    images = str(SAMPLE_CORPUS / "images")
+    result = runner.invoke(app, ["index", images, "--model", "lite0-muse-clipart", "--json", *lib])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["added"] == 240
+    captions = str(SAMPLE_CORPUS / "captions.jsonl")
+    added = runner.invoke(app, ["add-texts", captions, "--text-field", "caption", *lib])
     assert added.exit_code == 0, added.output
+    return runner, lib
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "query, expect",
+    [
+        pytest.param(
+            q[lang],
+            q["expect"],
+            id=f"{lang}-{q['en']}",
+            marks=[pytest.mark.xfail(strict=True, reason="a known miss")]
+            if q[lang] in KNOWN_MISSES
+            else [],
+        )
+        for q in QUERIES
+        for lang in ("en", "ja")
+    ],
+)
+def test_bundled_model_finds_subjects_in_english_and_japanese(bundled_library, query, expect):
+    """The quick start: each subject of sample_corpus is in the top 5 for its English query and
+    for the same query in Japanese."""
+    runner, lib = bundled_library
+    found = runner.invoke(app, ["search", query, "-k", "5", "--paths-only", *lib])
+    assert found.exit_code == 0, found.output
+    paths = [p.split("/images/")[1] for p in found.stdout.splitlines()]
+    assert any(e in p for p in paths for e in expect), (query, paths)
+
+
+@pytest.mark.slow
+def test_bundled_model_captions_a_drawing(bundled_library):
+    runner, lib = bundled_library
     rows = [
         json.loads(line) for line in (SAMPLE_CORPUS / "captions.jsonl").read_text().splitlines()
     ]
