@@ -26,11 +26,14 @@ def measure(spec, batch: int, images: int, queries: int = 20) -> dict:
     import dataclasses
 
     from mmsearch.encoder import OpenClipEncoder
+    from mmsearch.towers_encoder import TowersEncoder
 
-    # Random weights (no pretrained tag): speed does not depend on their values.
+    # Random weights (no pretrained tag): speed does not depend on their values. A towers model
+    # is measured with its real, bundled weights.
     spec = dataclasses.replace(spec, pretrained=None)
+    kind = TowersEncoder if spec.kind == "towers" else OpenClipEncoder
     encoders = {
-        precision: OpenClipEncoder(spec, device="cpu", batch_size=batch, image_precision=precision)
+        precision: kind(spec, device="cpu", batch_size=batch, image_precision=precision)
         for precision in ("fp32", "auto")
     }
     size = encoders["auto"].preprocess.size
@@ -56,12 +59,15 @@ def measure(spec, batch: int, images: int, queries: int = 20) -> dict:
         return round(1000 * float(np.median(times)), 1)
 
     encoder = encoders["auto"]
-    model, tokenizer = encoder._model, encoder._tokenizer
     query = "a red bicycle"
-    with torch.inference_mode():
-        full_ms = p50_ms(lambda t: model.encode_text(tokenizer([t]), normalize=True), query)
     text_ms = p50_ms(lambda t: encoder.encode_texts([t]), query)
-    tower = "int8" if encoder._int8_text else "truncated" if encoder._truncate else "full"
+    if spec.kind == "towers":
+        full_ms, tower = text_ms, "numpy"
+    else:
+        model, tokenizer = encoder._model, encoder._tokenizer
+        with torch.inference_mode():
+            full_ms = p50_ms(lambda t: model.encode_text(tokenizer([t]), normalize=True), query)
+        tower = "int8" if encoder._int8_text else "truncated" if encoder._truncate else "full"
     return {
         "preset": spec.name,
         "arch": spec.arch.split("/")[-1],
