@@ -40,6 +40,7 @@ class LitConfig:
     text_tower: str = "use-multilingual-v3"
     dim: int = 512
     image_hidden: int = 0  # 0: a linear image head
+    image_size: int = 0  # 0: the image tower's own input size
     epochs: int = 30
     batch_size: int = 256
     lr: float = 1e-3
@@ -189,6 +190,7 @@ def train_towers(
         dim=config.dim,
         image_hidden=config.image_hidden,
         logit_scale=float(model.logit_scale.detach().exp()),
+        image_size=config.image_size,
     )
     write_model(output_dir, towers_config, model.heads(mean.numpy(), std.numpy()))
     return TrainResult(
@@ -218,7 +220,13 @@ def _untrained_encoder(folder: Path, config: LitConfig) -> TowersEncoder:
     }
     if config.image_hidden:
         arrays |= {"image_w2": np.zeros((hidden, config.dim)), "image_b2": np.zeros(config.dim)}
-    towers = TowersConfig(config.image_tower, config.text_tower, config.dim, config.image_hidden)
+    towers = TowersConfig(
+        config.image_tower,
+        config.text_tower,
+        config.dim,
+        config.image_hidden,
+        image_size=config.image_size,
+    )
     write_model(folder, towers, Heads(arrays))
     spec = ModelSpec(name=str(folder), arch=f"towers-dir:{folder.resolve()}", kind="towers")
     return TowersEncoder(spec)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 
-from mmsearch.image_tower import CastModule
 from mmsearch.towers import ImageTowerSpec, load_image_tower
 
 
@@ -25,25 +24,27 @@ class PooledFeatures(torch.nn.Module):
         super().__init__()
         self.network = network
         self.taps_from = spec.taps_from
+        self.blocks_dtype = torch.float32
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         net = self.network
-        x = net.bn1(net.conv_stem(x))
+        x = net.bn1(net.conv_stem(x)).to(self.blocks_dtype)
         pooled = []
         for i, block in enumerate(net.blocks):
             x = block(x)
             if i >= self.taps_from:
                 y = x.float()
                 pooled += [y.mean((2, 3)), y.std((2, 3))]
-        pooled.append(net.bn2(net.conv_head(x)).float().mean((2, 3)))
+        pooled.append(net.bn2(net.conv_head(x.float())).mean((2, 3)))
         return torch.cat(pooled, 1)
 
     def cast_blocks(self, dtype: torch.dtype) -> None:
-        """Run each block in ``dtype`` (bf16 on CPUs that have it: the blocks are nearly all the
-        work), while the stem, which reads the pixels, the head and the pooling stay fp32."""
-        blocks = self.network.blocks
-        for i, block in enumerate(blocks):
-            blocks[i] = CastModule(block, dtype)
+        """Run the blocks in ``dtype`` (bf16 on CPUs that have it: the blocks are nearly all the
+        work), while the stem, which reads the pixels, the head and the pooling stay fp32. The
+        activations stay in ``dtype`` from block to block; only the pooled statistics are
+        taken in fp32."""
+        self.network.blocks.to(dtype)
+        self.blocks_dtype = dtype
 
 
 def build_tower(spec: ImageTowerSpec) -> PooledFeatures:

@@ -73,6 +73,9 @@ def train(
     image_hidden: Annotated[
         int, typer.Option(min=0, help="towers: hidden width of an MLP image head (0: linear).")
     ] = 0,
+    image_size: Annotated[
+        int, typer.Option(min=0, help="towers: input size in px (0: the tower's own).")
+    ] = 0,
     views: Annotated[
         int, typer.Option(min=0, help="towers: augmented views per picture (crops and flips).")
     ] = 3,
@@ -131,6 +134,7 @@ def train(
             text_tower=text_tower,
             dim=dim,
             image_hidden=image_hidden,
+            image_size=image_size,
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
