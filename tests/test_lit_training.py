@@ -102,3 +102,32 @@ def test_heads_of_another_dimension_are_refused(tmp_path, samples):
     message = r"image_w1 is \(2768, 64\), expected \(2768, 128\).*trained for other towers"
     with pytest.raises(ModelError, match=message):
         Heads.read(tmp_path / "m" / HEADS_FILE, TowersConfig.read(tmp_path / "m"))
+
+
+def test_cli_trains_a_towers_model_with_decoder_workers(tmp_path):
+    """`mmsearch train --kind towers`, as a user runs it: decoder processes, --val scored at the
+    end, and the folder works as --model."""
+    from typer.testing import CliRunner
+
+    from mmsearch.cli import app
+
+    lines = (SAMPLE_CORPUS / "captions.jsonl").read_text().splitlines()[::6]
+    captions = tmp_path / "captions.jsonl"
+    rows = [json.loads(line) for line in lines]
+    for row in rows:
+        row["image"] = str(SAMPLE_CORPUS / row["image"])
+    captions.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    runner = CliRunner()
+    args = ["train", str(captions), "-o", str(tmp_path / "m"), "--kind", "towers",
+            "--images-root", str(SAMPLE_CORPUS), "--epochs", "2", "--batch-size", "16",
+            "--dim", "32", "--views", "1", "--val-fraction", "0.2",
+            "--val", str(captions), "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    trained = json.loads(result.stdout)
+    assert trained["epochs"] == 2 and "val_file" in trained["history"][-1]
+    assert (tmp_path / "m" / "heads.npz").is_file()
+
+    bad = runner.invoke(app, [*args[:5], "nope", *args[6:]])
+    assert bad.exit_code == 1
+    assert bad.stderr.strip() == "Error: --kind 'nope': use open_clip or towers"

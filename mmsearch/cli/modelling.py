@@ -142,8 +142,10 @@ def train(
             val_fraction=val_fraction,
             seed=seed,
         )
-        try:
-            result = train_towers_from_files(
+        checkpoint = "lit_checkpoint.pt"
+
+        def run():
+            return train_towers_from_files(
                 captions_file,
                 output,
                 lit,
@@ -153,48 +155,43 @@ def train(
                 resume=resume,
                 log=lambda line: typer.echo(line, err=True),
             )
-        except KeyboardInterrupt:
-            exit_interrupted(
-                f"the last finished epoch is saved in {output}/lit_checkpoint.pt; "
-                "run the same command again to resume."
-            )
-        _print_trained(result, output, as_json)
-        return
-    if kind != "open_clip":
-        raise InputError(f"--kind {kind!r}: use open_clip or towers")
 
-    config = TrainConfig(
-        arch=arch,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        warmup_steps=warmup,
-        seed=seed,
-        init=init,
-        precision=precision,
-    )
-    try:
-        result = train_from_files(
-            captions_file,
-            output,
-            config,
-            val_file=val,
-            images_root=str(images_root) if images_root else None,
-            skip_missing=skip_missing,
-            progress=sys.stderr.isatty(),
-            resume=resume,
-            validate_every=val_every,
-            log=lambda line: typer.echo(line, err=True),
+    elif kind == "open_clip":
+        config = TrainConfig(
+            arch=arch,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            warmup_steps=warmup,
+            seed=seed,
+            init=init,
+            precision=precision,
         )
+        checkpoint = "checkpoint.pt"
+
+        def run():
+            return train_from_files(
+                captions_file,
+                output,
+                config,
+                val_file=val,
+                images_root=str(images_root) if images_root else None,
+                skip_missing=skip_missing,
+                progress=sys.stderr.isatty(),
+                resume=resume,
+                validate_every=val_every,
+                log=lambda line: typer.echo(line, err=True),
+            )
+
+    else:
+        raise InputError(f"--kind {kind!r}: use open_clip or towers")
+    try:
+        result = run()
     except KeyboardInterrupt:
         exit_interrupted(
-            f"the last finished epoch is saved in {output}/checkpoint.pt; "
+            f"the last finished epoch is saved in {output}/{checkpoint}; "
             "run the same command again to resume."
         )
-    _print_trained(result, output, as_json)
-
-
-def _print_trained(result, output: Path, as_json: bool) -> None:
     if as_json:
         print_json(result.__dict__)
         return
