@@ -172,8 +172,9 @@ def test_info(cli, photos, tmp_path):
 
 def test_models_lists_presets(cli):
     result = cli("models", "--json", model=False)
-    names = [m["name"] for m in json.loads(result.stdout)]
-    assert {"clipart-mini", "vit-b-32-256", "xlm-roberta-b-32"} <= set(names)
+    kinds = {m["name"]: m["kind"] for m in json.loads(result.stdout)}
+    assert {"clipart-mini", "vit-b-32-256", "xlm-roberta-b-32"} <= set(kinds)
+    assert kinds["lite0-muse-clipart"] == "towers" and kinds["vit-b-32-256"] == "open_clip"
 
 
 def test_library_from_environment(cli, photos, tmp_path, monkeypatch, tiny_model):

@@ -33,6 +33,7 @@ def models(as_json: JsonOpt = False) -> None:
             [
                 {
                     "name": s.name,
+                    "kind": s.kind,
                     "arch": s.arch,
                     "pretrained": s.pretrained,
                     "dim": s.dim,
