@@ -30,6 +30,8 @@ class Discovery:
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (path, reason, message)
     # Folders that could not be listed: what lies in them is unknown, not gone.
     unlisted: list[str] = field(default_factory=list)
+    # Folders of ``never`` met under the given paths and left out (a library folder).
+    left_out: list[str] = field(default_factory=list)
 
 
 def discover(
@@ -37,21 +39,25 @@ def discover(
     *,
     include_hidden: bool = False,
     exclude: list[str] = (),
+    never: list[str | os.PathLike[str]] = (),
 ) -> Discovery:
-    """Image files under ``paths`` (files given directly are taken as they are).
+    """Image files under ``paths`` (files given directly are taken as they are), never from
+    inside the folders ``never`` (mmsearch's own: the library folder, with its thumbnails).
 
     Raises:
         InputError: a path does not exist.
     """
     found = Discovery()
     seen: set[str] = set()
+    never_ids = {_folder_id(p): os.fspath(p) for p in never}
+    never_ids.pop(None, None)
     for given in paths:
         root = os.path.abspath(os.fspath(given))
         if not os.path.lexists(root):
             raise InputError(f"path not found: {given}")
         if os.path.isdir(root):
             found.roots.append(root)
-            _walk(root, found, seen, include_hidden, list(exclude))
+            _walk(root, found, seen, include_hidden, list(exclude), never_ids)
         elif not os.path.exists(root):
             found.problems.append((root, "unreadable", f"{root}: dangling symbolic link"))
         else:
@@ -64,7 +70,15 @@ def discover(
     return found
 
 
-def _walk(root, found, seen, include_hidden, exclude) -> None:
+def _folder_id(path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
+def _walk(root, found, seen, include_hidden, exclude, never_ids) -> None:
     visited: set[tuple[int, int]] = set()
 
     def on_error(error: OSError) -> None:
@@ -83,6 +97,10 @@ def _walk(root, found, seen, include_hidden, exclude) -> None:
         except OSError:
             continue
         if (stat.st_dev, stat.st_ino) in visited:  # a symlink loop or a second way in
+            dirs[:] = []
+            continue
+        if (stat.st_dev, stat.st_ino) in never_ids:
+            found.left_out.append(folder)
             dirs[:] = []
             continue
         visited.add((stat.st_dev, stat.st_ino))

@@ -47,6 +47,8 @@ class IndexSummary:
     reused: int = 0  # of added and updated: took a stored embedding of the same content
     skipped: dict[str, int] = field(default_factory=dict)  # reason → count
     skipped_files: list[dict] = field(default_factory=list)  # {path, reason, message}
+    # The library's own folder, where it lies under an indexed folder: never indexed.
+    library_folder_left_out: str | None = None
 
     def skip(self, path: str, reason: str, message: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -109,7 +111,9 @@ def _index(library, paths, include_hidden, exclude, batch_size, workers, max_pix
     for given in paths:
         if not os.path.lexists(given):
             _refuse_to_empty(library, given, "is not found")
-    found = discover(paths, include_hidden=include_hidden, exclude=exclude)
+    found = discover(
+        paths, include_hidden=include_hidden, exclude=exclude, never=[library.library_dir]
+    )
     for root in found.roots:
         seen = itertools.chain((f.path for f in found.files), (p for p, _, _ in found.problems))
         if not any(p == root or _under_any(p, {root}) for p in seen):
@@ -124,7 +128,7 @@ def _index(library, paths, include_hidden, exclude, batch_size, workers, max_pix
             f"{', '.join(sorted(IMAGE_EXTENSIONS - RAW_EXTENSIONS))} and camera RAW files"
             f"{'' if include_hidden else '; hidden files skipped, see --include-hidden'})"
         )
-    summary = IndexSummary()
+    summary = IndexSummary(library_folder_left_out=found.left_out[0] if found.left_out else None)
     for path, reason, message in found.problems:
         summary.skip(path, reason, message)
 

@@ -286,3 +286,18 @@ def test_a_library_made_before_blake3_keeps_blake2b_and_still_recognises_moves(
         (photos / "red_circle_0.png").rename(photos / "moved.png")
         summary = index_paths(lib, [photos])  # worker processes hash too
         assert (summary.added, summary.reused, summary.removed) == (1, 1, 1)
+
+
+def test_library_folder_inside_an_indexed_folder_is_never_indexed(cli, photos):
+    """`serve` writes thumbnails into the library folder; with the library inside the photo
+    folder the next index run must not take them for photos."""
+    library = photos / "my-library"
+    thumbnails = library / "thumbnails"
+    thumbnails.mkdir(parents=True)
+    shutil.copy(photos / "red_circle_0.png", thumbnails / "1-256.png")
+    result = cli("index", str(photos), library_dir=library)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("added 27,")
+    assert f"the library folder {library} lies inside an indexed folder" in result.stdout
+    found = cli("search", "a red circle", "-k", "30", "--paths-only", library_dir=library)
+    assert not any("thumbnails" in p for p in found.stdout.splitlines())

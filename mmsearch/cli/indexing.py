@@ -96,6 +96,11 @@ def index(
             f"{summary.reused} of the added and updated files reused a stored embedding "
             "(moved, renamed or duplicate files: not encoded again)"
         )
+    if summary.library_folder_left_out:
+        typer.echo(
+            f"the library folder {summary.library_folder_left_out} lies inside an indexed "
+            "folder; its files (thumbnails, index files) are never indexed"
+        )
     if verbose:
         for item in summary.skipped_files:
             typer.echo(f"skipped [{item['reason']}] {item['message']}")
