@@ -118,6 +118,10 @@ class Library(LibraryQueries):
     def model(self) -> ModelSpec:
         return self._spec
 
+    def has_model_recorded(self) -> bool:
+        """Whether any vectors were ever stored: the model is recorded with the first."""
+        return self._stored_model is not None
+
     def query_language_warning(self, text: str) -> str | None:
         """A warning when ``text`` is in a script that this model's text tower never learnt
         (its scores would look as confident as any, and mean nothing), else None."""

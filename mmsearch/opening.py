@@ -63,5 +63,28 @@ def open_library(
     return Library(library_dir, engine, model=model, device=device, encoder=encoder)
 
 
+def discard_if_never_used(library: Library, *, existed: bool) -> None:
+    """Remove a library that this run created and that holds nothing: no model was ever
+    recorded (a first ``index`` that failed before storing any image, e.g. offline without the
+    default model's weights), so that it does not look created. ``existed``: whether the
+    library folder held a database before the run; then nothing is removed."""
+    if existed or library.has_model_recorded():
+        return
+    library.close()
+    folder = library.library_dir
+    for name in ("library.db", "library.db-wal", "library.db-shm", "write.lock"):
+        (folder / name).unlink(missing_ok=True)
+    if not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def library_exists(path: str | os.PathLike[str] | None) -> bool:
+    """Whether a library (its folder with a database, or a database URL) is already there."""
+    library_dir = resolve_library_dir(path)
+    if not library_dir.is_dir():
+        return False
+    return _has_db(library_dir) or "db_url" in read_config(library_dir)
+
+
 def _has_db(library_dir: Path) -> bool:
     return (library_dir / "library.db").is_file()

@@ -314,6 +314,15 @@ def test_pretrained_weights_unavailable_offline(cli, photos):
         "Models that work offline: lite0-muse-clipart, clipart-mini (bundled with mmsearch; "
         "--model lite0-muse-clipart)"
     ) in result.stderr
+    assert not cli.library.exists()  # a failed first run leaves no library that looks created
+
+
+def test_failed_run_keeps_an_existing_library(cli, photos):
+    assert cli("index", str(photos)).exit_code == 0
+    result = cli("index", str(photos / "no-such-folder"))
+    assert result.exit_code == 1
+    assert (cli.library / "library.db").is_file()
+    assert cli("info").exit_code == 0
 
 
 def test_unreachable_hub_goes_offline_instead_of_retrying(cli, photos, monkeypatch, tmp_path):

@@ -22,7 +22,7 @@ from mmsearch.cli._common import (
     open_library_for,
     print_json,
 )
-from mmsearch.errors import InputError
+from mmsearch.errors import InputError, MMSearchError
 
 
 @app.command()
@@ -60,7 +60,10 @@ def index(
     # the cores the decoder workers need (clipart-mini on 3,000 PNGs: 107 -> 153 images/s; no
     # change for the default model, whose encoder is the limit). See BENCHMARKS.md.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from mmsearch.opening import discard_if_never_used, library_exists
+
     stored_before_interrupt = None
+    existed = library_exists(library)
     with open_library_for(library, model, device, db_url, create=True) as lib:
         try:
             summary = index_paths(
@@ -75,6 +78,9 @@ def index(
             )
         except IndexInterrupted as stop:
             stored_before_interrupt = stop.summary.added + stop.summary.updated
+        except MMSearchError:
+            discard_if_never_used(lib, existed=existed or bool(db_url))
+            raise
         else:
             lib.prepare_text_queries()  # once per model: later text queries need no torch
     if stored_before_interrupt is not None:  # the library is closed, the workers stopped
