@@ -206,22 +206,6 @@ class TowersEncoder:
     def logit_scale(self) -> float:
         return self.config.logit_scale
 
-    @property
-    def languages(self) -> tuple[str, ...]:
-        return self._text_spec.languages
-
-    @property
-    def max_query_chars(self) -> int:
-        return self._text_spec.max_chars
-
-    @property
-    def device(self) -> str:
-        if self._device is None or self._image_tower is None:
-            from mmsearch.encoder import pick_device
-
-            self._device = pick_device(self._device)
-        return self._device
-
     def identity(self) -> dict:
         """What must match for two vector sets to be comparable: the heads and both towers."""
         return {
