@@ -237,7 +237,7 @@ class OpenClipEncoder:
         import open_clip
 
         spec = self.spec
-        if spec.pretrained and not os.path.isfile(spec.pretrained) or spec.arch.startswith("hf-"):
+        if _downloads(spec):
             from mmsearch.hub import go_offline_unless_reachable
 
             go_offline_unless_reachable()
@@ -342,7 +342,7 @@ def _stack(parts: list[np.ndarray], dim: int) -> np.ndarray:
 
 def _load_error(spec: ModelSpec, exc: Exception) -> ModelError:
     reason = _first_words(str(exc), 200) or repr(exc)
-    if spec.pretrained and not os.path.isfile(spec.pretrained) or spec.arch.startswith("hf-hub:"):
+    if _downloads(spec):
         return ModelUnavailableError(
             f"could not get the weights of {spec.name} ({spec.arch}"
             f"{':' + spec.pretrained if spec.pretrained else ''}); downloading needs network "
@@ -354,6 +354,13 @@ def _load_error(spec: ModelSpec, exc: Exception) -> ModelError:
     return ModelError(
         f"cannot load model {spec.name}: {_first_words(str(exc), 300) or repr(exc)}; "
         "is the checkpoint of this architecture?"
+    )
+
+
+def _downloads(spec: ModelSpec) -> bool:
+    """Whether loading ``spec`` fetches weights from the Hub (a tag or ``hf-hub:``)."""
+    return bool(spec.pretrained and not os.path.isfile(spec.pretrained)) or spec.arch.startswith(
+        "hf-hub:"
     )
 
 

@@ -75,11 +75,12 @@ def image_features(
 ) -> tuple[np.ndarray, list[int]]:
     """(V+1) x N x F tower features of the decodable ``paths`` and the indices of those kept.
 
-    ``encoder`` is a :class:`~mmsearch.towers_encoder.TowersEncoder` (its ``tower_features``
-    and ``preprocess``); ``workers`` decoder processes run ahead of the tower (0: decode here).
+    ``encoder`` is a :class:`~mmsearch.towers_encoder.TowersEncoder` (its towers are what
+    count: one made with ``towers_only`` will do); ``workers`` decoder processes run ahead of
+    the tower (0: decode here).
     """
     cfg = encoder.preprocess
-    key = _key(encoder.identity()["towers"]["image"], [_file_id(p) for p in paths], views, seed)
+    key = _key(encoder.towers_identity()["image"], [_file_id(p) for p in paths], views, seed)
     cache = cache_dir / f"image-features-{key}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as data:
@@ -114,7 +115,7 @@ def image_features(
 
 def text_features(texts: Sequence[str], encoder, *, cache_dir: Path) -> np.ndarray:
     """N x F text tower features of ``texts`` (cached like the image features)."""
-    key = _key(encoder.identity()["towers"]["text"], list(texts))
+    key = _key(encoder.towers_identity()["text"], list(texts))
     cache = cache_dir / f"text-features-{key}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as data:

@@ -13,6 +13,7 @@ written after every epoch, so a resumed run ends exactly where an uninterrupted 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
@@ -26,7 +27,6 @@ import torch  # a training module: torch is what it runs on
 from mmsearch.errors import TrainingError
 from mmsearch.evaluation import retrieval_scores
 from mmsearch.lit_features import image_features, text_features
-from mmsearch.models import ModelSpec
 from mmsearch.towers_encoder import Heads, TowersConfig, TowersEncoder, write_model
 from mmsearch.training import TrainingSample, TrainResult
 
@@ -90,7 +90,14 @@ def train_towers(
     started = time.time()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    encoder = _untrained_encoder(output_dir, config)
+    towers = TowersConfig(
+        image_tower=config.image_tower,
+        text_tower=config.text_tower,
+        dim=config.dim,
+        image_hidden=config.image_hidden,
+        image_size=config.image_size,
+    )
+    encoder = TowersEncoder(None, towers_only=towers)
     train_set, val_set = split_validation(samples, config.val_fraction)
     ordered = list(train_set) + list(val_set)
     features, kept = image_features(
@@ -193,15 +200,8 @@ def train_towers(
             break
 
     model.load_state_dict(best["state"])
-    towers_config = TowersConfig(
-        image_tower=config.image_tower,
-        text_tower=config.text_tower,
-        dim=config.dim,
-        image_hidden=config.image_hidden,
-        logit_scale=float(model.logit_scale.detach().exp()),
-        image_size=config.image_size,
-    )
-    write_model(output_dir, towers_config, model.heads(mean.numpy(), std.numpy()))
+    towers = dataclasses.replace(towers, logit_scale=float(model.logit_scale.detach().exp()))
+    write_model(output_dir, towers, model.heads(mean.numpy(), std.numpy()))
     return TrainResult(
         output_dir=str(output_dir),
         epochs=len(history),
@@ -210,35 +210,6 @@ def train_towers(
         final_loss=history[-1]["loss"] if history else math.nan,
         history=history + [{"best_epoch": best["epoch"]}],
     )
-
-
-def _untrained_encoder(folder: Path, config: LitConfig) -> TowersEncoder:
-    """A TowersEncoder over heads of the right shapes (zeros), for its towers and identity."""
-    from mmsearch.towers import image_tower_spec, text_tower_spec
-
-    image = image_tower_spec(config.image_tower).features
-    text = text_tower_spec(config.text_tower).features
-    hidden = config.image_hidden or config.dim
-    arrays = {
-        "image_mean": np.zeros(image),
-        "image_std": np.ones(image),
-        "image_w1": np.zeros((image, hidden)),
-        "image_b1": np.zeros(hidden),
-        "text_w1": np.zeros((text, config.dim)),
-        "text_b1": np.zeros(config.dim),
-    }
-    if config.image_hidden:
-        arrays |= {"image_w2": np.zeros((hidden, config.dim)), "image_b2": np.zeros(config.dim)}
-    towers = TowersConfig(
-        config.image_tower,
-        config.text_tower,
-        config.dim,
-        config.image_hidden,
-        image_size=config.image_size,
-    )
-    write_model(folder, towers, Heads(arrays))
-    spec = ModelSpec(name=str(folder), arch=f"towers-dir:{folder.resolve()}", kind="towers")
-    return TowersEncoder(spec)
 
 
 def _set_lr(optimizer, step: int, total: int, config: LitConfig) -> None:

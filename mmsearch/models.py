@@ -252,32 +252,30 @@ def model_languages(spec: ModelSpec) -> tuple[str, ...]:
     """The languages ``spec``'s text tower was trained on (a towers model: its text tower's)."""
     if spec.kind != "towers":
         return spec.languages
-    import json
-
-    from mmsearch.towers import text_tower_spec
-
-    try:
-        config = json.loads((spec.folder / "towers_config.json").read_text())
-        return text_tower_spec(config["text_tower"]).languages
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"cannot read towers model {spec.folder}: {exc}") from exc
+    return _tower_specs(spec)[1].languages
 
 
 def towers_weights_id(spec: ModelSpec) -> str:
-    import json
+    from mmsearch.towers import tower_identity
 
-    from mmsearch.towers import image_tower_spec, text_tower_spec, tower_identity
-
-    try:
-        config = json.loads((spec.folder / "towers_config.json").read_text())
-        towers = (image_tower_spec(config["image_tower"]), text_tower_spec(config["text_tower"]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"cannot read towers model {spec.folder}: {exc}") from exc
     parts = [f"sha256:{file_sha256(spec.weights_path)}"]
-    for tower in towers:
+    for tower in _tower_specs(spec):
         found = tower_identity(tower)
         parts.append(f"{found['package']}=={found['version']}:{found['sha256'][:16]}")
     return "towers:" + ";".join(parts)
+
+
+def _tower_specs(spec: ModelSpec) -> tuple:
+    """(image tower, text tower) specs that a towers model folder names."""
+    import json
+
+    from mmsearch.towers import image_tower_spec, text_tower_spec
+
+    try:
+        config = json.loads((spec.folder / "towers_config.json").read_text())
+        return image_tower_spec(config["image_tower"]), text_tower_spec(config["text_tower"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot read towers model {spec.folder}: {exc}") from exc
 
 
 def changed_tower(stored: dict, weights: str) -> str | None:

@@ -170,22 +170,27 @@ class TowersEncoder:
         batch_size: pictures per forward pass of the image tower.
         image_precision: ``"auto"`` (the tower's blocks in bf16 on a CPU with native bf16),
             ``"fp32"`` or ``"bf16"``.
+        towers_only: instead of ``spec``, the towers of this config without heads: their
+            features (:meth:`tower_features`, :meth:`text_features`) for training the heads.
     """
 
     def __init__(
         self,
-        spec: ModelSpec,
+        spec: ModelSpec | None,
         *,
         device: str | None = None,
         batch_size: int = 64,
         image_precision: str = "auto",
+        towers_only: TowersConfig | None = None,
     ):
         if image_precision not in ("auto", "fp32", "bf16"):
             raise ModelError(f"image precision {image_precision!r}: use auto, fp32 or bf16")
         self.spec = spec
-        self.folder = spec.folder
-        self.config = TowersConfig.read(self.folder)
-        self.heads = Heads.read(self.folder / HEADS_FILE, self.config)
+        if towers_only is not None:
+            self.config, self.heads = towers_only, None
+        else:
+            self.config = TowersConfig.read(spec.folder)
+            self.heads = Heads.read(spec.folder / HEADS_FILE, self.config)
         self._image_spec: ImageTowerSpec = image_tower_spec(self.config.image_tower)
         self._text_spec = text_tower_spec(self.config.text_tower)
         self._device = device
@@ -214,12 +219,16 @@ class TowersEncoder:
             "arch": self.spec.arch,
             "pretrained": None,
             "weights": weights_id(self.spec),
-            "towers": {
-                "image": {"name": self._image_spec.name, **tower_identity(self._image_spec)},
-                "text": {"name": self._text_spec.name, **tower_identity(self._text_spec)},
-            },
+            "towers": self.towers_identity(),
             "dim": self.dim,
             "preprocess": self.preprocess.to_dict(),
+        }
+
+    def towers_identity(self) -> dict:
+        """``{"image": ..., "text": ...}``: each tower's name, package, version and weights hash."""
+        return {
+            "image": {"name": self._image_spec.name, **tower_identity(self._image_spec)},
+            "text": {"name": self._text_spec.name, **tower_identity(self._text_spec)},
         }
 
     # -- encoding ------------------------------------------------------------------------------
