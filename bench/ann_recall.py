@@ -33,14 +33,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mmsearch.vector_index import FaissIndex  # noqa: E402
+from mmsearch.index.faiss_index import FaissIndex  # noqa: E402
 
 _CHUNK = 100_000
 
 _OPEN_AND_SEARCH = r"""
 import json, sys, time
 import numpy as np
-from mmsearch.vector_index import FaissIndex
+from mmsearch.index.faiss_index import FaissIndex
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):
@@ -58,8 +58,8 @@ print(json.dumps({"open_s": round(opened, 3), "rss_mb": round((status("VmRSS:") 
 _WRITE_CHANGES = r"""
 import json, sys, threading, time
 import numpy as np
-from mmsearch.derived_indexes import PENDING_LIMIT
-from mmsearch.vector_index import FaissIndex, IndexChanges
+from mmsearch.index.derived import PENDING_LIMIT
+from mmsearch.index.faiss_index import FaissIndex, IndexChanges
 def anonymous():
     for line in open("/proc/self/status"):
         if line.startswith("RssAnon:"):

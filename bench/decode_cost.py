@@ -16,7 +16,7 @@ import statistics
 import time
 from pathlib import Path
 
-from mmsearch.imaging import is_image_path, open_picture
+from mmsearch.imaging.pictures import is_image_path, open_picture
 
 
 def main() -> None:

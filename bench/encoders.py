@@ -25,8 +25,8 @@ import torch
 def measure(spec, batch: int, images: int, queries: int = 20) -> dict:
     import dataclasses
 
-    from mmsearch.encoder import OpenClipEncoder
-    from mmsearch.towers_encoder import TowersEncoder
+    from mmsearch.encoders.base import OpenClipEncoder
+    from mmsearch.encoders.towers_encoder import TowersEncoder
 
     # Random weights (no pretrained tag): speed does not depend on their values. A towers model
     # is measured with its real, bundled weights.
@@ -82,7 +82,7 @@ def measure(spec, batch: int, images: int, queries: int = 20) -> dict:
 
 
 def main() -> None:
-    from mmsearch.models import list_models
+    from mmsearch.encoders.registry import list_models
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)

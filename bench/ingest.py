@@ -40,8 +40,8 @@ BATCH = 32
 
 
 def _encoder(model: str, image_precision: str):
-    from mmsearch.encoder import OpenClipEncoder
-    from mmsearch.models import PRESETS, ModelSpec, register_open_clip_configs
+    from mmsearch.encoders.base import OpenClipEncoder
+    from mmsearch.encoders.registry import PRESETS, ModelSpec, register_open_clip_configs
 
     register_open_clip_configs()
     spec = PRESETS.get(model)
@@ -147,7 +147,7 @@ def _decode_whole(path: str):
     """The whole picture, as a straightforward pipeline decodes it."""
     from PIL import Image
 
-    from mmsearch.raw_photos import RAW_EXTENSIONS
+    from mmsearch.imaging.raw import RAW_EXTENSIONS
 
     if Path(path).suffix.lower() in RAW_EXTENSIONS:
         import rawpy

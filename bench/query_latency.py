@@ -59,7 +59,7 @@ def build(library: Path, images: int, arch: str) -> None:
     import torch
 
     from mmsearch import open_library
-    from mmsearch.models import register_open_clip_configs
+    from mmsearch.encoders.registry import register_open_clip_configs
     from mmsearch.records import ImageRecord
 
     register_open_clip_configs()  # the small architectures defined as data
@@ -121,7 +121,7 @@ def warm(library: Path) -> dict:
 def _encoder_by_precision(spec, rounds: int = 5) -> dict:
     """The text encoder alone, p50 per query, for each text precision: interleaved, so that the
     machine's noise falls on all of them alike."""
-    from mmsearch.encoder import OpenClipEncoder
+    from mmsearch.encoders.base import OpenClipEncoder
 
     encoders = {p: OpenClipEncoder(spec, text_precision=p) for p in ("fp32", "bf16", "int8")}
     times = {p: [] for p in encoders}

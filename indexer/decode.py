@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmsearch.errors import ImageError
-from mmsearch.imaging import CONTENT_HASH, KnownContent, content_hash, open_picture
-from mmsearch.preprocess import PreprocessConfig, fit_to_model
+from mmsearch.imaging.pictures import CONTENT_HASH, KnownContent, content_hash, open_picture
+from mmsearch.imaging.preprocess import PreprocessConfig, fit_to_model
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmsearch.errors import InputError
-from mmsearch.imaging import IMAGE_EXTENSIONS, is_image_path
+from mmsearch.imaging.pictures import IMAGE_EXTENSIONS, is_image_path
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ import numpy as np
 from indexer.decode import Decoded, decode_for_model, share_known_content, start_worker
 from indexer.discover import FoundFile, discover
 from mmsearch.errors import InputError
-from mmsearch.imaging import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, KnownContent
+from mmsearch.imaging.pictures import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, KnownContent
+from mmsearch.imaging.raw import RAW_EXTENSIONS
 from mmsearch.library import Library
-from mmsearch.raw_photos import RAW_EXTENSIONS
 from mmsearch.records import ImageRecord, mtime_iso
 
 # Below this many files, starting worker processes costs more than it saves.

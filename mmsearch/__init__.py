@@ -3,7 +3,14 @@
 Heavy dependencies (torch, open_clip, FAISS) load on first use, not on import.
 """
 
-from mmsearch.encoder import Encoder, OpenClipEncoder
+from mmsearch.encoders.base import Encoder, OpenClipEncoder
+from mmsearch.encoders.registry import (
+    ModelSpec,
+    get_model,
+    list_models,
+    register_model,
+    resolve_model,
+)
 from mmsearch.errors import (
     EmptyLibraryError,
     ImageError,
@@ -16,9 +23,8 @@ from mmsearch.errors import (
     TextFileError,
     TrainingError,
 )
-from mmsearch.imaging import load_image
+from mmsearch.imaging.pictures import load_image
 from mmsearch.library import Library
-from mmsearch.models import ModelSpec, get_model, list_models, register_model, resolve_model
 from mmsearch.opening import open_library
 from mmsearch.records import ImageRecord, TextRecord
 from mmsearch.results import CollectionInfo, ImageHit, LibraryInfo, TextHit

@@ -18,12 +18,12 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
-from mmsearch.derived_indexes import MODALITIES, ROWS
+from mmsearch.encoders.registry import weights_id
+from mmsearch.index.derived import MODALITIES, ROWS
+from mmsearch.index.faiss_index import FaissIndex
 from mmsearch.library import Library
-from mmsearch.models import weights_id
-from mmsearch.schema import CachedQuery, ImageRow, SkippedFile, TextRow
-from mmsearch.store import bump_generation, chunked, get_setting
-from mmsearch.vector_index import FaissIndex
+from mmsearch.storage.engine import bump_generation, chunked, get_setting
+from mmsearch.storage.schema import CachedQuery, ImageRow, SkippedFile, TextRow
 
 NORM_TOLERANCE = 1e-3  # vectors are stored unit length; float32 rounding stays far below this
 INDEX_TOLERANCE = 1e-5  # an index holds exact copies of the stored vectors

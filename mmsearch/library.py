@@ -17,16 +17,10 @@ import numpy as np
 from sqlalchemy import and_, delete, false, func, or_, select
 from sqlalchemy.orm import Session
 
-from mmsearch.derived_indexes import MODALITIES, DerivedIndexes
-from mmsearch.encoder import Encoder, create_encoder
-from mmsearch.errors import (
-    InputError,
-    ModelMismatchError,
-)
-from mmsearch.imaging import KnownContent
-from mmsearch.languages import uncovered_script
-from mmsearch.library_queries import LibraryQueries, text_ids
-from mmsearch.models import (
+from mmsearch.encoders.base import Encoder, create_encoder
+from mmsearch.encoders.languages import uncovered_script
+from mmsearch.encoders.numpy_text_tower import NumpyTextTower
+from mmsearch.encoders.registry import (
     DEFAULT_MODEL,
     OFFLINE_MODEL,
     PRESETS,
@@ -36,15 +30,21 @@ from mmsearch.models import (
     resolve_model,
     weights_id,
 )
-from mmsearch.numpy_text_tower import NumpyTextTower
-from mmsearch.query_cache import QueryCache
+from mmsearch.errors import (
+    InputError,
+    ModelMismatchError,
+)
+from mmsearch.imaging.pictures import KnownContent
+from mmsearch.index.derived import MODALITIES, DerivedIndexes
+from mmsearch.index.faiss_index import FaissIndex
 from mmsearch.records import ImageRecord, TextRecord
 from mmsearch.results import CollectionInfo, IndexFileInfo, LibraryInfo
-from mmsearch.schema import Collection, ImageRow, SkippedFile, TextRow
-from mmsearch.store import bump_generation, chunked, get_setting, set_setting
-from mmsearch.transaction import WriteTransaction
-from mmsearch.vector_index import FaissIndex
-from mmsearch.writer_lock import WriterLock
+from mmsearch.search.searcher import LibraryQueries, text_ids
+from mmsearch.storage.engine import bump_generation, chunked, get_setting, set_setting
+from mmsearch.storage.query_cache import QueryCache
+from mmsearch.storage.schema import Collection, ImageRow, SkippedFile, TextRow
+from mmsearch.storage.transaction import WriteTransaction
+from mmsearch.storage.writer_lock import WriterLock
 
 
 class Library(LibraryQueries):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mmsearch.encoder import Encoder
+from mmsearch.encoders.base import Encoder
 from mmsearch.errors import LibraryError
 from mmsearch.library import Library
-from mmsearch.location import read_config, resolve_library_dir, sqlite_url, write_config
-from mmsearch.store import open_engine
+from mmsearch.storage.engine import open_engine
+from mmsearch.storage.location import read_config, resolve_library_dir, sqlite_url, write_config
 
 
 def open_library(
@@ -30,7 +30,7 @@ def open_library(
         db_url: a SQLAlchemy URL for the database instead of ``library.db`` in the folder;
             remembered in the folder's ``library.json``.
         device: ``cpu`` or ``cuda``; default CUDA when available.
-        encoder: an :class:`~mmsearch.encoder.Encoder` to use instead of ``model``.
+        encoder: an :class:`~mmsearch.encoders.base.Encoder` to use instead of ``model``.
         create: create the folder and database when missing (False: raise instead).
 
     Raises:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(HERE.parent))
 from openclipart import PNG_ROOT, is_held_out, iter_clipart  # noqa: E402
 
 from mmsearch.errors import ImageError  # noqa: E402
-from mmsearch.imaging import load_image  # noqa: E402
+from mmsearch.imaging.pictures import load_image  # noqa: E402
 
 PER_CATEGORY = 16
 MAX_SIDE = 320

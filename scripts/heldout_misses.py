@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from indexer.decode import decode_for_model
-from mmsearch.encoder import OpenClipEncoder
-from mmsearch.imaging import DEFAULT_MAX_PIXELS
-from mmsearch.models import resolve_model
+from mmsearch.encoders.base import OpenClipEncoder
+from mmsearch.encoders.registry import resolve_model
+from mmsearch.imaging.pictures import DEFAULT_MAX_PIXELS
 
 
 def main() -> None:

@@ -70,9 +70,9 @@ def main(out_dir: str, arch: str = "clipart-mini", seed: int = 0) -> None:
     import open_clip
     from all_minilm_l6_v2 import extract_model
 
-    from mmsearch.models import register_open_clip_configs
-    from mmsearch.preprocess import PreprocessConfig
-    from mmsearch.training import CLIP_MEAN, CLIP_STD, save_model_folder
+    from mmsearch.encoders.registry import register_open_clip_configs
+    from mmsearch.imaging.preprocess import PreprocessConfig
+    from mmsearch.train.open_clip_training import CLIP_MEAN, CLIP_STD, save_model_folder
 
     register_open_clip_configs()
     torch.manual_seed(seed)

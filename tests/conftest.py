@@ -30,7 +30,7 @@ def tiny_model(request, tmp_path_factory) -> Path:
     Training takes half a minute; the result is kept in pytest's cache, keyed by the code and
     data that produce it, so repeated local runs reuse it and any change retrains.
     """
-    from mmsearch.training import TrainConfig, TrainingSample, train
+    from mmsearch.train.open_clip_training import TrainConfig, TrainingSample, train
 
     # fp32, not "auto": bf16 autocast on CPUs with AMX trained a weaker model, and tests that
     # rank shapes failed on those machines only.
@@ -39,9 +39,9 @@ def tiny_model(request, tmp_path_factory) -> Path:
         precision="fp32",
     )  # fmt: skip
     inputs = [
-        REPO / "mmsearch/training.py",
+        REPO / "mmsearch/train/open_clip_training.py",
         REPO / "tests/shapes.py",
-        REPO / "mmsearch/model_configs/mmsearch-tiny.json",
+        REPO / "mmsearch/data/model_configs/mmsearch-tiny.json",
     ]
     code = b"".join(p.read_bytes() for p in inputs) + repr(config).encode()
     key = hashlib.sha1(code).hexdigest()[:12]

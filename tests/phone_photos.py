@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from mmsearch.imaging import open_picture
+from mmsearch.imaging.pictures import open_picture
 
 DRAWING = next(Path(__file__).parents[1].glob("sample_corpus/images/animals/*/*.png"))
 TAKEN_AT = "2024-07-14T18:30:05"
@@ -44,7 +44,7 @@ def failure_without(tmp_path: Path, module: str, path: Path) -> str:
     "reason|message"."""
     code = (
         "import sys\n"
-        "from mmsearch.imaging import open_picture\n"
+        "from mmsearch.imaging.pictures import open_picture\n"
         "from mmsearch.errors import ImageError\n"
         "try:\n    open_picture(sys.argv[1])\n"
         "except ImageError as exc:\n    print(exc.reason, exc, sep='|')\n"

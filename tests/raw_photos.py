@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mmsearch.imaging import open_picture
+from mmsearch.imaging.pictures import open_picture
 from tests.phone_photos import DRAWING, TAKEN_AT
 
 _BLACK, _WHITE = 256, 4095

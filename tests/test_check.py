@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmsearch.vector_index import FaissIndex
+from mmsearch.index.faiss_index import FaissIndex
 
 
 @pytest.fixture

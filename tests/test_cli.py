@@ -330,7 +330,7 @@ def test_unreachable_hub_goes_offline_instead_of_retrying(cli, photos, monkeypat
     process goes offline, so the download fails at once instead of after minutes of retries."""
     from huggingface_hub import constants
 
-    from mmsearch import hub
+    from mmsearch.encoders import hub
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused

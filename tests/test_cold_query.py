@@ -15,7 +15,7 @@ from tests.conftest import SAMPLE_CORPUS
 QUERY = """
 import json, sys
 from mmsearch import open_library
-from mmsearch.query import QueryTerm
+from mmsearch.search.terms import QueryTerm
 with open_library(sys.argv[1], create=False) as library:
     hits = library.search([QueryTerm(1.0, text="a flag")], k=3)
 print(json.dumps({"hits": [h.path for h in hits],

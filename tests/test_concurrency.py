@@ -114,8 +114,8 @@ def test_readers_use_the_saved_index_while_another_process_writes(tmp_path, tiny
     at work (that writer saves it soon, and a rebuild per query would cost k-means each time);
     once nobody writes, the next query rebuilds."""
     from mmsearch.checking import check_library
+    from mmsearch.index.faiss_index import FaissIndex
     from mmsearch.records import ImageRecord
-    from mmsearch.vector_index import FaissIndex
 
     lib_dir = tmp_path / "lib"
     with open_library(lib_dir, model=str(tiny_model)) as lib:
@@ -148,7 +148,7 @@ def test_a_reader_asking_whether_someone_writes_never_makes_a_writer_fail(tmp_pa
     out instead of reporting the library busy."""
     import threading
 
-    from mmsearch.writer_lock import WriterLock
+    from mmsearch.storage.writer_lock import WriterLock
 
     tmp_path.mkdir(exist_ok=True)
     reader, writer = WriterLock(tmp_path), WriterLock(tmp_path)

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 
 from mmsearch import open_library
 from mmsearch.checking import check_library
-from mmsearch.imaging import content_hash
-from mmsearch.schema import ImageRow, SkippedFile
+from mmsearch.imaging.pictures import content_hash
+from mmsearch.storage.schema import ImageRow, SkippedFile
 from mmsearch.temporary import temporary_name
 from tests import shapes
 

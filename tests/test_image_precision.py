@@ -10,8 +10,8 @@ from tests.conftest import SAMPLE_CORPUS
 
 def _pictures(encoder, count: int = 48) -> np.ndarray:
     """Real drawings from sample_corpus, fitted to the encoder's input."""
-    from mmsearch.imaging import open_picture
-    from mmsearch.preprocess import fit_to_model
+    from mmsearch.imaging.pictures import open_picture
+    from mmsearch.imaging.preprocess import fit_to_model
 
     cfg = encoder.preprocess
     paths = sorted((SAMPLE_CORPUS / "images").rglob("*.png"))[:: 234 // count][:count]
@@ -30,8 +30,8 @@ def test_bf16_image_body_agrees_with_fp32(model):
     """The body runs in bf16 (the stem in fp32), and the vectors agree with fp32."""
     import torch
 
-    from mmsearch.encoder import OpenClipEncoder
-    from mmsearch.models import ModelSpec, resolve_model
+    from mmsearch.encoders.base import OpenClipEncoder
+    from mmsearch.encoders.registry import ModelSpec, resolve_model
 
     if model == "clipart-mini":
         spec = resolve_model(model)
@@ -56,8 +56,8 @@ def test_bf16_image_weights_keep_the_top_ten(tmp_path):
     for every query, in the same order but for neighbours whose fp32 scores nearly tie."""
     from indexer import index_paths
     from mmsearch import open_library
-    from mmsearch.encoder import OpenClipEncoder
-    from mmsearch.models import resolve_model
+    from mmsearch.encoders.base import OpenClipEncoder
+    from mmsearch.encoders.registry import resolve_model
 
     spec = resolve_model("clipart-mini")
     queries = ["flag", "a star", "road sign", "fruit", "a bird", "a house", "a car", "a map"]
@@ -76,9 +76,9 @@ def test_bf16_image_weights_keep_the_top_ten(tmp_path):
 
 
 def test_image_precision_is_checked():
-    from mmsearch.encoder import OpenClipEncoder
+    from mmsearch.encoders.base import OpenClipEncoder
+    from mmsearch.encoders.registry import resolve_model
     from mmsearch.errors import ModelError
-    from mmsearch.models import resolve_model
 
     with pytest.raises(ModelError, match="image precision 'int8': use auto, fp32 or bf16"):
         OpenClipEncoder(resolve_model("clipart-mini"), image_precision="int8")

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from mmsearch.errors import ImageError
-from mmsearch.imaging import load_image, open_picture
+from mmsearch.imaging.pictures import load_image, open_picture
 from tests.phone_photos import TAKEN_AT, failure_without, save_phone_photo
 
 

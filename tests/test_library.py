@@ -8,7 +8,7 @@ import pytest
 from indexer import index_paths
 from mmsearch import open_library
 from mmsearch.errors import LibraryError, ModelMismatchError
-from mmsearch.vector_index import FaissIndex
+from mmsearch.index.faiss_index import FaissIndex
 
 
 def test_python_api_round_trip(library, photos):
@@ -81,7 +81,7 @@ def test_vectors_are_stored_in_the_database(library):
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from mmsearch.schema import ImageRow
+    from mmsearch.storage.schema import ImageRow
 
     with Session(library.engine) as session:
         blobs = session.execute(select(ImageRow.embedding)).scalars().all()

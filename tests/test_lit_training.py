@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from mmsearch.captioned import read_captioned
+from mmsearch.encoders.registry import resolve_model
+from mmsearch.encoders.towers_encoder import HEADS_FILE, Heads, TowersConfig, TowersEncoder
 from mmsearch.errors import ModelError, TrainingError
-from mmsearch.lit_training import LitConfig, split_validation, train_towers
-from mmsearch.models import resolve_model
-from mmsearch.towers_encoder import HEADS_FILE, Heads, TowersConfig, TowersEncoder
+from mmsearch.train.captioned import read_captioned
+from mmsearch.train.lit_training import LitConfig, split_validation, train_towers
 from tests.conftest import SAMPLE_CORPUS
 
 SMALL = LitConfig(epochs=3, batch_size=32, views=1, dim=64, val_fraction=0.2, seed=3)
@@ -78,7 +78,7 @@ def test_undecodable_picture_is_skipped_and_reported(tmp_path, samples):
 
 def test_numpy_heads_compute_what_the_torch_heads_computed(tmp_path, samples):
     """The MLP head's GELU and the standardisation, as numpy applies them at query time."""
-    from mmsearch.lit_training import _HeadsModule
+    from mmsearch.train.lit_training import _HeadsModule
 
     config = LitConfig(**{**SMALL.__dict__, "image_hidden": 48})
     module = _HeadsModule(20, 12, config).eval()

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from mmsearch.encoders.registry import (
+    DEFAULT_MODEL,
+    get_model,
+    list_models,
+    resolve_model,
+    weights_id,
+)
 from mmsearch.errors import ModelError
-from mmsearch.models import DEFAULT_MODEL, get_model, list_models, resolve_model, weights_id
 
 
 def test_presets_are_data():
@@ -83,7 +89,7 @@ def test_checkpoint_in_folder_is_the_one_open_clip_loads(tmp_path, names):
     """Found without importing open_clip (and torch) on every open, yet the same file."""
     from open_clip.factory import _find_checkpoint_in_dir
 
-    from mmsearch.models import _checkpoint_in
+    from mmsearch.encoders.registry import _checkpoint_in
 
     for name in names:
         (tmp_path / name).write_bytes(b"w")

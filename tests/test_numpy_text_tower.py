@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmsearch.models import register_open_clip_configs, resolve_model
-from mmsearch.numpy_text_tower import PROBE_TEXTS, BpeTokenizer, NumpyTextTower, export
-from mmsearch.text_tower import encode_text_truncated, load_text_tower
+from mmsearch.encoders.numpy_text_tower import PROBE_TEXTS, BpeTokenizer, NumpyTextTower, export
+from mmsearch.encoders.registry import register_open_clip_configs, resolve_model
+from mmsearch.encoders.text_tower import encode_text_truncated, load_text_tower
 from tests.conftest import SAMPLE_CORPUS
 
 TEXTS = [
@@ -98,7 +98,7 @@ def test_cold_text_query_runs_without_torch(cli, photos):
     """After `index`, a new text query from a fresh process imports no torch and returns what the
     torch encoder returns in fp32."""
     from mmsearch import open_library
-    from mmsearch.encoder import OpenClipEncoder
+    from mmsearch.encoders.base import OpenClipEncoder
 
     assert cli("index", str(photos)).exit_code == 0
     assert (cli.library / "text_tower" / "meta.json").is_file()

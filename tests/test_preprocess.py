@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmsearch.preprocess import PreprocessConfig, fit_to_model, to_model_tensor
+from mmsearch.imaging.preprocess import PreprocessConfig, fit_to_model, to_model_tensor
 
 
 @pytest.mark.parametrize(
@@ -56,9 +56,9 @@ def test_fast_decoding_gives_open_clips_embeddings_on_real_photos():
     open_clip's own transform of the fully decoded photo: the embeddings must agree."""
     import open_clip
 
-    from mmsearch.encoder import OpenClipEncoder
-    from mmsearch.imaging import open_picture
-    from mmsearch.models import resolve_model
+    from mmsearch.encoders.base import OpenClipEncoder
+    from mmsearch.encoders.registry import resolve_model
+    from mmsearch.imaging.pictures import open_picture
 
     photos = sorted(WALLPAPERS.glob("*/contents/images/*.jpg"))[::6][:16]
     encoder = OpenClipEncoder(resolve_model("clipart-mini"), device="cpu")

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from mmsearch.errors import InputError
-from mmsearch.query import QueryTerm, cut_at_knee, cut_within
 from mmsearch.results import ImageHit
+from mmsearch.search.terms import QueryTerm, cut_at_knee, cut_within
 
 JUNE_2024 = 1_718_000_000  # 2024-06-10
 MARCH_2020 = 1_584_000_000  # 2020-03-12
@@ -292,7 +292,7 @@ def test_new_query_embeddings_are_saved_in_batches_and_on_close(library):
     saves the rest when it closes."""
     import sqlite3
 
-    from mmsearch.query_cache import SAVE_EVERY
+    from mmsearch.storage.query_cache import SAVE_EVERY
 
     def cached() -> int:
         db = sqlite3.connect(library.library_dir / "library.db")

@@ -10,8 +10,8 @@ from PIL import Image
 from indexer import index_paths
 from mmsearch import open_library
 from mmsearch.errors import ImageError
-from mmsearch.imaging import open_picture
-from mmsearch.query import ImageFilter, Relevance
+from mmsearch.imaging.pictures import open_picture
+from mmsearch.search.terms import ImageFilter, Relevance
 from tests.phone_photos import TAKEN_AT, failure_without
 from tests.raw_photos import drawing, save_camera_raw
 

@@ -133,8 +133,8 @@ def test_reparameterised_mobileclip_encodes(tmp_path):
     import numpy as np
     import open_clip
 
-    from mmsearch.encoder import OpenClipEncoder
-    from mmsearch.models import ModelSpec
+    from mmsearch.encoders.base import OpenClipEncoder
+    from mmsearch.encoders.registry import ModelSpec
 
     torch.manual_seed(0)
     reference = open_clip.create_model("MobileCLIP2-S2").eval()
@@ -146,7 +146,7 @@ def test_reparameterised_mobileclip_encodes(tmp_path):
     encoder = OpenClipEncoder(spec, device="cpu")
     pictures = np.random.default_rng(0).integers(0, 255, (2, 256, 256, 3), dtype=np.uint8)
     folded = encoder.encode_images(pictures)
-    from mmsearch.preprocess import to_model_tensor
+    from mmsearch.imaging.preprocess import to_model_tensor
 
     with torch.inference_mode():
         unfolded = reference.encode_image(to_model_tensor(pictures, encoder.preprocess), True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmsearch.imaging import open_picture
+from mmsearch.imaging.pictures import open_picture
 from tests.conftest import SAMPLE_CORPUS
 from tests.phone_photos import save_phone_photo
 from tests.raw_photos import drawing, save_camera_raw

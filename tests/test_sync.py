@@ -10,7 +10,7 @@ import sqlite3
 from indexer import index_paths
 from mmsearch import open_library
 from mmsearch.records import mtime_iso
-from mmsearch.schema import SCHEMA_VERSION
+from mmsearch.storage.schema import SCHEMA_VERSION
 from tests import shapes
 
 
@@ -143,7 +143,7 @@ def test_stored_state_under_a_folder_is_that_folder_only(tmp_path, tiny_model):
 
 
 def test_known_content_matches_on_the_first_64_bits():
-    from mmsearch.imaging import KnownContent
+    from mmsearch.imaging.pictures import KnownContent
 
     known = KnownContent(["00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100"])
     assert len(known) == 2
@@ -162,9 +162,9 @@ def test_a_whole_folder_moved_at_once_stays_within_sqlites_bound_values(
     3.32): the paths and hashes of a large move are bound a slice at a time."""
     from sqlalchemy import event
 
-    import mmsearch.store
+    import mmsearch.storage.engine
 
-    monkeypatch.setattr(mmsearch.store, "MAX_BOUND_VALUES", 5)
+    monkeypatch.setattr(mmsearch.storage.engine, "MAX_BOUND_VALUES", 5)
     event.listen(
         library.engine,
         "connect",
@@ -269,7 +269,7 @@ def test_a_library_made_before_blake3_keeps_blake2b_and_still_recognises_moves(
     from sqlalchemy import delete
     from sqlalchemy.orm import Session
 
-    from mmsearch.schema import Setting
+    from mmsearch.storage.schema import Setting
 
     with (
         open_library(tmp_path / "lib", model=str(tiny_model)) as lib,

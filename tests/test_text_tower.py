@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmsearch.models import register_open_clip_configs
-from mmsearch.text_tower import can_truncate, encode_text_truncated
+from mmsearch.encoders.registry import register_open_clip_configs
+from mmsearch.encoders.text_tower import can_truncate, encode_text_truncated
 
 TEXTS = ["a red bicycle", "a dog", "an old lighthouse on a rocky coast at dusk, seen from a boat"]
 
@@ -53,8 +53,8 @@ def test_bidirectional_towers_are_not_truncated():
     ],
 )
 def test_low_precision_text_weights_agree_with_fp32(model, precision):
-    from mmsearch.encoder import OpenClipEncoder
-    from mmsearch.models import ModelSpec, resolve_model
+    from mmsearch.encoders.base import OpenClipEncoder
+    from mmsearch.encoders.registry import ModelSpec, resolve_model
 
     spec = resolve_model(model) if model == "clipart-mini" else ModelSpec(model, model, None)
     torch.manual_seed(0)
@@ -70,8 +70,8 @@ def test_low_precision_text_weights_keep_the_top_ten(tmp_path):
     the same ten images as fp32 for every query, in the same order but for near-ties."""
     from indexer import index_paths
     from mmsearch import open_library
-    from mmsearch.encoder import OpenClipEncoder
-    from mmsearch.models import resolve_model
+    from mmsearch.encoders.base import OpenClipEncoder
+    from mmsearch.encoders.registry import resolve_model
     from tests.conftest import SAMPLE_CORPUS
 
     spec = resolve_model("clipart-mini")
@@ -100,9 +100,9 @@ def test_low_precision_text_weights_keep_the_top_ten(tmp_path):
 def test_int8_text_weights_are_the_default_on_x86_and_per_text():
     """``auto`` takes the int8 tower here (an x86 CPU), and a text's vector is the same whatever
     else is in its batch (activations are quantized per text)."""
-    from mmsearch.encoder import OpenClipEncoder
-    from mmsearch.int8_text_tower import Int8TextTower, int8_available
-    from mmsearch.models import resolve_model
+    from mmsearch.encoders.base import OpenClipEncoder
+    from mmsearch.encoders.int8_text_tower import Int8TextTower, int8_available
+    from mmsearch.encoders.registry import resolve_model
 
     if not int8_available():
         pytest.skip("no x86 int8 engine in this PyTorch build")
@@ -122,9 +122,9 @@ def test_int8_text_weights_need_a_plain_tower(tiny_model):
     for, and ``auto`` falls back to the truncated tower."""
     from open_clip.transformer import LayerScale
 
-    from mmsearch.encoder import OpenClipEncoder
+    from mmsearch.encoders.base import OpenClipEncoder
+    from mmsearch.encoders.registry import resolve_model
     from mmsearch.errors import ModelError
-    from mmsearch.models import resolve_model
 
     spec = resolve_model(str(tiny_model))
     for precision in ("int8", "auto"):
@@ -156,8 +156,8 @@ def test_text_queries_load_only_the_text_tower(model, tiny_model, tmp_path, monk
     import numpy as np
     import open_clip
 
-    from mmsearch.encoder import OpenClipEncoder
-    from mmsearch.models import resolve_model
+    from mmsearch.encoders.base import OpenClipEncoder
+    from mmsearch.encoders.registry import resolve_model
 
     if model in ("arch-and-file", "tag"):
         register_open_clip_configs()
@@ -196,9 +196,9 @@ def test_text_queries_load_only_the_text_tower(model, tiny_model, tmp_path, monk
 def test_checkpoint_of_another_architecture_still_says_so_for_text(tmp_path):
     import open_clip
 
-    from mmsearch.encoder import OpenClipEncoder
+    from mmsearch.encoders.base import OpenClipEncoder
+    from mmsearch.encoders.registry import resolve_model
     from mmsearch.errors import ModelError
-    from mmsearch.models import resolve_model
 
     register_open_clip_configs()
     torch.save(open_clip.create_model("mmsearch-tiny").state_dict(), tmp_path / "tiny.pt")

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmsearch.errors import ModelError, ModelUnavailableError
-from mmsearch.towers import (
+from mmsearch.encoders.towers import (
     IMAGE_TOWERS,
     TEXT_TOWERS,
     load_image_tower,
@@ -18,6 +17,7 @@ from mmsearch.towers import (
     tower_identity,
     weights_path,
 )
+from mmsearch.errors import ModelError, ModelUnavailableError
 
 
 @pytest.mark.parametrize(
@@ -45,7 +45,7 @@ def test_timm_port_equals_the_reference_implementation(name, reference):
 
 
 def test_pooled_features_have_the_declared_width():
-    from mmsearch.tower_network import build_tower
+    from mmsearch.encoders.tower_network import build_tower
 
     for spec in IMAGE_TOWERS.values():
         with torch.no_grad():
@@ -86,10 +86,10 @@ def test_text_tower_reads_english_and_japanese_alike():
 def test_bf16_blocks_agree_with_fp32():
     """The image tower's blocks in bf16 (the default on CPUs with native bf16) give the vectors
     fp32 gives, to a cosine of 0.99, and the same nearest neighbours."""
-    from mmsearch.imaging import load_image
-    from mmsearch.models import resolve_model
-    from mmsearch.preprocess import fit_to_model
-    from mmsearch.towers_encoder import TowersEncoder
+    from mmsearch.encoders.registry import resolve_model
+    from mmsearch.encoders.towers_encoder import TowersEncoder
+    from mmsearch.imaging.pictures import load_image
+    from mmsearch.imaging.preprocess import fit_to_model
     from tests.conftest import SAMPLE_CORPUS
 
     spec = resolve_model("lite0-muse-clipart")

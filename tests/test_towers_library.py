@@ -12,8 +12,8 @@ from indexer import index_paths
 from mmsearch import open_library
 from mmsearch.cli import app
 from mmsearch.errors import InputError, ModelMismatchError
-from mmsearch.query import QueryTerm
-from mmsearch.store import get_setting, set_setting
+from mmsearch.search.terms import QueryTerm
+from mmsearch.storage.engine import get_setting, set_setting
 from tests.conftest import SAMPLE_CORPUS
 
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mmsearch.captioned import read_captioned
 from mmsearch.cli import app
 from mmsearch.errors import TrainingError
-from mmsearch.evaluation import retrieval_scores
-from mmsearch.training import TrainConfig, train
+from mmsearch.train.captioned import read_captioned
+from mmsearch.train.evaluation import retrieval_scores
+from mmsearch.train.open_clip_training import TrainConfig, train
 from tests import shapes
 
 TINY = dict(arch="mmsearch-tiny", batch_size=12, lr=2e-3, warmup_steps=2, seed=3)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmsearch import derived_indexes, open_library
-from mmsearch import vector_index as vi
+from mmsearch import open_library
 from mmsearch.checking import check_library
+from mmsearch.index import derived as derived_indexes
+from mmsearch.index import faiss_index as vi
+from mmsearch.index.faiss_index import FaissIndex, cells_for
 from mmsearch.records import ImageRecord
-from mmsearch.vector_index import FaissIndex, cells_for
 
 
 def clustered(count: int, dim: int, seed: int = 0) -> np.ndarray:

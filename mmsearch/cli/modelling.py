@@ -25,7 +25,7 @@ from mmsearch.errors import InputError
 @command
 def models(as_json: JsonOpt = False) -> None:
     """List the model presets."""
-    from mmsearch.models import DEFAULT_MODEL, list_models
+    from mmsearch.encoders.registry import DEFAULT_MODEL, list_models
 
     specs = list_models()
     if as_json:
@@ -120,15 +120,15 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train (or fine-tune) a model on captioned images; the folder works as --model."""
-    from mmsearch.trainer import train_from_files
-    from mmsearch.training import TrainConfig
+    from mmsearch.train.from_files import train_from_files
+    from mmsearch.train.open_clip_training import TrainConfig
 
     if kind == "towers":
         # Decoder workers run beside the image tower: idle OpenMP threads must sleep, not spin
         # on the cores the workers need (as `mmsearch index` does).
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        from mmsearch.lit_training import LitConfig
-        from mmsearch.trainer import train_towers_from_files
+        from mmsearch.train.from_files import train_towers_from_files
+        from mmsearch.train.lit_training import LitConfig
 
         lit = LitConfig(
             image_tower=image_tower,
@@ -214,9 +214,9 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Score a model: text→image and image→text Recall@1/5/10 and median rank."""
-    from mmsearch.encoder import create_encoder
-    from mmsearch.models import DEFAULT_MODEL, resolve_model
-    from mmsearch.trainer import evaluate_file
+    from mmsearch.encoders.base import create_encoder
+    from mmsearch.encoders.registry import DEFAULT_MODEL, resolve_model
+    from mmsearch.train.from_files import evaluate_file
 
     encoder = create_encoder(resolve_model(model or DEFAULT_MODEL), device=device)
     scores = evaluate_file(

@@ -83,7 +83,7 @@ def search(
     open_results: OpenOpt = False,
 ) -> None:
     """Find images that match a text, or a sum of texts and images (--plus, --minus)."""
-    from mmsearch.query import QueryTerm
+    from mmsearch.search.terms import QueryTerm
 
     check_output_options(as_json, paths_only)
     terms = [QueryTerm.parse(query)]
@@ -104,7 +104,7 @@ def _contact_sheet(hits, title: str, html: Path | None, open_results: bool) -> N
     """Write the hits' contact sheet (to --html, or a temporary file for --open) and open it."""
     if html is None and not open_results:
         return
-    from mmsearch.html_pages import contact_sheet, write_page
+    from mmsearch.serve.pages import contact_sheet, write_page
 
     if html is None:
         import tempfile
@@ -116,7 +116,7 @@ def _contact_sheet(hits, title: str, html: Path | None, open_results: bool) -> N
 
 
 def _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type):
-    from mmsearch.query import ImageFilter
+    from mmsearch.search.terms import ImageFilter
 
     formats = [f for value in file_type or [] for f in value.split(",") if f.strip()]
     return ImageFilter(
@@ -131,7 +131,7 @@ def _filter(folder, date_from, date_to, min_width, min_height, orientation, file
 
 
 def _relevance(within, knee, dedup, dedup_threshold, sort):
-    from mmsearch.query import Relevance
+    from mmsearch.search.terms import Relevance
 
     return Relevance(within=within, knee=knee, dedup=dedup_threshold if dedup else None, sort=sort)
 
@@ -290,7 +290,7 @@ def map_library(
     db_url: DbUrlOpt = None,
 ) -> None:
     """Draw the library's images on a 2-D map of their embeddings (PCA), as one HTML file."""
-    from mmsearch.html_pages import library_map, write_page
+    from mmsearch.serve.pages import library_map, write_page
 
     with open_library_for(library, db_url=db_url) as lib:
         points = lib.map_points(max_images)
@@ -315,7 +315,7 @@ def serve(
 ) -> None:
     """Serve a web app and JSON API for the library (Ctrl-C stops it)."""
     try:
-        from mmsearch import server
+        from mmsearch.serve import app as server
     except ImportError as exc:
         raise MMSearchError(
             f"mmsearch serve needs the web extra ({exc.name} is missing): "

@@ -30,7 +30,7 @@ def check(
 ) -> None:
     """Verify the library: database, model, vectors and indexes. Exit 1 if anything is wrong."""
     from mmsearch.checking import check_library, damaged_database, repair_library
-    from mmsearch.location import resolve_library_dir
+    from mmsearch.storage.location import resolve_library_dir
 
     repaired, where, counts = [], resolve_library_dir(library), ""
     try:

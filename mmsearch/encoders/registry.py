@@ -9,7 +9,7 @@ A ``--model`` value is one of:
   what ``mmsearch train`` writes;
 * ``hf-hub:ORG/REPO`` for an open_clip model on the Hugging Face Hub;
 * a towers model folder (``towers_config.json`` beside ``heads.npz``): pretrained towers from
-  packages joined by trained heads (:mod:`mmsearch.towers_encoder`), which ``mmsearch train
+  packages joined by trained heads (:mod:`mmsearch.encoders.towers_encoder`), which ``mmsearch train
   --kind towers`` writes.
 
 A spec's :attr:`ModelSpec.kind` says which encoder runs it: ``open_clip`` or ``towers``.
@@ -27,9 +27,9 @@ from pathlib import Path
 
 from mmsearch.errors import ModelError
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-MODEL_CONFIG_DIR = PACKAGE_DIR / "model_configs"  # small architectures defined as data
-BUNDLED_MODEL_DIR = PACKAGE_DIR / "models"  # weights that ship inside the package
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+MODEL_CONFIG_DIR = DATA_DIR / "model_configs"  # small architectures defined as data
+BUNDLED_MODEL_DIR = DATA_DIR / "models"  # weights that ship inside the package
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,9 @@ class ModelSpec:
         description: one line for ``mmsearch models``.
         imagenet_zero_shot: published ImageNet-1k zero-shot top-1, for choosing a model.
         reparameterize: fold MobileCLIP's training-time branches for inference.
-        kind: which encoder runs it: ``open_clip`` (:class:`~mmsearch.encoder.OpenClipEncoder`)
-            or ``towers`` (:class:`~mmsearch.towers_encoder.TowersEncoder`).
+        kind: which encoder runs it: ``open_clip``
+            (:class:`~mmsearch.encoders.base.OpenClipEncoder`) or ``towers``
+            (:class:`~mmsearch.encoders.towers_encoder.TowersEncoder`).
         languages: ISO 639-1 codes of the languages its text tower was trained on.
         duplicate_threshold: the cosine similarity from which two images are the same picture,
             measured for this model (``mmsearch duplicates``); None: the library's default.
@@ -256,7 +257,7 @@ def model_languages(spec: ModelSpec) -> tuple[str, ...]:
 
 
 def towers_weights_id(spec: ModelSpec) -> str:
-    from mmsearch.towers import tower_identity
+    from mmsearch.encoders.towers import tower_identity
 
     parts = [f"sha256:{file_sha256(spec.weights_path)}"]
     for tower in _tower_specs(spec):
@@ -269,7 +270,7 @@ def _tower_specs(spec: ModelSpec) -> tuple:
     """(image tower, text tower) specs that a towers model folder names."""
     import json
 
-    from mmsearch.towers import image_tower_spec, text_tower_spec
+    from mmsearch.encoders.towers import image_tower_spec, text_tower_spec
 
     try:
         config = json.loads((spec.folder / "towers_config.json").read_text())

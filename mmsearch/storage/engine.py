@@ -11,9 +11,9 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlalchemy.orm import Session
 
 from mmsearch.errors import LibraryError
-from mmsearch.imaging import CONTENT_HASH
+from mmsearch.imaging.pictures import CONTENT_HASH
 from mmsearch.records import mtime_iso
-from mmsearch.schema import SCHEMA_VERSION, Base, CachedQuery, ImageRow, Setting
+from mmsearch.storage.schema import SCHEMA_VERSION, Base, CachedQuery, ImageRow, Setting
 
 T = TypeVar("T")
 

@@ -17,14 +17,15 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mmsearch.derived_indexes import ROWS
-from mmsearch.duplicates import DuplicateGroup, duplicate_groups
+from mmsearch.encoders.numpy_text_tower import NumpyTextTower
 from mmsearch.errors import EmptyLibraryError, ImageError, InputError
-from mmsearch.imaging import content_hash, load_image
-from mmsearch.numpy_text_tower import NumpyTextTower
-from mmsearch.preprocess import fit_to_model
-from mmsearch.projection import pca_2d
-from mmsearch.query import (
+from mmsearch.imaging.pictures import content_hash, load_image
+from mmsearch.imaging.preprocess import fit_to_model
+from mmsearch.index.derived import ROWS
+from mmsearch.results import ImageHit, TextHit
+from mmsearch.search.duplicates import DuplicateGroup, duplicate_groups
+from mmsearch.search.projection import pca_2d
+from mmsearch.search.terms import (
     ImageFilter,
     QueryTerm,
     Relevance,
@@ -34,9 +35,8 @@ from mmsearch.query import (
     cut_at_knee,
     cut_within,
 )
-from mmsearch.results import ImageHit, TextHit
-from mmsearch.schema import Collection, ImageRow, TextRow
-from mmsearch.store import chunked
+from mmsearch.storage.engine import chunked
+from mmsearch.storage.schema import Collection, ImageRow, TextRow
 
 TEXT_TOWER_DIR = "text_tower"  # the exported text tower for torch-free queries
 
@@ -89,7 +89,7 @@ class LibraryQueries:
         Query images that are in the library are left out of the results. ``where`` filters
         inside the vector search; ``relevance`` trims (margin, knee, near-duplicates) and orders.
         ``exact`` compares the query with every image even where the index is approximate
-        (large libraries, see :mod:`mmsearch.vector_index`).
+        (large libraries, see :mod:`mmsearch.index.faiss_index`).
 
         Raises:
             InputError: no terms, terms that cancel out, or a filter that matches no image.
@@ -145,9 +145,9 @@ class LibraryQueries:
 
     def prepare_text_queries(self) -> bool:
         """Export the model's text tower for torch-free text queries (see
-        :mod:`mmsearch.numpy_text_tower`) unless the library has it; returns whether it has it.
-        `mmsearch index` calls this after each run; a model whose text tower numpy does not
-        reproduce keeps torch."""
+        :mod:`mmsearch.encoders.numpy_text_tower`) unless the library has it; returns whether it
+        has it. `mmsearch index` calls this after each run; a model whose text tower numpy does
+        not reproduce keeps torch."""
         stored = self._stored_model
         if not stored:
             return False

@@ -5,7 +5,7 @@ the database's generation for that modality; otherwise it is rebuilt from the st
 Changes committed by this process are collected (:class:`IndexChanges`) and written into the
 file every :data:`PENDING_LIMIT` ids and on :meth:`DerivedIndexes.flush`, unless another writer
 got in between, in which case the index is rebuilt. When the collection has outgrown its kind of
-index (see :mod:`mmsearch.vector_index`), the index is rebuilt as it is saved.
+index (see :mod:`mmsearch.index.faiss_index`), the index is rebuilt as it is saved.
 
 Nothing here holds a whole index in memory: searches use a read-only memory map of the file,
 and writing rewrites it cell by cell from that map. A writer's memory stays flat however large
@@ -20,11 +20,11 @@ import numpy as np
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from mmsearch.schema import ImageRow, TextRow
-from mmsearch.store import get_setting
+from mmsearch.index.faiss_index import FaissIndex, IndexChanges
+from mmsearch.storage.engine import get_setting
+from mmsearch.storage.schema import ImageRow, TextRow
+from mmsearch.storage.writer_lock import WriterLock
 from mmsearch.temporary import remove_leftovers
-from mmsearch.vector_index import FaissIndex, IndexChanges
-from mmsearch.writer_lock import WriterLock
 
 MODALITIES = ("images", "texts")
 ROWS = {"images": ImageRow, "texts": TextRow}

@@ -11,9 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mmsearch.captioned import read_captioned
-from mmsearch.evaluation import RetrievalScores, evaluate_encoder
-from mmsearch.training import TrainConfig, TrainingSample, TrainResult, load_pictures, train
+from mmsearch.train.captioned import read_captioned
+from mmsearch.train.evaluation import RetrievalScores, evaluate_encoder
+from mmsearch.train.open_clip_training import (
+    TrainConfig,
+    TrainingSample,
+    TrainResult,
+    load_pictures,
+    train,
+)
 
 
 def cached_pictures(
@@ -54,7 +60,7 @@ def train_from_files(
     """Train on a captioned collection file; evaluate on ``val_file`` as training goes."""
     import open_clip
 
-    from mmsearch.models import register_open_clip_configs
+    from mmsearch.encoders.registry import register_open_clip_configs
 
     register_open_clip_configs()
     samples = read_captioned(captions_file, images_root=images_root, skip_missing=skip_missing)
@@ -101,10 +107,10 @@ def train_towers_from_files(
     resume: bool = True,
     log=print,
 ) -> TrainResult:
-    """Train a towers model (:mod:`mmsearch.lit_training`) on a captioned collection file;
+    """Train a towers model (:mod:`mmsearch.train.lit_training`) on a captioned collection file;
     with ``val_file``, score the result on it at the end (the epoch is chosen on a slice of the
     training collection, never on ``val_file``)."""
-    from mmsearch.lit_training import train_towers
+    from mmsearch.train.lit_training import train_towers
 
     samples = read_captioned(captions_file, images_root=images_root, skip_missing=skip_missing)
     result = train_towers(
@@ -117,8 +123,8 @@ def train_towers_from_files(
         on_skip=lambda path, why: log(f"skipped: {why}"),
     )
     if val_file is not None:
-        from mmsearch.encoder import create_encoder
-        from mmsearch.models import resolve_model
+        from mmsearch.encoders.base import create_encoder
+        from mmsearch.encoders.registry import resolve_model
 
         encoder = create_encoder(resolve_model(str(output_dir)))
         scores = evaluate_file(
@@ -143,8 +149,8 @@ def evaluate_file(
     reported through ``on_skip``; the scores say how many.
     """
     from mmsearch.errors import ImageError
-    from mmsearch.imaging import open_picture
-    from mmsearch.preprocess import fit_to_model
+    from mmsearch.imaging.pictures import open_picture
+    from mmsearch.imaging.preprocess import fit_to_model
 
     samples = read_captioned(captions_file, images_root=images_root, skip_missing=skip_missing)
     cfg = encoder.preprocess

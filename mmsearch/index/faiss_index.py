@@ -17,7 +17,7 @@ The file layout is FAISS's own serialisation followed by a trailer (a JSON heade
 and :data:`TRAILER`), so FAISS can memory-map the file as it is: a reader opens even a
 million-vector library without reading it, and pages in only the cells a query scans. Nor does
 a writer read it whole: :meth:`FaissIndex.with_changes` and :meth:`FaissIndex.build_file` write
-IVF cells one at a time (:mod:`mmsearch.ivf_file`).
+IVF cells one at a time (:mod:`mmsearch.index.ivf_file`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Protocol
 
 import numpy as np
 
-from mmsearch.ivf_file import CellRuns, concat_cells, stored_cells, write_ivf
+from mmsearch.index.ivf_file import CellRuns, concat_cells, stored_cells, write_ivf
 from mmsearch.temporary import temporary_name
 
 TRAILER = b"MMSEARCH-INDEX 2"

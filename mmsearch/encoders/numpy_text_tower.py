@@ -197,7 +197,7 @@ def export(model, tokenizer, folder: Path, weights: str) -> bool:
     """Write ``model``'s text tower (an fp32 open_clip CLIP) to ``folder`` for torch-free
     queries, if this module reproduces it; returns whether it did. The folder is replaced
     whole (written beside it, then renamed)."""
-    from mmsearch.text_tower import plain_text_tower
+    from mmsearch.encoders.text_tower import plain_text_tower
 
     tower = plain_text_tower(model) if _plain_tokenizer(tokenizer) else None
     if tower is None:
@@ -246,7 +246,7 @@ def _plain_tokenizer(tokenizer) -> bool:
 def _reproduces(tower: NumpyTextTower, model, tokenizer) -> bool:
     import torch
 
-    from mmsearch.text_tower import encode_text_truncated
+    from mmsearch.encoders.text_tower import encode_text_truncated
 
     expected = tokenizer(PROBE_TEXTS)
     if not np.array_equal(tower.tokenizer(PROBE_TEXTS), expected.numpy()):

@@ -1,6 +1,6 @@
 """Training a towers model: locked pretrained towers, two heads trained contrastively (LiT).
 
-The towers' features come from :mod:`mmsearch.lit_features` (computed once, cached); each step
+The towers' features come from :mod:`mmsearch.train.lit_features` (computed once, cached); each step
 draws a batch of pictures, one view of each (the plain one or an augmented one) and one of its
 captions, and minimises CLIP's symmetric InfoNCE loss over the batch with a learnt temperature.
 A validation slice carved from the training collection (never the held-out set) is scored after
@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch  # a training module: torch is what it runs on
 
+from mmsearch.encoders.towers_encoder import Heads, TowersConfig, TowersEncoder, write_model
 from mmsearch.errors import TrainingError
-from mmsearch.evaluation import retrieval_scores
-from mmsearch.lit_features import image_features, text_features
-from mmsearch.towers_encoder import Heads, TowersConfig, TowersEncoder, write_model
-from mmsearch.training import TrainingSample, TrainResult
+from mmsearch.train.evaluation import retrieval_scores
+from mmsearch.train.lit_features import image_features, text_features
+from mmsearch.train.open_clip_training import TrainingSample, TrainResult
 
 CHECKPOINT = "lit_checkpoint.pt"
 

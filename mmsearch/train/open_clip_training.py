@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mmsearch.encoders.registry import register_open_clip_configs
 from mmsearch.errors import ImageError, TrainingError
-from mmsearch.imaging import open_picture
-from mmsearch.models import register_open_clip_configs
-from mmsearch.preprocess import PreprocessConfig, fit_to_model, to_model_tensor
+from mmsearch.imaging.pictures import open_picture
+from mmsearch.imaging.preprocess import PreprocessConfig, fit_to_model, to_model_tensor
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG_FILE = "open_clip_config.json"
@@ -39,7 +39,7 @@ _BEFORE_FIELDS_EXISTED = {"precision": "fp32"}
 class TrainConfig:
     """How to train. Stored in the checkpoint; a resumed run must use the same values."""
 
-    arch: str = "clipart-mini"  # an open_clip architecture (ours are in mmsearch/model_configs)
+    arch: str = "clipart-mini"  # an open_clip architecture (ours: mmsearch/data/model_configs)
     epochs: int = 30
     batch_size: int = 128
     lr: float = 1e-3
@@ -94,7 +94,7 @@ def _resolve_precision(precision: str) -> str:
         raise TrainingError(f"precision {precision!r}: use auto, fp32 or bf16")
     if precision != "auto":
         return precision
-    from mmsearch.encoder import native_bf16
+    from mmsearch.encoders.base import native_bf16
 
     return "bf16" if native_bf16() else "fp32"
 
@@ -272,7 +272,7 @@ def _create(config: TrainConfig):
             "or any of open_clip.list_models()"
         )
     if config.init:
-        from mmsearch.models import resolve_model
+        from mmsearch.encoders.registry import resolve_model
 
         spec = resolve_model(config.init)
         try:

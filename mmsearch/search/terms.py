@@ -18,9 +18,9 @@ import numpy as np
 from sqlalchemy import or_
 
 from mmsearch.errors import InputError
-from mmsearch.imaging import is_image_path
+from mmsearch.imaging.pictures import is_image_path
 from mmsearch.results import ImageHit
-from mmsearch.schema import ImageRow
+from mmsearch.storage.schema import ImageRow
 
 _WEIGHT = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)):(.+)", re.S)
 _DATE = re.compile(r"\d{4}(-\d\d(-\d\d)?)?")

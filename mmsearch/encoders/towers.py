@@ -2,7 +2,8 @@
 
 A *tower* encodes one modality into its own feature space (EfficientNet-Lite: 1280-d pooled
 ImageNet features; Universal Sentence Encoder: 512-d sentence vectors). A towers model
-(:mod:`mmsearch.towers_encoder`) joins one image tower and one text tower with trained heads.
+(:mod:`mmsearch.encoders.towers_encoder`) joins one image tower and one text tower with trained
+heads.
 
 The towers are data in two tables, like the model presets: which package ships the weights, which
 file inside it, and how to build the network around them. The identity of a tower is its
@@ -38,7 +39,7 @@ class ImageTowerSpec:
         mean: per-channel mean of its input normalisation.
         std: per-channel std.
         taps_from: the first block whose output is pooled into the features
-            (:mod:`mmsearch.tower_network`).
+            (:mod:`mmsearch.encoders.tower_network`).
         features: the feature width: mean and std of each tapped block's channels, and the
             head's pooled features.
     """

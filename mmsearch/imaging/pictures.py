@@ -4,7 +4,7 @@ Everything a photo folder can throw at us is handled here, in one place shared b
 queries: EXIF orientation, transparency (composited on white: clip art and logos are drawn on
 white, and black would turn dark line art into a black square), palette, grey, 16-bit and CMYK
 modes, animated files (first frame), and decompression bombs, which are refused from the header,
-before any pixel is decoded. Camera RAW files go through :mod:`mmsearch.raw_photos`.
+before any pixel is decoded. Camera RAW files go through :mod:`mmsearch.imaging.raw`.
 
 This module imports only Pillow and numpy so that decoder worker processes start fast.
 """
@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from mmsearch.errors import ImageError
-from mmsearch.raw_photos import FORMAT as RAW_FORMAT
-from mmsearch.raw_photos import RAW_EXTENSIONS, open_raw
+from mmsearch.imaging.raw import FORMAT as RAW_FORMAT
+from mmsearch.imaging.raw import RAW_EXTENSIONS, open_raw
 
 _PICTURE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 IMAGE_EXTENSIONS = frozenset(_PICTURE_EXTENSIONS | {".heic", ".heif", ".avif"} | RAW_EXTENSIONS)

@@ -13,23 +13,23 @@ from typing import Protocol
 
 import numpy as np
 
-from mmsearch.errors import ModelError, ModelUnavailableError
-from mmsearch.int8_text_tower import Int8TextTower, int8_available
-from mmsearch.models import (
+from mmsearch.encoders.int8_text_tower import Int8TextTower, int8_available
+from mmsearch.encoders.registry import (
     OFFLINE_MODEL,
     ModelSpec,
     offline_presets,
     register_open_clip_configs,
     weights_id,
 )
-from mmsearch.preprocess import PreprocessConfig, to_model_tensor
-from mmsearch.text_tower import (
+from mmsearch.encoders.text_tower import (
     can_truncate,
     cast_text_tower,
     encode_text_truncated,
     load_text_tower,
     plain_text_tower,
 )
+from mmsearch.errors import ModelError, ModelUnavailableError
+from mmsearch.imaging.preprocess import PreprocessConfig, to_model_tensor
 
 
 class Encoder(Protocol):
@@ -108,7 +108,7 @@ def pick_device(device: str | None = None) -> str:
 def create_encoder(spec: ModelSpec, *, device: str | None = None) -> Encoder:
     """The encoder that runs ``spec``, by its kind (nothing is loaded yet)."""
     if spec.kind == "towers":
-        from mmsearch.towers_encoder import TowersEncoder
+        from mmsearch.encoders.towers_encoder import TowersEncoder
 
         return TowersEncoder(spec, device=device)
     if spec.kind != "open_clip":
@@ -120,19 +120,19 @@ class OpenClipEncoder:
     """An open_clip model as an :class:`Encoder`.
 
     Args:
-        spec: which model (see :func:`mmsearch.models.resolve_model`).
+        spec: which model (see :func:`mmsearch.encoders.registry.resolve_model`).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default: CUDA when available.
         batch_size: how many items one forward pass takes.
         text_precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"int8"``. Text queries are
             bound by reading the text weights: bf16 halves that, int8 projections
-            (:mod:`mmsearch.int8_text_tower`) halve it again, and both agree with fp32 to a
+            (:mod:`mmsearch.encoders.int8_text_tower`) halve it again, and both agree with fp32 to a
             cosine of 0.99 and more with the same top ten on a real library (tested). ``auto``
             takes int8 on an x86 CPU for the plain CLIP text tower, else bf16 on a CPU with
             native bf16 for a tower that can be cut after end-of-text, else fp32.
         image_precision: ``"auto"`` (bf16 on a CPU with native bf16, else fp32), ``"fp32"`` or
             ``"bf16"``: the image tower's body in bf16, its stem in fp32
-            (:mod:`mmsearch.image_tower`); 2–4 times the images per second on such CPUs, vectors
-            that agree with fp32 to a cosine of 0.999 and more, the same top ten (tested).
+            (:mod:`mmsearch.encoders.image_tower`); 2–4 times the images per second on such CPUs,
+            vectors that agree with fp32 to a cosine of 0.999 and more, the same top ten (tested).
     """
 
     def __init__(
@@ -190,7 +190,7 @@ class OpenClipEncoder:
         if self._truncate and bf16:
             cast_text_tower(model, torch.bfloat16)
         if not self._text_only and _wants_bf16(self._image_precision, self._device):
-            from mmsearch.image_tower import cast_image_body
+            from mmsearch.encoders.image_tower import cast_image_body
 
             cast_image_body(model.visual, torch.bfloat16)
         self._tokenizer = open_clip.get_tokenizer(self.spec.arch)
@@ -205,7 +205,7 @@ class OpenClipEncoder:
         if checkpoint is None and spec.pretrained and not spec.arch.startswith("hf-hub:"):
             from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 
-            from mmsearch.hub import go_offline_unless_reachable
+            from mmsearch.encoders.hub import go_offline_unless_reachable
 
             go_offline_unless_reachable()
             tag = get_pretrained_cfg(spec.arch, spec.pretrained)
@@ -221,11 +221,12 @@ class OpenClipEncoder:
             return None  # the whole-model path reports what is wrong with the checkpoint
 
     def export_text_tower(self, folder: Path, weights: str) -> bool:
-        """Write the text tower for torch-free queries (:mod:`mmsearch.numpy_text_tower`) in fp32;
-        False when this model's cannot be (not a plain causal CLIP, or weights not local)."""
+        """Write the text tower for torch-free queries (:mod:`mmsearch.encoders.numpy_text_tower`)
+        in fp32; False when this model's cannot be (not a plain causal CLIP, or weights not
+        local)."""
         import open_clip
 
-        from mmsearch.numpy_text_tower import export
+        from mmsearch.encoders.numpy_text_tower import export
 
         register_open_clip_configs()
         model = self._load_text_tower()
@@ -238,7 +239,7 @@ class OpenClipEncoder:
 
         spec = self.spec
         if _downloads(spec):
-            from mmsearch.hub import go_offline_unless_reachable
+            from mmsearch.encoders.hub import go_offline_unless_reachable
 
             go_offline_unless_reachable()
         try:

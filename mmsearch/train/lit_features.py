@@ -28,8 +28,8 @@ import numpy as np
 from PIL import Image
 
 from mmsearch.errors import ImageError
-from mmsearch.imaging import open_picture
-from mmsearch.preprocess import PreprocessConfig, fit_to_model
+from mmsearch.imaging.pictures import open_picture
+from mmsearch.imaging.preprocess import PreprocessConfig, fit_to_model
 
 CROP_MARGIN = 1.3  # augmented views are cropped from a picture this much larger than the input
 MIN_AREA = 0.6  # the smallest crop, as a fraction of the picture's area
@@ -75,7 +75,7 @@ def image_features(
 ) -> tuple[np.ndarray, list[int]]:
     """(V+1) x N x F tower features of the decodable ``paths`` and the indices of those kept.
 
-    ``encoder`` is a :class:`~mmsearch.towers_encoder.TowersEncoder` (its towers are what
+    ``encoder`` is a :class:`~mmsearch.encoders.towers_encoder.TowersEncoder` (its towers are what
     count: one made with ``towers_only`` will do); ``workers`` decoder processes run ahead of
     the tower (0: decode here).
     """

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from mmsearch.towers import ImageTowerSpec, load_image_tower
+from mmsearch.encoders.towers import ImageTowerSpec, load_image_tower
 
 
 class PooledFeatures(torch.nn.Module):

@@ -3,7 +3,7 @@
 A text query of a few tokens through a CLIP text tower is bound by reading the tower's weights:
 the attention and MLP projections are 151 MB in fp32 for ViT-B/32, read whole for every query.
 bf16 halves that; int8 halves it again. :class:`Int8TextTower` runs the plain CLIP text tower
-(:class:`mmsearch.text_tower.PlainTextTower`) with those projections quantized to int8 per
+(:class:`mmsearch.encoders.text_tower.PlainTextTower`) with those projections quantized to int8 per
 output channel and executed by PyTorch's quantized dynamic linear (FBGEMM on x86: activations
 are quantized per call, products accumulate in int32). Everything else (embeddings, norms,
 attention scores, the final projection) stays in fp32, and so does the first block: it reads
@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import warnings
 
-from mmsearch.text_tower import PlainTextTower, plain_text_tower
+from mmsearch.encoders.text_tower import PlainTextTower, plain_text_tower
 
 # Quantized engines whose dynamic int8 linear this was measured and tested with (x86 CPUs).
 _ENGINES = ("x86", "fbgemm")

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from mmsearch.errors import LibraryError
-from mmsearch.writer_lock import WriterLock
+from mmsearch.storage.writer_lock import WriterLock
 
 
 class WriteTransaction:

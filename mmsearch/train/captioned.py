@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from mmsearch.errors import TrainingError
-from mmsearch.training import TrainingSample
+from mmsearch.train.open_clip_training import TrainingSample
 
 
 def read_captioned(

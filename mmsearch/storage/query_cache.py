@@ -15,8 +15,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from mmsearch.schema import CachedQuery
-from mmsearch.store import BUSY_TIMEOUT_PRAGMA
+from mmsearch.storage.engine import BUSY_TIMEOUT_PRAGMA
+from mmsearch.storage.schema import CachedQuery
 
 SIZE = 10_000  # text queries whose embeddings are kept (oldest go first)
 SAVE_EVERY = 32  # new embeddings held in memory before they are written together

@@ -61,7 +61,7 @@ def open_raw(path: Path, *, min_size: int | None, max_pixels: int) -> RawPhoto:
     """Decode a camera RAW file to an upright RGB picture (see the module's description).
 
     Raises:
-        ImageError: with a reason code, as :func:`mmsearch.imaging.open_picture` does.
+        ImageError: with a reason code, as :func:`mmsearch.imaging.pictures.open_picture` does.
         OSError: the file cannot be read (the caller says why).
     """
     try:
@@ -121,7 +121,7 @@ def _decode(raw, path: Path, min_size: int | None, max_pixels: int) -> RawPhoto:
 
 def _taken_at(raw, path: Path) -> str | None:
     """When the photo was taken, without decoding the sensor data where that can be helped."""
-    from mmsearch.imaging import exif_taken_at  # (imaging imports this module)
+    from mmsearch.imaging.pictures import exif_taken_at  # (imaging imports this module)
 
     try:
         # Most RAW formats (DNG, NEF, CR2, ARW, PEF, ...) are TIFF files: Pillow reads their EXIF

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmsearch.errors import ImageError, InputError
-from mmsearch.imaging import jpeg_rendering
+from mmsearch.imaging.pictures import jpeg_rendering
 from mmsearch.results import ImageHit
 
 THUMBNAIL = 256

@@ -17,9 +17,9 @@ import threading
 from pathlib import Path
 
 from mmsearch.errors import EmptyLibraryError, InputError, MMSearchError
+from mmsearch.imaging.raw import RAW_EXTENSIONS
 from mmsearch.library import Library
-from mmsearch.query import ImageFilter, QueryTerm, Relevance
-from mmsearch.raw_photos import RAW_EXTENSIONS
+from mmsearch.search.terms import ImageFilter, QueryTerm, Relevance
 
 PAGE = Path(__file__).parent / "web" / "index.html"
 THUMBNAIL_SIZE = 256
@@ -184,7 +184,7 @@ def _required_path(library: Library, image_id: int) -> str:
 def _jpeg(path: str, size: int, quality: int) -> bytes:
     """The picture upright as a JPEG of at most ``size`` pixels on its longer side."""
     from mmsearch.errors import ImageError
-    from mmsearch.imaging import jpeg_rendering
+    from mmsearch.imaging.pictures import jpeg_rendering
 
     try:
         return jpeg_rendering(path, size, quality=quality)

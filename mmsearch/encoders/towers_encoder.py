@@ -1,8 +1,8 @@
 """A towers model: a pretrained image tower and a pretrained text tower joined by trained heads.
 
 This is LiT ("locked-image tuning", Zhai et al. 2022) in its simplest useful form: both towers
-stay as their packages ship them (:mod:`mmsearch.towers`), and two small heads, trained by
-:mod:`mmsearch.lit_training` with CLIP's contrastive loss, map their features into one shared
+stay as their packages ship them (:mod:`mmsearch.encoders.towers`), and two small heads, trained by
+:mod:`mmsearch.train.lit_training` with CLIP's contrastive loss, map their features into one shared
 space. Everything the heads need is in a model folder:
 
 * ``towers_config.json``: which towers, the head shapes, the dimension, the temperature and
@@ -22,16 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from mmsearch.errors import InputError, ModelError
-from mmsearch.models import ModelSpec, weights_id
-from mmsearch.preprocess import PreprocessConfig
-from mmsearch.towers import (
+from mmsearch.encoders.registry import ModelSpec, weights_id
+from mmsearch.encoders.towers import (
     ImageTowerSpec,
     image_tower_spec,
     load_text_tower,
     text_tower_spec,
     tower_identity,
 )
+from mmsearch.errors import InputError, ModelError
+from mmsearch.imaging.preprocess import PreprocessConfig
 
 CONFIG_FILE = "towers_config.json"
 HEADS_FILE = "heads.npz"
@@ -42,8 +42,8 @@ class TowersConfig:
     """What a towers model folder describes; stored as ``towers_config.json``.
 
     Attributes:
-        image_tower: a name from :data:`mmsearch.towers.IMAGE_TOWERS`.
-        text_tower: a name from :data:`mmsearch.towers.TEXT_TOWERS`.
+        image_tower: a name from :data:`mmsearch.encoders.towers.IMAGE_TOWERS`.
+        text_tower: a name from :data:`mmsearch.encoders.towers.TEXT_TOWERS`.
         dim: the shared embedding dimension.
         image_hidden: width of the image head's hidden layer; 0 for a linear head.
         logit_scale: the learnt temperature (CLIP's ``exp(t)``), for ``tag``'s softmax.
@@ -162,10 +162,10 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 class TowersEncoder:
-    """A towers model folder as an :class:`~mmsearch.encoder.Encoder`.
+    """A towers model folder as an :class:`~mmsearch.encoders.base.Encoder`.
 
     Args:
-        spec: a spec of kind ``towers`` (see :func:`mmsearch.models.resolve_model`).
+        spec: a spec of kind ``towers`` (see :func:`mmsearch.encoders.registry.resolve_model`).
         device: ``"cpu"`` or ``"cuda"`` for the image tower; the text tower runs on the CPU.
         batch_size: pictures per forward pass of the image tower.
         image_precision: ``"auto"`` (the tower's blocks in bf16 on a CPU with native bf16),
@@ -237,7 +237,7 @@ class TowersEncoder:
         """NxHxWx3 uint8 pictures fitted to :attr:`preprocess` → the image tower's features."""
         import torch
 
-        from mmsearch.preprocess import to_model_tensor
+        from mmsearch.imaging.preprocess import to_model_tensor
 
         tower = self._load_image_tower()
         out = []
@@ -282,8 +282,8 @@ class TowersEncoder:
         if self._image_tower is None:
             import torch
 
-            from mmsearch.encoder import native_bf16, pick_device
-            from mmsearch.tower_network import build_tower
+            from mmsearch.encoders.base import native_bf16, pick_device
+            from mmsearch.encoders.tower_network import build_tower
 
             self._device = pick_device(self._device)
             tower = build_tower(self._image_spec).to(self._device)

@@ -1,0 +1,1 @@
+"""The web app (`mmsearch serve`) and the static HTML pages (`--html`, `map`)."""
