@@ -18,7 +18,8 @@ from pathlib import Path
 
 from indexer.decode import decode_for_model
 from indexer.pipeline import _decode_all
-from mmsearch.imaging.pictures import KnownContent, is_image_path
+from mmsearch.imaging.fingerprint import KnownContent
+from mmsearch.imaging.pictures import is_image_path
 from mmsearch.imaging.preprocess import PreprocessConfig
 
 CFG = PreprocessConfig(size=224, mean=(0.481, 0.458, 0.408), std=(0.269, 0.261, 0.276))

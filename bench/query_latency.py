@@ -42,11 +42,12 @@ t1 = time.perf_counter()
 from mmsearch import open_library
 lib = open_library(sys.argv[1], create=False)
 t2 = time.perf_counter()
-vector = lib._encode_queries([sys.argv[2]])[0]  # as a text query: the exported tower, else torch
+# as a text query: the exported tower, else torch
+vector = lib._text_queries.encode([sys.argv[2]])[0]
 t3 = time.perf_counter()
 index = lib._indexes.get("images")
 t4 = time.perf_counter()
-hits = lib._image_hits(vector, 10)
+hits = lib.searcher.image_hits(vector, 10)
 t5 = time.perf_counter()
 print(json.dumps({"imports": t1 - t0, "open_library": t2 - t1, "encode_query": t3 - t2,
                   "load_index": t4 - t3, "search_and_metadata": t5 - t4,
@@ -81,7 +82,7 @@ def build(library: Path, images: int, arch: str) -> None:
                 ImageRecord(f"/synthetic/{start + i:07d}.jpg", 1, 1, 640, 480, "JPEG")
                 for i in range(count)
             ]
-            lib.put_images(records, vectors)
+            lib.images.put_images(records, vectors)
 
 
 def warm(library: Path) -> dict:

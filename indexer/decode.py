@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmsearch.errors import ImageError
-from mmsearch.imaging.pictures import CONTENT_HASH, KnownContent, content_hash, open_picture
+from mmsearch.imaging.fingerprint import CONTENT_HASH, KnownContent, content_hash
+from mmsearch.imaging.pictures import open_picture
 from mmsearch.imaging.preprocess import PreprocessConfig, fit_to_model
 
 

@@ -27,9 +27,11 @@ import numpy as np
 from indexer.decode import Decoded, decode_for_model, share_known_content, start_worker
 from indexer.discover import FoundFile, discover
 from mmsearch.errors import InputError
-from mmsearch.imaging.pictures import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, KnownContent
+from mmsearch.imaging.fingerprint import KnownContent
+from mmsearch.imaging.pictures import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from mmsearch.imaging.raw import RAW_EXTENSIONS
 from mmsearch.library import Library
+from mmsearch.paths import is_at_or_under, is_under
 from mmsearch.records import ImageRecord, mtime_iso
 
 # Below this many files, starting worker processes costs more than it saves.
@@ -116,11 +118,11 @@ def _index(library, paths, include_hidden, exclude, batch_size, workers, max_pix
     )
     for root in found.roots:
         seen = itertools.chain((f.path for f in found.files), (p for p, _, _ in found.problems))
-        if not any(p == root or _under_any(p, {root}) for p in seen):
+        if not any(is_at_or_under(p, [root]) for p in seen):
             _refuse_to_empty(library, root, "holds no image files now")
-    library.add_indexed_roots(paths)
+    library.images.add_indexed_roots(paths)
     # Everything stored under the given paths (folders and single files) is compared with disk.
-    stored = library.image_state(under=[os.path.abspath(p) for p in paths])
+    stored = library.images.image_state(under=[os.path.abspath(p) for p in paths])
     if not found.files and not found.problems and not stored:
         where = ", ".join(str(p) for p in paths)
         raise InputError(
@@ -132,7 +134,7 @@ def _index(library, paths, include_hidden, exclude, batch_size, workers, max_pix
     for path, reason, message in found.problems:
         summary.skip(path, reason, message)
 
-    skipped_before = library.skipped_state()
+    skipped_before = library.images.skipped_state()
     todo: list[FoundFile] = []
     for file in found.files:
         known = stored.get(file.path)
@@ -160,8 +162,10 @@ def _index(library, paths, include_hidden, exclude, batch_size, workers, max_pix
         for p in stored
         if p not in present and _under_any(p, walked) and not _under_any(p, unlisted)
     ]
-    summary.removed = library.remove_images(gone)
-    library.forget_skipped(p for p in skipped_before if _under_any(p, walked) and p not in present)
+    summary.removed = library.images.remove_images(gone)
+    library.images.forget_skipped(
+        p for p in skipped_before if _under_any(p, walked) and p not in present
+    )
     library.flush()
     return summary
 
@@ -169,7 +173,7 @@ def _index(library, paths, include_hidden, exclude, batch_size, workers, max_pix
 def _refuse_to_empty(library, path, what: str) -> None:
     """Stop before removing every image of a folder that has vanished or emptied: most often a
     network share or a disk that is not mounted, and re-encoding its photos would take hours."""
-    held = len(library.image_state(under=[os.path.abspath(path)]))
+    held = len(library.images.image_state(under=[os.path.abspath(path)]))
     if held:
         raise InputError(
             f"{path} {what}, but the library holds {held} images from it; nothing was changed. "
@@ -180,7 +184,8 @@ def _refuse_to_empty(library, path, what: str) -> None:
 
 
 def _under_any(path: str, roots: set[str]) -> bool:
-    return any(path.startswith(os.path.join(root, "")) for root in roots)
+    """Strictly below one of ``roots`` (a root itself is a file given directly, not walked)."""
+    return any(is_under(path, root) for root in roots)
 
 
 def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_pixels, progress):
@@ -191,14 +196,14 @@ def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_p
         decode_for_model,
         cfg=encoder.preprocess,
         max_pixels=max_pixels,
-        hash_algorithm=library.hash_algorithm,
+        hash_algorithm=library.images.hash_algorithm,
     )
     by_path = {f.path: f for f in todo}
     bar = _progress_bar(len(todo), progress)
 
     def skip(decoded: Decoded) -> None:
         file = by_path[decoded.path]
-        library.record_skipped(
+        library.images.record_skipped(
             decoded.path,
             reason=decoded.reason,
             message=decoded.message,
@@ -209,7 +214,7 @@ def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_p
         bar.update(1)
 
     def store(batch: list[Decoded]) -> None:
-        reuse = library.images_by_hash({d.content_hash for d in batch if d.content_hash})
+        reuse = library.images.images_by_hash({d.content_hash for d in batch if d.content_hash})
         ready = []
         for d in batch:
             if d.known and d.content_hash not in reuse:
@@ -252,13 +257,13 @@ def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_p
             rows.append(vector)
             _count(summary, stored.get(d.path), d, encoded_here=fresh.get(key) is d)
         if records:
-            library.put_images(records, np.stack(rows))
+            library.images.put_images(records, np.stack(rows))
         bar.update(len(records))
 
     batch: list[Decoded] = []
     try:
         for decoded in _decode_all(
-            [f.path for f in todo], decode, workers, 4 * batch_size, library.known_content()
+            [f.path for f in todo], decode, workers, 4 * batch_size, library.images.known_content()
         ):
             if decoded.reason is not None:
                 skip(decoded)

@@ -80,15 +80,7 @@ def repair_library(library: Library, problems: list[Problem]) -> list[str]:
     dim = _stored_dim(library)
     if "images" in parts:
         bad = _bad_vectors(library, "images", dim)
-        with Session(library.engine) as session:
-            paths = [
-                path
-                for chunk in chunked(bad)
-                for path in session.execute(select(ImageRow.path).where(ImageRow.id.in_(chunk)))
-                .scalars()
-                .all()
-            ]
-        removed = library.remove_images(paths)
+        removed = library.images.remove_images(library.images.paths_of(bad))
         done.append(
             f"removed {removed} images with damaged vectors; `mmsearch index` on their folders "
             "encodes them again"
@@ -96,15 +88,13 @@ def repair_library(library: Library, problems: list[Problem]) -> list[str]:
     if "texts" in parts:
         done.append(_reencode_texts(library, _bad_vectors(library, "texts", dim)))
     if "query_cache" in parts:
-        with Session(library.engine) as session:
+        with library.transaction() as session:
             cleared = session.execute(delete(CachedQuery)).rowcount
-            session.commit()
         done.append(f"cleared the query cache ({cleared} queries are encoded again when asked)")
     if "skipped_files" in parts:
-        with library.writing(), Session(library.engine) as session:
+        with library.transaction() as session:
             indexed = select(ImageRow.path)
             gone = session.execute(delete(SkippedFile).where(SkippedFile.path.in_(indexed)))
-            session.commit()
         done.append(f"dropped {gone.rowcount} skip records of files that are indexed")
     for modality in MODALITIES:
         if f"{modality}.faiss" in parts or modality in parts:
@@ -273,13 +263,12 @@ def _reencode_texts(library: Library, ids: list[int]) -> str:
             )
         ]
     vectors = library.encoder.encode_texts([t for _, t in rows]) if rows else []
-    with library.writing(), Session(library.engine) as session:
+    with library.transaction() as session:
         for (id_, _), vector in zip(rows, vectors, strict=True):
             session.execute(
                 update(TextRow).where(TextRow.id == id_).values(embedding=vector.tobytes())
             )
         bump_generation(session, "texts")
-        session.commit()
     return f"encoded {len(rows)} texts again from their text"
 
 

@@ -123,7 +123,7 @@ def test_readers_use_the_saved_index_while_another_process_writes(tmp_path, tiny
     saved = FaissIndex.read_header(lib_dir / "images.faiss")
     writer = open_library(lib_dir, create=False)
     copy = writer.image_vectors([1])[1]
-    writer.put_images([ImageRecord("/elsewhere/copy.png", 1, 1, 8, 8, "PNG")], copy[None])
+    writer.images.put_images([ImageRecord("/elsewhere/copy.png", 1, 1, 8, 8, "PNG")], copy[None])
     # The database has the copy; the writer's change to the index file is still pending.
     holder = _flock_holder(lib_dir / "write.lock")
     try:

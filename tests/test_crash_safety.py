@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from mmsearch import open_library
 from mmsearch.checking import check_library
-from mmsearch.imaging.pictures import content_hash
+from mmsearch.imaging.fingerprint import content_hash
 from mmsearch.storage.schema import ImageRow, SkippedFile
 from mmsearch.temporary import temporary_name
 from tests import shapes

@@ -23,7 +23,7 @@ def test_stale_index_is_rebuilt_not_trusted(library, tmp_path, tiny_model, photo
     assert saved.generation > 0 and len(saved) == 27
     # An index file from an older state: it holds 27 vectors but the database has moved on.
     old_bytes = index_file.read_bytes()
-    library.remove_images([str(photos / "red_circle_0.png")])
+    library.images.remove_images([str(photos / "red_circle_0.png")])
     library.close()
     index_file.write_bytes(old_bytes)
 

@@ -114,6 +114,6 @@ def test_cold_text_query_runs_without_torch(cli, photos):
     with open_library(cli.library, create=False) as lib:
         fp32 = OpenClipEncoder(lib.model, device="cpu", text_precision="fp32")
         vector = fp32.encode_texts(["a green triangle"])[0]
-        expected = lib._image_hits(vector, 5)
+        expected = lib.searcher.image_hits(vector, 5)
     assert [h["path"] for h in hits] == [h.path for h in expected]
     np.testing.assert_allclose([h["score"] for h in hits], [h.score for h in expected], atol=1e-5)

@@ -15,7 +15,7 @@ from tests import shapes
 
 
 def _stored(library, path):
-    return library.image_state()[str(path)]
+    return library.images.image_state()[str(path)]
 
 
 def test_moved_file_reuses_its_embedding(library, photos):
@@ -42,7 +42,7 @@ def test_duplicates_are_encoded_once(tmp_path, tiny_model, photos):
         shutil.copy(photos / "blue_square_0.png", photos / "copy_c.png")
         again = index_paths(lib, [photos], workers=0)
         assert (again.added, again.reused, again.unchanged) == (1, 1, 29)
-        state = lib.image_state()
+        state = lib.images.image_state()
         hashes = {state[str(photos / n)].content_hash for n in ("copy_a.png", "copy_c.png")}
         assert hashes == {state[str(photos / "blue_square_0.png")].content_hash}
 
@@ -78,9 +78,9 @@ def test_twin_gone_during_run_is_decoded_after_all(library, photos, monkeypatch)
     """A file whose twin was known when the run started but left the library before its batch
     was stored (the twin was changed into a broken file, say) is decoded after all."""
     shutil.copy(photos / "red_square_2.png", photos / "twin.png")
-    known_at_start = library.known_content()
-    library.remove_images([str(photos / "red_square_2.png")])
-    monkeypatch.setattr(library, "known_content", lambda: known_at_start)
+    known_at_start = library.images.known_content()
+    library.images.remove_images([str(photos / "red_square_2.png")])
+    monkeypatch.setattr(library.images, "known_content", lambda: known_at_start)
     summary = index_paths(library, [photos / "twin.png"], workers=0)
     assert (summary.added, summary.reused, summary.skipped_total) == (1, 0, 0)
     assert str(photos / "twin.png") in [h.path for h in library.search_text("a red square", k=3)]
@@ -102,7 +102,7 @@ def test_schema_1_library_is_upgraded(tmp_path, tiny_model, photos):
 
     with open_library(lib_dir, model=str(tiny_model)) as lib:
         assert lib.search_text("a red circle", k=1)[0].path.endswith(".png")
-        assert all(s.content_hash is None for s in lib.image_state().values())
+        assert all(s.content_hash is None for s in lib.images.image_state().values())
         hit = lib.search_text("a red circle", k=1)[0]
         stat = os.stat(hit.path)
         assert hit.taken_at == mtime_iso(stat.st_mtime_ns)  # dated by modification time
@@ -132,18 +132,18 @@ def test_stored_state_under_a_folder_is_that_folder_only(tmp_path, tiny_model):
     ]
     with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
         records = [ImageRecord(p, 1, 1, 8, 8, "JPEG") for p in paths]
-        lib.put_images(records, np.eye(len(paths), lib.encoder.dim, dtype=np.float32))
-        assert sorted(lib.image_state(under=[f"{root}/photos"])) == paths[:2]
-        assert sorted(lib.image_state(under=[f"{root}/photos/deep/b.jpg"])) == paths[1:2]
-        assert sorted(lib.image_state(under=[f"{root}/100%_x"])) == paths[4:5]
-        both = lib.image_state(under=[f"{root}/photos2", f"{root}/photos.jpg"])
+        lib.images.put_images(records, np.eye(len(paths), lib.encoder.dim, dtype=np.float32))
+        assert sorted(lib.images.image_state(under=[f"{root}/photos"])) == paths[:2]
+        assert sorted(lib.images.image_state(under=[f"{root}/photos/deep/b.jpg"])) == paths[1:2]
+        assert sorted(lib.images.image_state(under=[f"{root}/100%_x"])) == paths[4:5]
+        both = lib.images.image_state(under=[f"{root}/photos2", f"{root}/photos.jpg"])
         assert sorted(both) == sorted(paths[2:4])
-        assert lib.image_state(under=[]) == {}
-        assert sorted(lib.image_state()) == sorted(paths)
+        assert lib.images.image_state(under=[]) == {}
+        assert sorted(lib.images.image_state()) == sorted(paths)
 
 
 def test_known_content_matches_on_the_first_64_bits():
-    from mmsearch.imaging.pictures import KnownContent
+    from mmsearch.imaging.fingerprint import KnownContent
 
     known = KnownContent(["00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100"])
     assert len(known) == 2
@@ -178,7 +178,7 @@ def test_a_whole_folder_moved_at_once_stays_within_sqlites_bound_values(
     summary = index_paths(library, [photos], workers=0)
 
     assert (summary.added, summary.reused, summary.removed) == (27, 27, 27)
-    assert all("/moved/" in path for path in library.image_state())
+    assert all("/moved/" in path for path in library.images.image_state())
 
 
 def test_a_folder_that_emptied_is_refused_not_wiped(cli, photos):
@@ -236,7 +236,7 @@ def test_a_folder_that_cannot_be_listed_keeps_its_images(library, photos, monkey
     for picture in list(photos.glob("blue_*.png")):
         picture.rename(photos / "sub" / picture.name)
     index_paths(library, [photos], workers=0)
-    in_sub = {p for p in library.image_state() if "/sub/" in p}
+    in_sub = {p for p in library.images.image_state() if "/sub/" in p}
     assert in_sub
     listing = os.scandir
 
@@ -249,7 +249,7 @@ def test_a_folder_that_cannot_be_listed_keeps_its_images(library, photos, monkey
     summary = index_paths(library, [photos], workers=0)
 
     assert summary.removed == 0 and summary.skipped == {"unreadable": 1}
-    assert in_sub <= set(library.image_state())
+    assert in_sub <= set(library.images.image_state())
 
 
 def test_new_libraries_hash_with_blake3(library, photos):

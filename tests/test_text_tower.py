@@ -83,7 +83,7 @@ def test_low_precision_text_weights_keep_the_top_ten(tmp_path):
         encoder = OpenClipEncoder(spec, device="cpu", text_precision=precision)
         with open_library(tmp_path / "lib", encoder=encoder) as library:
             # Straight through the encoder: the query cache would hand back the first run's.
-            hits = [library._image_hits(encoder.encode_texts([q])[0], 10) for q in queries]
+            hits = [library.searcher.image_hits(encoder.encode_texts([q])[0], 10) for q in queries]
         tops[precision] = [[h.path for h in top] for top in hits]
         scores[precision] = [[h.score for h in top] for top in hits]
     for precision in ("bf16", "int8"):

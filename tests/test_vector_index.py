@@ -183,7 +183,7 @@ def _put_synthetic(lib, start: int, vectors: np.ndarray) -> None:
         ImageRecord(f"/synthetic/{start + i:06d}.jpg", 1, 1, 640, 480, "JPEG")
         for i in range(len(vectors))
     ]
-    lib.put_images(records, vectors)
+    lib.images.put_images(records, vectors)
 
 
 def test_library_switches_to_ivf_as_it_grows(tmp_path, tiny_model, monkeypatch):
@@ -208,11 +208,11 @@ def test_library_switches_to_ivf_as_it_grows(tmp_path, tiny_model, monkeypatch):
         truth = exact_top(matrix, ids, query, 10)
         hits = lib.search_text("a red circle", k=10, exact=True)
         assert len(hits) == 10
-        exact = lib._image_hits(query, 10, exact=True)
+        exact = lib.searcher.image_hits(query, 10, exact=True)
         assert [h.id for h in exact] == list(truth)
         assert lib._indexes.get("images").mapped  # searches read a memory map
         # A writer rewrites the file (atomically); it never changes a map.
-        lib.remove_images(["/synthetic/000000.jpg"])
+        lib.images.remove_images(["/synthetic/000000.jpg"])
         lib.flush()
         assert len(FaissIndex.load(lib.index_path("images"))) == 2399
         assert check_library(lib) == []
@@ -233,7 +233,7 @@ def test_writer_holds_at_most_pending_limit_changes(tmp_path, tiny_model, monkey
             counts.append(FaissIndex.read_header(path)["count"])
         # Written once 500 ids were pending (after 600), not before and not after each batch.
         assert counts == [1200, 1200, 1800, 1800, 1800, 2400]
-        lib.remove_images([f"/synthetic/{i:06d}.jpg" for i in range(100)])
+        lib.images.remove_images([f"/synthetic/{i:06d}.jpg" for i in range(100)])
         lib.flush()
         assert FaissIndex.read_header(path)["count"] == 2300
         assert check_library(lib) == []
@@ -255,7 +255,7 @@ def test_a_failed_index_write_loses_nothing(tmp_path, tiny_model, monkeypatch):
         lib.flush()  # no exception: the index is derived
         assert FaissIndex.read_header(lib.index_path("images"))["count"] == 200
         assert len(lib._indexes.get("images")) == 300
-        hit = lib._image_hits(vectors[250], 1, exact=True)[0]
+        hit = lib.searcher.image_hits(vectors[250], 1, exact=True)[0]
         assert hit.path == "/synthetic/000250.jpg"
         monkeypatch.undo()
         lib.rebuild_index("images")

@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from mmsearch.errors import ImageError
+from mmsearch.imaging.exif import exif_taken_at
 
 # The RAW formats of current and recent cameras that LibRaw reads.
 RAW_EXTENSIONS = frozenset(
@@ -121,7 +122,6 @@ def _decode(raw, path: Path, min_size: int | None, max_pixels: int) -> RawPhoto:
 
 def _taken_at(raw, path: Path) -> str | None:
     """When the photo was taken, without decoding the sensor data where that can be helped."""
-    from mmsearch.imaging.pictures import exif_taken_at  # (imaging imports this module)
 
     try:
         # Most RAW formats (DNG, NEF, CR2, ARW, PEF, ...) are TIFF files: Pillow reads their EXIF

@@ -1,27 +1,25 @@
-"""A library's queries: text → image, image → image, image → text, composed queries, zero-shot
-tags, duplicates and the 2-D map.
+"""Answering a library's queries: text → image, image → image, image → text, composed queries,
+zero-shot tags, duplicates and the 2-D map.
 
-:class:`LibraryQueries` is the half of :class:`mmsearch.library.Library` that reads; the other
-half writes and owns the state these methods use: ``engine``, ``encoder``, ``library_dir``,
-``hash_algorithm``, ``_indexes``, ``_query_cache``, ``_numpy_tower``, ``_stored_model``,
-``_encoder`` and ``_collection``.
+The searcher holds no state of its own: it reads rows from the library's image catalogue and text
+collections, vectors from the derived indexes, and encodes through the library's model.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from mmsearch.encoders.numpy_text_tower import NumpyTextTower
 from mmsearch.errors import EmptyLibraryError, ImageError, InputError
-from mmsearch.imaging.pictures import content_hash, load_image
+from mmsearch.imaging.fingerprint import content_hash
+from mmsearch.imaging.pictures import load_image
 from mmsearch.imaging.preprocess import fit_to_model
-from mmsearch.index.derived import ROWS
+from mmsearch.index.derived import DerivedIndexes
+from mmsearch.library_model import LibraryModel
 from mmsearch.results import ImageHit, TextHit
 from mmsearch.search.duplicates import DuplicateGroup, duplicate_groups
 from mmsearch.search.projection import pca_2d
@@ -35,14 +33,29 @@ from mmsearch.search.terms import (
     cut_at_knee,
     cut_within,
 )
-from mmsearch.storage.engine import chunked
-from mmsearch.storage.schema import Collection, ImageRow, TextRow
+from mmsearch.search.text_queries import TextQueries
+from mmsearch.storage.catalogue import ImageCatalogue
+from mmsearch.storage.texts import TextCollections
 
-TEXT_TOWER_DIR = "text_tower"  # the exported text tower for torch-free queries
 
+class Searcher:
+    """The queries of one library (see the module docstring)."""
 
-class LibraryQueries:
-    """Searching a library (mixed into :class:`mmsearch.library.Library`)."""
+    def __init__(
+        self,
+        library_dir: Path,
+        images: ImageCatalogue,
+        texts: TextCollections,
+        indexes: DerivedIndexes,
+        text_queries: TextQueries,
+        model: LibraryModel,
+    ):
+        self._library_dir = library_dir
+        self._images = images
+        self._texts = texts
+        self._indexes = indexes
+        self._text_queries = text_queries
+        self._model = model
 
     def search_text(
         self,
@@ -98,7 +111,9 @@ class LibraryQueries:
             raise InputError("nothing to search for; give a text or an image")
         self._require("images")
         relevance = relevance or Relevance()
-        text_vectors = iter(self._query_vectors([t.text for t in terms if t.text is not None]))
+        text_vectors = iter(
+            self._text_queries.vectors([t.text for t in terms if t.text is not None])
+        )
         vectors, exclude = [], set()
         for term in terms:
             if term.text is not None:
@@ -110,9 +125,9 @@ class LibraryQueries:
         query = compose(vectors, [t.weight for t in terms])
         allowed = self._allowed_images(where, exclude) if where else None
         fetch = k * 4 if relevance.dedup else k
-        hits = self._image_hits(query, fetch, exclude=exclude, allowed=allowed, exact=exact)
+        hits = self.image_hits(query, fetch, exclude=exclude, allowed=allowed, exact=exact)
         if relevance.dedup:
-            stored = self.image_vectors([h.id for h in hits])
+            stored = self._images.image_vectors([h.id for h in hits])
             hits = collapse_near_duplicates(hits, stored, relevance.dedup)
         hits = hits[:k]
         if relevance.within is not None:
@@ -121,48 +136,8 @@ class LibraryQueries:
             hits = cut_at_knee(hits)
         return by_date(hits) if relevance.sort == "date" else hits
 
-    def _query_vectors(self, texts: list[str]) -> list[np.ndarray]:
-        """Embeddings of query texts: from the query cache, else encoded (and then cached)."""
-        cached = self._query_cache.get(texts)
-        missing = sorted({t for t in texts if t not in cached})
-        if missing:
-            encoded = dict(zip(missing, self._encode_queries(missing), strict=True))
-            cached.update(encoded)
-            self._query_cache.add(encoded)
-        return [cached[t] for t in texts]
-
-    def _encode_queries(self, texts: list[str]) -> np.ndarray:
-        """Query texts → vectors: in numpy from the exported text tower while this library has
-        not loaded its torch encoder (a one-shot CLI search needs no torch), else the encoder."""
-        if self._encoder is None and self._stored_model:
-            if self._numpy_tower is None:
-                folder = self.library_dir / TEXT_TOWER_DIR
-                self._numpy_tower = NumpyTextTower.open(folder, self._stored_model["weights"])
-            if self._numpy_tower:
-                return self._numpy_tower.encode(texts)
-            self._numpy_tower = False  # none exported: do not look again
-        return self.encoder.encode_texts(texts)
-
-    def prepare_text_queries(self) -> bool:
-        """Export the model's text tower for torch-free text queries (see
-        :mod:`mmsearch.encoders.numpy_text_tower`) unless the library has it; returns whether it
-        has it. `mmsearch index` calls this after each run; a model whose text tower numpy does
-        not reproduce keeps torch."""
-        stored = self._stored_model
-        if not stored:
-            return False
-        folder = self.library_dir / TEXT_TOWER_DIR
-        if NumpyTextTower.open(folder, stored["weights"]) is not None:
-            return True
-        try:
-            return self.encoder.export_text_tower(folder, stored["weights"])
-        except OSError:
-            return False  # a read-only or full library still answers, with torch
-
     def _allowed_images(self, where: ImageFilter, exclude: set[int]) -> np.ndarray:
-        stmt = select(ImageRow.id).where(*where.conditions())
-        with Session(self.engine) as session:
-            ids = [i for i in session.execute(stmt).scalars() if i not in exclude]
+        ids = [i for i in self._images.ids_where(where.conditions()) if i not in exclude]
         if not ids:
             raise InputError(f"no image in the library matches the filters ({where.describe()})")
         return np.array(ids, dtype=np.int64)
@@ -175,8 +150,7 @@ class LibraryQueries:
         index = self._indexes.get("images")
         ids, vectors = index.items()
         groups = duplicate_groups(ids, vectors, index, threshold)
-        with Session(self.engine) as session:
-            paths = dict(session.execute(select(ImageRow.id, ImageRow.path)).all())
+        paths = self._images.paths()
         return [
             DuplicateGroup(sorted(paths[i] for i in members if i in paths), round(score, 4))
             for members, score in groups
@@ -201,10 +175,10 @@ class LibraryQueries:
         if any("{}" not in t for t in templates):
             raise InputError('each --template needs a "{}" where the label goes')
         prompts = [t.format(label) for label in labels for t in templates]
-        encoded = self.encoder.encode_texts(prompts).reshape(len(labels), len(templates), -1)
+        encoded = self._model.encoder.encode_texts(prompts).reshape(len(labels), len(templates), -1)
         label_vectors = encoded.mean(axis=1)
         label_vectors /= np.linalg.norm(label_vectors, axis=1, keepdims=True)
-        scale = self.encoder.logit_scale
+        scale = self._model.encoder.logit_scale
         results = []
         for image in images:
             vector, _ = self._image_vector(image)
@@ -219,26 +193,11 @@ class LibraryQueries:
         """(x, y, path) of up to ``max_images`` images (evenly sampled by id) placed by a 2-D
         PCA of their embeddings, x and y in [0, 1]."""
         self._require("images")
-        with Session(self.engine) as session:
-            ids = session.execute(select(ImageRow.id).order_by(ImageRow.id)).scalars().all()
-            picks = np.linspace(0, len(ids) - 1, num=min(max_images, len(ids)))
-            chosen = [ids[i] for i in np.unique(picks.round().astype(int))]
-            rows = session.execute(
-                select(ImageRow.path, ImageRow.embedding).where(ImageRow.id.in_(chosen))
-            ).all()
-        positions = pca_2d(np.stack([np.frombuffer(b, np.float32) for _, b in rows]))
+        sample = self._images.sample(max_images)
+        positions = pca_2d(np.stack([vector for _, vector in sample]))
         return [
-            (float(x), float(y), path) for (path, _), (x, y) in zip(rows, positions, strict=True)
+            (float(x), float(y), path) for (path, _), (x, y) in zip(sample, positions, strict=True)
         ]
-
-    def image_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
-        """Stored vectors of images by id."""
-        found = {}
-        with Session(self.engine) as session:
-            for chunk in chunked(list(ids)):
-                stmt = select(ImageRow.id, ImageRow.embedding).where(ImageRow.id.in_(chunk))
-                found.update((i, np.frombuffer(b, np.float32)) for i, b in session.execute(stmt))
-        return found
 
     def captions(
         self,
@@ -256,17 +215,14 @@ class LibraryQueries:
         with every text even where the index is approximate.
         """
         self._require("texts")
-        allowed = None
-        if collection is not None:
-            with Session(self.engine) as session:
-                allowed = text_ids(session, self._collection(session, collection))
+        allowed = self._texts.ids(collection) if collection is not None else None
         vector, _ = self._image_vector(image)
         index = self._indexes.get("texts")
         fetch = k * 8 if distinct else k
         while True:
             scores, ids = index.search(vector, fetch, allowed=allowed, exact=exact)
             found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-            hits = self._text_hits(found)
+            hits = self._texts.hits(found)
             if distinct:
                 best: dict[str, TextHit] = {}
                 for hit in hits:
@@ -276,32 +232,12 @@ class LibraryQueries:
                 return hits[:k]
             fetch *= 8
 
-    def _text_hits(self, found: list[tuple[int, float]]) -> list[TextHit]:
-        with Session(self.engine) as session:
-            rows = {
-                row.id: row
-                for row in session.execute(
-                    select(TextRow).where(TextRow.id.in_([i for i, _ in found]))
-                ).scalars()
-            }
-            names = dict(session.execute(select(Collection.id, Collection.name)).all())
-        return [
-            TextHit(
-                id=i,
-                text=rows[i].text,
-                score=s,
-                collection=names[rows[i].collection_id],
-                external_id=rows[i].external_id,
-                meta=rows[i].meta,
-            )
-            for i, s in found
-            if i in rows
-        ]
-
-    def _image_hits(
+    def image_hits(
         self, vector: np.ndarray, k: int, *, exclude=frozenset(), allowed=None, exact=False
     ) -> list[ImageHit]:
-        fetch = k if allowed is not None else k + len(exclude)  # allowed already excludes
+        """The ``k`` images nearest to ``vector``, leaving out the ids in ``exclude``; only
+        ``allowed`` ids (which already leave out ``exclude``) when given."""
+        fetch = k if allowed is not None else k + len(exclude)
         index = self._indexes.get("images")
         scores, ids = index.search(vector, fetch, allowed=allowed, exact=exact)
         found = [
@@ -309,27 +245,7 @@ class LibraryQueries:
             for i, s in zip(ids[0], scores[0], strict=True)
             if i >= 0 and int(i) not in exclude
         ][:k]
-        # Only the columns a hit shows: loading whole rows (their 2 KB vectors, ORM objects)
-        # cost more than the vector search itself.
-        columns = (ImageRow.path, ImageRow.width, ImageRow.height, ImageRow.format)
-        stmt = select(ImageRow.id, *columns, ImageRow.taken_at).where(
-            ImageRow.id.in_([i for i, _ in found])
-        )
-        with Session(self.engine) as session:
-            rows = {row.id: row for row in session.execute(stmt)}
-        return [
-            ImageHit(
-                id=i,
-                path=rows[i].path,
-                score=s,
-                width=rows[i].width,
-                height=rows[i].height,
-                format=rows[i].format,
-                taken_at=rows[i].taken_at,
-            )
-            for i, s in found
-            if i in rows
-        ]
+        return self._images.hits(found)
 
     def _image_vector(self, image) -> tuple[np.ndarray, set[int]]:
         """A query image's vector, and the ids of library images with the same content (the
@@ -338,60 +254,42 @@ class LibraryQueries:
         if isinstance(image, Image.Image):
             return self._encode_picture(image.convert("RGB")), set()
         path = os.path.abspath(os.fspath(image))
-        with Session(self.engine) as session:
-            row = session.execute(
-                select(ImageRow).where(ImageRow.path == path)
-            ).scalar_one_or_none()
-            if row is not None:
-                try:
-                    stat = os.stat(path)
-                    unchanged = (stat.st_size, stat.st_mtime_ns) == (row.size, row.mtime_ns)
-                except OSError:
-                    unchanged = True  # the stored vector is all we have
-                if unchanged:
-                    return np.frombuffer(row.embedding, np.float32), self._same_content(row)
+        stored = self._images.stored_image(path)
+        if stored is not None:
             try:
-                digest = content_hash(path, self.hash_algorithm)
+                stat = os.stat(path)
+                unchanged = (stat.st_size, stat.st_mtime_ns) == (stored.size, stored.mtime_ns)
             except OSError:
-                digest = None  # load_image below says what is wrong
-            twins = (
-                session.execute(select(ImageRow).where(ImageRow.content_hash == digest))
-                .scalars()
-                .all()
-                if digest
-                else []
-            )
-        if twins:
-            return np.frombuffer(twins[0].embedding, np.float32), {t.id for t in twins}
+                unchanged = True  # the stored vector is all we have
+            if unchanged:
+                same = {stored.id}
+                if stored.content_hash is not None:
+                    same |= self._images.with_content(stored.content_hash)[1]
+                return stored.vector, same
         try:
-            picture = load_image(path, min_size=self.encoder.preprocess.size)
+            digest = content_hash(path, self._images.hash_algorithm)
+        except OSError:
+            digest = None  # load_image below says what is wrong
+        if digest:
+            vector, twins = self._images.with_content(digest)
+            if vector is not None:
+                return vector, twins
+        try:
+            picture = load_image(path, min_size=self._model.encoder.preprocess.size)
         except ImageError as exc:
             raise InputError(f"cannot use {image} as a query image: {exc}") from exc
         return self._encode_picture(picture), set()
 
-    def _same_content(self, row: ImageRow) -> set[int]:
-        if row.content_hash is None:
-            return {row.id}
-        stmt = select(ImageRow.id).where(ImageRow.content_hash == row.content_hash)
-        with Session(self.engine) as session:
-            return set(session.execute(stmt).scalars()) | {row.id}
-
     def _encode_picture(self, picture: Image.Image) -> np.ndarray:
-        pixels = fit_to_model(picture, self.encoder.preprocess)
-        return self.encoder.encode_images(pixels[None])[0]
+        pixels = fit_to_model(picture, self._model.encoder.preprocess)
+        return self._model.encoder.encode_images(pixels[None])[0]
 
     def _require(self, modality: str) -> None:
-        with Session(self.engine) as session:
-            count = session.execute(select(func.count()).select_from(ROWS[modality])).scalar_one()
+        count = self._images.count() if modality == "images" else self._texts.count()
         if not count:
             hint = (
                 "index some images first: mmsearch index PATH"
                 if modality == "images"
                 else "add a text collection first: mmsearch add-texts FILE"
             )
-            raise EmptyLibraryError(f"library {self.library_dir} has no {modality}; {hint}")
-
-
-def text_ids(session: Session, collection: Collection) -> np.ndarray:
-    stmt = select(TextRow.id).where(TextRow.collection_id == collection.id)
-    return np.array(session.execute(stmt).scalars().all(), dtype=np.int64)
+            raise EmptyLibraryError(f"library {self._library_dir} has no {modality}; {hint}")

@@ -11,7 +11,7 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlalchemy.orm import Session
 
 from mmsearch.errors import LibraryError
-from mmsearch.imaging.pictures import CONTENT_HASH
+from mmsearch.imaging.fingerprint import CONTENT_HASH
 from mmsearch.records import mtime_iso
 from mmsearch.storage.schema import SCHEMA_VERSION, Base, CachedQuery, ImageRow, Setting
 

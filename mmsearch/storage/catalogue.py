@@ -1,0 +1,353 @@
+"""The image catalogue: every indexed image's row (metadata and vector), the files that could not
+be indexed, and the folders indexing covers. The indexer writes here; searches read here.
+
+Each write is one transaction under the writer lock; after it commits, the derived vector index
+is told what changed (see :mod:`mmsearch.index.derived`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple, Protocol
+
+import numpy as np
+from sqlalchemy import and_, delete, false, func, or_, select
+from sqlalchemy.orm import Session
+
+from mmsearch.imaging.fingerprint import KnownContent
+from mmsearch.paths import as_folder, is_at_or_under
+from mmsearch.records import ImageRecord
+from mmsearch.results import ImageHit
+from mmsearch.storage.engine import bump_generation, chunked, get_setting, set_setting
+from mmsearch.storage.schema import ImageRow, SkippedFile
+from mmsearch.storage.transaction import WriteTransaction
+
+
+class IndexUpdates(Protocol):
+    """What a write tells the derived vector indexes
+    (:class:`~mmsearch.index.derived.DerivedIndexes`)."""
+
+    def apply(self, modality: str, generation: int, *, remove=None, add=None) -> None: ...
+
+
+class VectorAdmission(Protocol):
+    """Who vouches for vectors before they are stored
+    (:class:`~mmsearch.library_model.LibraryModel`)."""
+
+    def admit(self, session: Session, vectors: np.ndarray) -> None: ...
+
+
+class StoredFile(NamedTuple):
+    id: int
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+
+
+class StoredImage(NamedTuple):
+    """A stored image as a query image: its vector and what tells whether the file changed."""
+
+    id: int
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    vector: np.ndarray
+
+
+class ImageCatalogue:
+    """The images of one library (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine,
+        write: Callable[[], WriteTransaction],
+        indexes: IndexUpdates,
+        model: VectorAdmission,
+    ):
+        self._engine = engine
+        self._write = write
+        self._indexes = indexes
+        self._model = model
+        with Session(engine) as session:
+            # Libraries made before BLAKE3 have no setting: their rows hold BLAKE2b hashes.
+            self.hash_algorithm = get_setting(session, "content_hash", "blake2b")
+
+    # -- what the indexer reads ----------------------------------------------------------------
+
+    def image_state(self, under: Sequence[str] | None = None) -> dict[str, StoredFile]:
+        """path → what is stored of each image, optionally only those at or below the given
+        absolute paths (folders or files)."""
+        stmt = select(
+            ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns, ImageRow.content_hash
+        )
+        if under is not None:
+            # Ranges of the path index: only the rows asked for are read, not the whole library.
+            stmt = stmt.where(or_(false(), *(_at_or_below(p) for p in under)))
+        with Session(self._engine) as session:
+            rows = session.execute(stmt).all()
+        return {path: StoredFile(*rest) for path, *rest in rows}
+
+    def skipped_state(self) -> dict[str, tuple[int, int, str, str]]:
+        """path → (size, mtime_ns, reason, message) of files recorded as not indexable."""
+        with Session(self._engine) as session:
+            rows = session.execute(select(SkippedFile)).scalars().all()
+            return {r.path: (r.size, r.mtime_ns, r.reason, r.message) for r in rows}
+
+    def known_content(self) -> KnownContent:
+        """The content hashes of every stored image, compactly (see KnownContent)."""
+        stmt = select(ImageRow.content_hash).where(ImageRow.content_hash.is_not(None))
+        with Session(self._engine) as session:
+            rows = session.execute(stmt.execution_options(yield_per=10_000))
+            return KnownContent(rows.scalars())
+
+    def images_by_hash(self, hashes: Iterable[str]) -> dict[str, tuple[ImageRecord, np.ndarray]]:
+        """content hash → (a stored image with that content, its vector), for those stored."""
+        found = {}
+        with Session(self._engine) as session:
+            for chunk in chunked(sorted(set(hashes))):
+                stmt = select(ImageRow).where(ImageRow.content_hash.in_(chunk))
+                for row in session.execute(stmt).scalars():
+                    vector = np.frombuffer(row.embedding, np.float32)
+                    found[row.content_hash] = (_record(row), vector)
+        return found
+
+    def indexed_roots(self) -> list[str]:
+        with Session(self._engine) as session:
+            return list(get_setting(session, "indexed_roots", []))
+
+    # -- what the indexer writes ---------------------------------------------------------------
+
+    def add_indexed_roots(self, paths: Iterable[str | os.PathLike[str]]) -> None:
+        """Remember the folders and files indexing was asked to cover (``mmsearch serve`` only
+        serves files that really lie under one of them)."""
+        with self._write() as session:
+            roots = set(get_setting(session, "indexed_roots", []))
+            roots.update(os.path.abspath(p) for p in paths)
+            set_setting(session, "indexed_roots", sorted(roots))
+
+    def put_images(self, records: Sequence[ImageRecord], vectors: np.ndarray) -> list[int]:
+        """Insert or update images (matched by path) with their vectors, in one transaction."""
+        vectors = as_vectors(vectors, len(records))
+        now = time.time()
+        with self._write() as session:
+            self._model.admit(session, vectors)
+            paths = [r.path for r in records]
+            existing = {}
+            for chunk in chunked(paths):
+                stmt = select(ImageRow.path, ImageRow).where(ImageRow.path.in_(chunk))
+                existing.update(session.execute(stmt).all())
+            rows = []
+            for record, vector in zip(records, vectors, strict=True):
+                row = existing.get(record.path) or ImageRow(path=record.path)
+                row.size, row.mtime_ns = record.size, record.mtime_ns
+                row.width, row.height, row.format = record.width, record.height, record.format
+                row.content_hash = record.content_hash
+                row.taken_at, row.taken_from = record.taken_at, record.taken_from
+                row.indexed_at, row.embedding = now, vector.tobytes()
+                session.add(row)
+                rows.append(row)
+            for chunk in chunked(paths):
+                session.execute(delete(SkippedFile).where(SkippedFile.path.in_(chunk)))
+            session.flush()
+            ids = np.array([row.id for row in rows], dtype=np.int64)
+            # Only updated rows have an old vector to drop (a removal scans the whole index).
+            replaced = np.array([r.id for r in existing.values()], dtype=np.int64)
+            generation = bump_generation(session, "images")
+        self._indexes.apply("images", generation, remove=replaced, add=(ids, vectors))
+        return ids.tolist()
+
+    def remove_images(self, paths: Iterable[str]) -> int:
+        """Forget images by path (files that are gone); returns how many were removed."""
+        paths = list(paths)
+        if not paths:
+            return 0
+        with self._write() as session:
+            found = []
+            for chunk in chunked(paths):
+                where = ImageRow.path.in_(chunk)
+                found += session.execute(select(ImageRow.id).where(where)).scalars().all()
+                session.execute(delete(ImageRow).where(where))
+                session.execute(delete(SkippedFile).where(SkippedFile.path.in_(chunk)))
+            ids = np.array(found, dtype=np.int64)
+            generation = bump_generation(session, "images")
+        self._indexes.apply("images", generation, remove=ids)
+        return len(ids)
+
+    def forget(self, paths: Iterable[str | os.PathLike[str]]) -> int:
+        """Remove the images at or below ``paths`` (see :meth:`mmsearch.Library.forget`)."""
+        under = [os.path.abspath(p) for p in paths]
+        removed = self.remove_images(list(self.image_state(under=under)))
+        self.forget_skipped(p for p in self.skipped_state() if is_at_or_under(p, under))
+        with self._write() as session:
+            roots = get_setting(session, "indexed_roots", [])
+            kept = [r for r in roots if not is_at_or_under(r, under)]
+            set_setting(session, "indexed_roots", kept)
+        return removed
+
+    def record_skipped(self, path: str, *, reason: str, message: str, size: int, mtime_ns: int):
+        """Remember that a file could not be indexed (and drop any stale entry for it)."""
+        with self._write() as session:
+            ids = session.execute(select(ImageRow.id).where(ImageRow.path == path)).scalars().all()
+            if ids:
+                session.execute(delete(ImageRow).where(ImageRow.id.in_(ids)))
+                generation = bump_generation(session, "images")
+            session.merge(
+                SkippedFile(path=path, reason=reason, message=message, size=size, mtime_ns=mtime_ns)
+            )
+        if ids:
+            self._indexes.apply("images", generation, remove=np.array(ids, dtype=np.int64))
+
+    def forget_skipped(self, paths: Iterable[str]) -> None:
+        with self._write() as session:
+            for chunk in chunked(list(paths)):
+                session.execute(delete(SkippedFile).where(SkippedFile.path.in_(chunk)))
+
+    # -- what searches read --------------------------------------------------------------------
+
+    def count(self) -> int:
+        with Session(self._engine) as session:
+            return session.execute(select(func.count()).select_from(ImageRow)).scalar_one()
+
+    def skipped_count(self) -> int:
+        with Session(self._engine) as session:
+            return session.execute(select(func.count()).select_from(SkippedFile)).scalar_one()
+
+    def hits(self, found: Sequence[tuple[int, float]]) -> list[ImageHit]:
+        """(id, score) pairs as hits, in their order; ids no longer stored are left out."""
+        # Only the columns a hit shows: loading whole rows (their 2 KB vectors, ORM objects)
+        # cost more than the vector search itself.
+        columns = (ImageRow.path, ImageRow.width, ImageRow.height, ImageRow.format)
+        stmt = select(ImageRow.id, *columns, ImageRow.taken_at).where(
+            ImageRow.id.in_([i for i, _ in found])
+        )
+        with Session(self._engine) as session:
+            rows = {row.id: row for row in session.execute(stmt)}
+        return [
+            ImageHit(
+                id=i,
+                path=rows[i].path,
+                score=s,
+                width=rows[i].width,
+                height=rows[i].height,
+                format=rows[i].format,
+                taken_at=rows[i].taken_at,
+            )
+            for i, s in found
+            if i in rows
+        ]
+
+    def ids_where(self, conditions: Sequence) -> list[int]:
+        """Ids of the images that meet SQLAlchemy ``conditions`` on ImageRow."""
+        with Session(self._engine) as session:
+            return list(session.execute(select(ImageRow.id).where(*conditions)).scalars())
+
+    def paths(self) -> dict[int, str]:
+        """id → path of every image."""
+        with Session(self._engine) as session:
+            return dict(session.execute(select(ImageRow.id, ImageRow.path)).all())
+
+    def paths_of(self, ids: Sequence[int]) -> list[str]:
+        with Session(self._engine) as session:
+            return [
+                path
+                for chunk in chunked(list(ids))
+                for path in session.execute(select(ImageRow.path).where(ImageRow.id.in_(chunk)))
+                .scalars()
+                .all()
+            ]
+
+    def image_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """Stored vectors of images by id."""
+        found = {}
+        with Session(self._engine) as session:
+            for chunk in chunked(list(ids)):
+                stmt = select(ImageRow.id, ImageRow.embedding).where(ImageRow.id.in_(chunk))
+                found.update((i, np.frombuffer(b, np.float32)) for i, b in session.execute(stmt))
+        return found
+
+    def sample(self, count: int) -> list[tuple[str, np.ndarray]]:
+        """(path, vector) of up to ``count`` images, evenly sampled by id."""
+        with Session(self._engine) as session:
+            ids = session.execute(select(ImageRow.id).order_by(ImageRow.id)).scalars().all()
+            picks = np.linspace(0, len(ids) - 1, num=min(count, len(ids)))
+            chosen = [ids[i] for i in np.unique(picks.round().astype(int))]
+            rows = session.execute(
+                select(ImageRow.path, ImageRow.embedding).where(ImageRow.id.in_(chosen))
+            ).all()
+        return [(path, np.frombuffer(blob, np.float32)) for path, blob in rows]
+
+    def stored_image(self, path: str) -> StoredImage | None:
+        """The image stored for this absolute path, if any."""
+        stmt = select(ImageRow).where(ImageRow.path == path)
+        with Session(self._engine) as session:
+            row = session.execute(stmt).scalar_one_or_none()
+            if row is None:
+                return None
+            vector = np.frombuffer(row.embedding, np.float32)
+            return StoredImage(row.id, row.size, row.mtime_ns, row.content_hash, vector)
+
+    def with_content(self, digest: str) -> tuple[np.ndarray | None, set[int]]:
+        """The vector of a stored image with this content hash (None if none), and the ids of
+        every image with it."""
+        stmt = select(ImageRow.id, ImageRow.embedding).where(ImageRow.content_hash == digest)
+        with Session(self._engine) as session:
+            rows = session.execute(stmt).all()
+        if not rows:
+            return None, set()
+        return np.frombuffer(rows[0].embedding, np.float32), {r.id for r in rows}
+
+    def servable_paths(self, image_ids: Iterable[int]) -> dict[int, str | None]:
+        """id → the image's file if it may be handed out, else None. A file may be handed out
+        when it really lies (symlinks resolved) under a folder that was indexed and is unchanged
+        since it was indexed; unknown ids are None too."""
+        image_ids = list(image_ids)
+        stmt = select(ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns).where(
+            ImageRow.id.in_(image_ids)
+        )
+        with Session(self._engine) as session:
+            rows = {r.id: r for r in session.execute(stmt).all()}
+        roots = [os.path.realpath(r) for r in self.indexed_roots()]
+        found: dict[int, str | None] = dict.fromkeys(image_ids)
+        for image_id, row in rows.items():
+            real = os.path.realpath(row.path)
+            if not is_at_or_under(real, roots):
+                continue
+            try:
+                stat = os.stat(real)
+            except OSError:
+                continue
+            if (stat.st_size, stat.st_mtime_ns) == (row.size, row.mtime_ns):
+                found[image_id] = real
+        return found
+
+
+def _at_or_below(path: str):
+    """Rows whose path is ``path`` or lies below it: the folder's prefix as a range of the path
+    index (every string starting with "folder/" sorts from "folder/" up to "folder0")."""
+    folder = as_folder(os.path.abspath(path))
+    below = folder[:-1] + chr(ord(folder[-1]) + 1)
+    return or_(ImageRow.path == folder[:-1], and_(ImageRow.path >= folder, ImageRow.path < below))
+
+
+def _record(row: ImageRow) -> ImageRecord:
+    return ImageRecord(
+        path=row.path,
+        size=row.size,
+        mtime_ns=row.mtime_ns,
+        width=row.width,
+        height=row.height,
+        format=row.format,
+        content_hash=row.content_hash,
+        taken_at=row.taken_at,
+        taken_from=row.taken_from,
+    )
+
+
+def as_vectors(vectors: np.ndarray, count: int) -> np.ndarray:
+    """``count`` vectors as one contiguous float32 array (what a vector blob holds)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) != count:
+        raise ValueError(f"expected {count} vectors, got shape {vectors.shape}")
+    return vectors
