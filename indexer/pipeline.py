@@ -188,6 +188,24 @@ def _under_any(path: str, roots: set[str]) -> bool:
     return any(is_under(path, root) for root in roots)
 
 
+def _record(decoded: Decoded, source, file: FoundFile) -> ImageRecord:
+    """What is stored of a decoded file; ``source`` is what was decoded for its content (the
+    file itself, or a stored image with the same content)."""
+    # The same content has the same EXIF date; without one, the date is this file's.
+    exif_date = source.taken_at if getattr(source, "taken_from", "exif") == "exif" else None
+    return ImageRecord(
+        path=decoded.path,
+        size=file.size,
+        mtime_ns=file.mtime_ns,
+        width=source.width,
+        height=source.height,
+        format=source.format,
+        content_hash=decoded.content_hash,
+        taken_at=exif_date or mtime_iso(file.mtime_ns),
+        taken_from="exif" if exif_date else "mtime",
+    )
+
+
 def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_pixels, progress):
     if not todo:
         return
@@ -238,22 +256,7 @@ def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_p
         for d in ready:
             key = d.content_hash or d.path
             source, vector = reuse.get(key) or (d, vectors[key])
-            file = by_path[d.path]
-            # The same content has the same EXIF date; without one, the date is this file's.
-            exif_date = source.taken_at if getattr(source, "taken_from", "exif") == "exif" else None
-            records.append(
-                ImageRecord(
-                    path=d.path,
-                    size=file.size,
-                    mtime_ns=file.mtime_ns,
-                    width=source.width,
-                    height=source.height,
-                    format=source.format,
-                    content_hash=d.content_hash,
-                    taken_at=exif_date or mtime_iso(file.mtime_ns),
-                    taken_from="exif" if exif_date else "mtime",
-                )
-            )
+            records.append(_record(d, source, by_path[d.path]))
             rows.append(vector)
             _count(summary, stored.get(d.path), d, encoded_here=fresh.get(key) is d)
         if records:

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
 from mmsearch.encoders.registry import weights_id
+from mmsearch.errors import DatabaseError
 from mmsearch.index.derived import MODALITIES, ROWS
 from mmsearch.index.faiss_index import FaissIndex
 from mmsearch.library import Library

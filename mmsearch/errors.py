@@ -7,6 +7,7 @@ Every error a user can cause derives from :class:`MMSearchError`; the CLI prints
 
     MMSearchError
     ├── LibraryError          the library on disk: missing, unreadable, wrong schema, busy
+    │   ├── DatabaseError     the database failed (damaged, read-only, full, locked)
     │   ├── EmptyLibraryError a query needs items the library does not hold yet
     │   └── LibraryBusyError  another process is writing to the library
     ├── ModelError            choosing or loading a model
@@ -27,6 +28,21 @@ class MMSearchError(Exception):
 
 class LibraryError(MMSearchError):
     """The library on disk cannot be used as asked."""
+
+
+class DatabaseError(LibraryError):
+    """The library database failed a read or a write: damaged, read-only, disk full, locked.
+
+    Raised in place of SQLAlchemy's ``DBAPIError`` by every engine mmsearch opens (see
+    :func:`mmsearch.storage.engine.open_engine`), so callers catch one project error.
+
+    Attributes:
+        orig: the database driver's own error.
+    """
+
+    def __init__(self, message: str, *, orig: BaseException) -> None:
+        super().__init__(message)
+        self.orig = orig
 
 
 class EmptyLibraryError(LibraryError):

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mmsearch.cli import app
-from tests import shapes
+from tests.helpers import shapes
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_CORPUS = REPO / "sample_corpus"
@@ -17,9 +17,10 @@ SAMPLE_CORPUS = REPO / "sample_corpus"
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path_factory):
-    """No test touches the user's data dir or waits on the network for weights."""
+    """No test touches the user's data or cache dirs or waits on the network for weights."""
     monkeypatch.delenv("MMSEARCH_LIBRARY", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg")))
+    monkeypatch.setenv("MMSEARCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
@@ -40,7 +41,7 @@ def tiny_model(request, tmp_path_factory) -> Path:
     )  # fmt: skip
     inputs = [
         REPO / "mmsearch/train/open_clip_training.py",
-        REPO / "tests/shapes.py",
+        REPO / "tests/helpers/shapes.py",
         REPO / "mmsearch/data/model_configs/mmsearch-tiny.json",
     ]
     code = b"".join(p.read_bytes() for p in inputs) + repr(config).encode()

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from tests.raw_photos import drawing, save_camera_raw
+from tests.helpers.raw_photos import drawing, save_camera_raw
 
 
 def test_index_run_reports_outcome_time_and_memory(photos, tiny_model, tmp_path):

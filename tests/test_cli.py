@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests import shapes
+from tests.helpers import shapes
 
 
 def test_index_then_search_json(cli, photos):

@@ -27,7 +27,7 @@ from mmsearch.checking import check_library
 from mmsearch.imaging.fingerprint import content_hash
 from mmsearch.storage.schema import ImageRow, SkippedFile
 from mmsearch.temporary import temporary_name
-from tests import shapes
+from tests.helpers import shapes
 
 KILLS = int(os.environ.get("MMSEARCH_KILLS", "8"))
 

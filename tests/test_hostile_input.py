@@ -210,7 +210,7 @@ def test_photos_skipped_for_want_of_a_decoder_are_indexed_once_it_is_installed(
     import subprocess
     import sys
 
-    from tests.phone_photos import save_phone_photo, without
+    from tests.helpers.phone_photos import save_phone_photo, without
 
     folder = tmp_path / "photos"
     folder.mkdir()

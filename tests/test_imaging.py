@@ -8,7 +8,7 @@ from PIL import Image
 
 from mmsearch.errors import ImageError
 from mmsearch.imaging.pictures import load_image, open_picture
-from tests.phone_photos import TAKEN_AT, failure_without, save_phone_photo
+from tests.helpers.phone_photos import TAKEN_AT, failure_without, save_phone_photo
 
 
 def _pixel(image, xy=(0, 0)):

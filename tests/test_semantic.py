@@ -10,8 +10,8 @@ import torch
 from typer.testing import CliRunner
 
 from mmsearch.cli import app
-from tests import shapes
 from tests.conftest import SAMPLE_CORPUS
+from tests.helpers import shapes
 
 
 @pytest.mark.slow

@@ -19,8 +19,8 @@ from PIL import Image
 
 from mmsearch.imaging.pictures import open_picture
 from tests.conftest import SAMPLE_CORPUS
-from tests.phone_photos import save_phone_photo
-from tests.raw_photos import drawing, save_camera_raw
+from tests.helpers.phone_photos import save_phone_photo
+from tests.helpers.raw_photos import drawing, save_camera_raw
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from indexer import index_paths
 from mmsearch import open_library
 from mmsearch.records import mtime_iso
 from mmsearch.storage.schema import SCHEMA_VERSION
-from tests import shapes
+from tests.helpers import shapes
 
 
 def _stored(library, path):

@@ -138,7 +138,7 @@ def test_int8_text_weights_need_a_plain_tower(tiny_model):
                 encoder.encode_texts(TEXTS)
         else:
             assert encoder.encode_texts(TEXTS).shape == (3, encoder.dim)
-            assert encoder._int8_text is False
+            assert encoder._int8_text is None
 
 
 @pytest.mark.parametrize(

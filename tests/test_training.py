@@ -14,7 +14,7 @@ from mmsearch.errors import TrainingError
 from mmsearch.train.captioned import read_captioned
 from mmsearch.train.evaluation import retrieval_scores
 from mmsearch.train.open_clip_training import TrainConfig, train
-from tests import shapes
+from tests.helpers import shapes
 
 TINY = dict(arch="mmsearch-tiny", batch_size=12, lr=2e-3, warmup_steps=2, seed=3)
 

@@ -117,24 +117,8 @@ def command(func):
         except MMSearchError as exc:
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(1) from None
-        except Exception as exc:
-            if not is_database_error(exc):
-                raise
-            typer.echo(
-                f"Error: the library database cannot be read or written ({exc.orig}); "
-                "`mmsearch check` says what is wrong",
-                err=True,
-            )
-            raise typer.Exit(1) from None
 
     return wrapper
-
-
-def is_database_error(exc: Exception) -> bool:
-    """A failing or damaged database (SQLAlchemy's DatabaseError), without importing SQLAlchemy
-    for commands that never touched it."""
-    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
-    return sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.DatabaseError)
 
 
 def open_library_for(library, model=None, device=None, db_url=None, *, create=False):

@@ -25,6 +25,7 @@ from mmsearch.cli._common import (
 from mmsearch.errors import InputError, MMSearchError
 
 
+# Long, as Typer commands are: most of it is the option list in the signature.
 @app.command()
 @command
 def index(

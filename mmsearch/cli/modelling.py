@@ -50,6 +50,7 @@ def models(as_json: JsonOpt = False) -> None:
         typer.echo(f"{mark} {s.name:<18} {s.description}")
 
 
+# Long, as Typer commands are: most of it is the option list in the signature.
 @app.command()
 @command
 def train(

@@ -12,10 +12,10 @@ from mmsearch.cli._common import (
     LibraryOpt,
     app,
     command,
-    is_database_error,
     open_library_for,
     print_json,
 )
+from mmsearch.errors import DatabaseError
 
 
 @app.command()
@@ -42,9 +42,7 @@ def check(
             if not problems:
                 details = lib.info()
                 counts = f"{details.images} images, {details.texts} texts"
-    except Exception as exc:
-        if not is_database_error(exc):
-            raise
+    except DatabaseError as exc:
         problems = [damaged_database(str(exc.orig))]
     if as_json:
         print_json(

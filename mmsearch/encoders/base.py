@@ -13,7 +13,14 @@ from typing import Protocol
 
 import numpy as np
 
-from mmsearch.encoders.int8_text_tower import Int8TextTower, int8_available
+from mmsearch.encoders.int8_text_tower import Int8TextTower
+from mmsearch.encoders.precision import (
+    IMAGE_PRECISIONS,
+    TEXT_PRECISIONS,
+    image_precision,
+    pick_device,
+    text_precision,
+)
 from mmsearch.encoders.registry import (
     OFFLINE_MODEL,
     ModelSpec,
@@ -26,7 +33,6 @@ from mmsearch.encoders.text_tower import (
     cast_text_tower,
     encode_text_truncated,
     load_text_tower,
-    plain_text_tower,
 )
 from mmsearch.errors import ModelError, ModelUnavailableError
 from mmsearch.imaging.preprocess import PreprocessConfig, to_model_tensor
@@ -62,47 +68,6 @@ class Encoder(Protocol):
         """Write the text tower for torch-free queries into ``folder``; False when this model's
         cannot be (or need not be) exported."""
         ...
-
-
-def _wants_int8_text(precision: str, device: str, model) -> bool:
-    if precision not in ("auto", "int8") or device != "cpu" or not int8_available():
-        return False
-    return plain_text_tower(model) is not None
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), where bf16 pays."""
-    import torch
-
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def _wants_bf16(precision: str, device: str) -> bool:
-    if precision != "auto":
-        return precision == "bf16"
-    return device == "cpu" and native_bf16()
-
-
-def pick_device(device: str | None = None) -> str:
-    """CUDA when available, else CPU; an explicit choice wins if this machine has it.
-
-    Raises:
-        ModelError: the device is not a torch device, or CUDA was asked for and is absent.
-    """
-    import torch
-
-    if not device:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        raise ModelError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ModelError(
-            f"--device {device}: no CUDA device is available here; use --device cpu "
-            "(or leave --device out to pick automatically)"
-        )
-    return device
 
 
 def create_encoder(spec: ModelSpec, *, device: str | None = None) -> Encoder:
@@ -144,9 +109,9 @@ class OpenClipEncoder:
         text_precision: str = "auto",
         image_precision: str = "auto",
     ):
-        if text_precision not in ("auto", "fp32", "bf16", "int8"):
+        if text_precision not in TEXT_PRECISIONS:
             raise ModelError(f"text precision {text_precision!r}: use auto, fp32, bf16 or int8")
-        if image_precision not in ("auto", "fp32", "bf16"):
+        if image_precision not in IMAGE_PRECISIONS:
             raise ModelError(f"image precision {image_precision!r}: use auto, fp32 or bf16")
         self._image_precision = image_precision
         self.spec = spec
@@ -154,8 +119,9 @@ class OpenClipEncoder:
         self.batch_size = batch_size
         self._text_precision = text_precision
         self._model = None
-        # True until the first text builds the tower (quantizing takes 0.5 s for ViT-B/32)
-        self._int8_text: Int8TextTower | bool = False
+        self._text_format: str | None = None  # "int8", "bf16" or "fp32" once loaded
+        # Built by the first text (quantizing takes 0.5 s for ViT-B/32); kept across reloads.
+        self._int8_text: Int8TextTower | None = None
         self._text_only = False  # the image tower is not loaded (see text_tower.load_text_tower)
         self._tokenizer = None
         self._preprocess: PreprocessConfig | None = None
@@ -177,19 +143,16 @@ class OpenClipEncoder:
             model = self._load_whole()
         self._model = model
         self._truncate = can_truncate(model)
-        wants_int8 = _wants_int8_text(self._text_precision, self._device, model)
-        if not (wants_int8 and self._int8_text):  # a tower built from the text-only load stays
-            self._int8_text = wants_int8
-        if self._text_precision == "int8" and not self._int8_text:
+        self._text_format = text_precision(self._text_precision, self._device, model)
+        if self._text_format is None:
             raise ModelError(
                 f"int8 text weights need an x86 CPU and a plain CLIP text tower, and "
                 f"{self.spec.name} on {self._device} does not qualify; use text precision auto, "
                 "fp32 or bf16"
             )
-        bf16 = not self._int8_text and _wants_bf16(self._text_precision, self._device)
-        if self._truncate and bf16:
+        if self._truncate and self._text_format == "bf16":
             cast_text_tower(model, torch.bfloat16)
-        if not self._text_only and _wants_bf16(self._image_precision, self._device):
+        if not self._text_only and image_precision(self._image_precision, self._device) == "bf16":
             from mmsearch.encoders.image_tower import cast_image_body
 
             cast_image_body(model.visual, torch.bfloat16)
@@ -321,8 +284,10 @@ class OpenClipEncoder:
         import torch
 
         model = self._load(text_only=True)
-        if self._int8_text is True:
-            self._int8_text = Int8TextTower.build(model) or False  # None: fp32 after all
+        if self._text_format == "int8" and self._int8_text is None:
+            self._int8_text = Int8TextTower.build(model)
+            if self._int8_text is None:
+                self._text_format = "fp32"  # the tower could not be quantized after all
         out = []
         for start in range(0, len(texts), self.batch_size):
             tokens = self._tokenizer(texts[start : start + self.batch_size]).to(self._device)

@@ -21,10 +21,10 @@ substrings of model names.
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmsearch.encoders.weights_digest import file_sha256
 from mmsearch.errors import ModelError
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -297,14 +297,6 @@ def _package_version(part: str) -> tuple[str, str]:
     package, _, rest = part.partition("==")
     version, _, sha = rest.partition(":")
     return package, f"{version} (weights {sha})"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_id(spec: ModelSpec) -> str:

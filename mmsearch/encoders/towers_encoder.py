@@ -282,15 +282,13 @@ class TowersEncoder:
         if self._image_tower is None:
             import torch
 
-            from mmsearch.encoders.base import native_bf16, pick_device
+            from mmsearch.encoders.precision import image_precision, pick_device
             from mmsearch.encoders.tower_network import build_tower
 
             self._device = pick_device(self._device)
             tower = build_tower(self._image_spec).to(self._device)
             tower = tower.to(memory_format=torch.channels_last)
-            if self._image_precision == "bf16" or (
-                self._image_precision == "auto" and self._device == "cpu" and native_bf16()
-            ):
+            if image_precision(self._image_precision, self._device) == "bf16":
                 tower.cast_blocks(torch.bfloat16)
             self._image_tower = tower
         return self._image_tower

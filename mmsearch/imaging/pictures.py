@@ -121,7 +121,11 @@ def open_picture(
         raise ImageError(
             f"{path}: corrupt or truncated image header ({exc})", reason="corrupt"
         ) from exc
+    return _picture(path, image, min_size, max_pixels)
 
+
+def _picture(path: Path, image: Image.Image, min_size: int | None, max_pixels: int) -> Picture:
+    """An opened (not yet decoded) image as a Picture: size checked, EXIF read, pixels decoded."""
     with image:
         width, height = image.size
         if width * height > max_pixels:

@@ -29,7 +29,6 @@ import shutil
 import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -44,26 +43,6 @@ MIN_SCANNED = 8192  # a couple of milliseconds at dimension 512
 RETRAIN_FACTOR = 4
 
 Chunks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
-
-
-class VectorIndex(Protocol):
-    """What the library needs of a vector index."""
-
-    generation: int
-
-    def __len__(self) -> int: ...
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
-
-    def remove(self, ids: np.ndarray) -> None: ...
-
-    def search(
-        self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None, exact=False
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by inner product: (scores, ids), each len(queries) x k; missing hits have id -1."""
-        ...
-
-    def save(self, path: Path) -> None: ...
 
 
 def cells_for(count: int) -> int:

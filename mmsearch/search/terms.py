@@ -36,11 +36,13 @@ class QueryTerm:
     image: str | None = None  # an image file
 
     @classmethod
-    def parse(cls, value: str, *, sign: float = 1.0) -> QueryTerm:
-        """``"sunset"``, ``"2:sunset"``, ``"./me.jpg"``, ``"0.5:./me.jpg"``.
+    def parse(cls, value: str, *, sign: float = 1.0, files: bool = True) -> QueryTerm:
+        """``"sunset"``, ``"2:sunset"``, ``"./me.jpg"``, ``"0.5:./me.jpg"``: the one parser of
+        query terms, for the command line and the web API alike.
 
-        A value that ends in an image extension is an image file and must exist; anything else is
-        text.
+        With ``files`` (the command line), a value that ends in an image extension is an image
+        file and must exist; anything else, and everything without ``files`` (the web API, whose
+        callers must not name files on the server), is text.
         """
         weight = 1.0
         match = _WEIGHT.fullmatch(value)
@@ -48,7 +50,7 @@ class QueryTerm:
             weight, value = float(match[1]), match[2]
         if not value.strip():
             raise InputError("a query term is empty; give a text or an image file")
-        if is_image_path(value):
+        if files and is_image_path(value):
             if not os.path.isfile(value):
                 raise InputError(f"query image {value} does not exist (or is not a file)")
             return cls(sign * weight, image=value)

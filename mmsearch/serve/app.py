@@ -31,7 +31,11 @@ DEFAULT_MAX_UPLOAD = 20 * 2**20
 
 
 def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
-    """The ASGI application serving ``library``."""
+    """The ASGI application serving ``library``.
+
+    Long on purpose: each route is a short closure over the one library, its lock and its
+    thumbnail folder, which is how Starlette shares state without globals.
+    """
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
@@ -77,8 +81,10 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
     async def search(request: Request):
         params = request.query_params
         # Text only: a query string is never taken for a file name on the server.
-        terms = [_text_term(v, 1.0) for v in params.getlist("q") + params.getlist("plus")]
-        terms += [_text_term(v, -1.0) for v in params.getlist("minus")]
+        terms = [
+            QueryTerm.parse(v, files=False) for v in params.getlist("q") + params.getlist("plus")
+        ]
+        terms += [QueryTerm.parse(v, sign=-1.0, files=False) for v in params.getlist("minus")]
         terms += [
             QueryTerm(1.0, image=path)
             for path in [
@@ -224,20 +230,6 @@ def _number(value, name: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise _HTTPError(400, f"{name} must be a number, not {value!r}") from None
-
-
-def _text_term(value: str, sign: float) -> QueryTerm:
-    """``sunset`` or ``2:sunset`` as a text term."""
-    weight, separator, text = value.partition(":")
-    try:
-        factor = float(weight) if separator else None
-    except ValueError:
-        factor = None
-    if factor is None:
-        factor, text = 1.0, value
-    if not text.strip():
-        raise _HTTPError(400, "a query term is empty")
-    return QueryTerm(sign * factor, text=text)
 
 
 def _size(value, name: str) -> int | None:

@@ -7,10 +7,10 @@ from typing import TypeVar
 
 from sqlalchemy import bindparam, create_engine, event, inspect, select, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
 
-from mmsearch.errors import LibraryError
+from mmsearch.errors import DatabaseError, LibraryError
 from mmsearch.imaging.fingerprint import CONTENT_HASH
 from mmsearch.records import mtime_iso
 from mmsearch.storage.schema import SCHEMA_VERSION, Base, CachedQuery, ImageRow, Setting
@@ -37,6 +37,7 @@ def open_engine(url: str, *, create: bool) -> Engine:
         engine = create_engine(url)
     except (ArgumentError, ImportError) as exc:
         raise LibraryError(f"cannot use database URL {url!r}: {exc}") from exc
+    event.listen(engine, "handle_error", _translate_error)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
@@ -57,7 +58,7 @@ def open_engine(url: str, *, create: bool) -> Engine:
                 )
             elif int(version.value) < SCHEMA_VERSION:
                 _upgrade(engine, int(version.value))
-    except (OperationalError, DatabaseError) as exc:
+    except DatabaseError as exc:
         raise LibraryError(
             f"cannot open library database {url}: {exc.orig} (is the disk full, the folder "
             "read-only, or the file damaged? `mmsearch check` says more)"
@@ -102,6 +103,19 @@ def _upgrade(engine: Engine, version: int) -> None:
             .where(Setting.key == "schema_version")
             .values(value=SCHEMA_VERSION)
         )
+
+
+def _translate_error(context) -> None:
+    """SQLAlchemy's ``handle_error`` hook: a database failure leaves the storage layer as the
+    project's :class:`~mmsearch.errors.DatabaseError`, whoever ran the statement."""
+    error = context.sqlalchemy_exception
+    if isinstance(error, DBAPIError) and not context.is_disconnect:
+        orig = error.orig
+        raise DatabaseError(
+            f"the library database cannot be read or written ({orig}); "
+            "`mmsearch check` says what is wrong",
+            orig=orig,
+        ) from error
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from mmsearch.errors import DatabaseError
 from mmsearch.storage.engine import BUSY_TIMEOUT_PRAGMA
 from mmsearch.storage.schema import CachedQuery
 
@@ -73,5 +73,5 @@ class QueryCache:
                 session.commit()
                 if sqlite:
                     session.connection().exec_driver_sql(BUSY_TIMEOUT_PRAGMA)
-        except DBAPIError:
+        except DatabaseError:
             pass

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from mmsearch.errors import LibraryError
+from mmsearch.errors import DatabaseError, LibraryError
 from mmsearch.storage.writer_lock import WriterLock
 
 
@@ -31,9 +30,9 @@ class WriteTransaction:
                 self._session.commit()
             else:
                 self._session.rollback()
-                if issubclass(exc_type, (OperationalError, IntegrityError)):
+                if issubclass(exc_type, DatabaseError):
                     raise self._error(exc) from exc
-        except (OperationalError, IntegrityError) as error:
+        except DatabaseError as error:
             self._session.rollback()
             raise self._error(error) from error
         finally:

@@ -86,6 +86,9 @@ def train_towers(
 
     Raises:
         TrainingError: no usable pictures, or a checkpoint of another recipe or collection.
+
+    One loop on purpose: the order in which it draws from its random generators is what makes a
+    resumed run repeat an uninterrupted one exactly.
     """
     started = time.time()
     output_dir = Path(output_dir)

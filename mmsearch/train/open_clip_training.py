@@ -94,7 +94,7 @@ def _resolve_precision(precision: str) -> str:
         raise TrainingError(f"precision {precision!r}: use auto, fp32 or bf16")
     if precision != "auto":
         return precision
-    from mmsearch.encoders.base import native_bf16
+    from mmsearch.encoders.precision import native_bf16
 
     return "bf16" if native_bf16() else "fp32"
 
@@ -125,10 +125,12 @@ def train(
 
     Raises:
         TrainingError: no usable samples, a checkpoint from another recipe, or out of memory.
+
+    One loop on purpose: the order in which it draws from its random generator is what makes a
+    resumed run repeat an uninterrupted one exactly.
     """
     import open_clip
     import torch
-    import torch.nn.functional as F
 
     if not samples:
         raise TrainingError("the training collection is empty")
@@ -137,14 +139,7 @@ def train(
     output_dir.mkdir(parents=True, exist_ok=True)
     register_open_clip_configs()
     torch.manual_seed(config.seed)  # the initial weights too
-    try:
-        model, model_cfg = _create(config)
-    except (RuntimeError, MemoryError) as exc:
-        if "memory" not in str(exc).lower() and not isinstance(exc, MemoryError):
-            raise
-        raise TrainingError(
-            f"out of memory creating {config.arch}; choose a smaller --arch"
-        ) from exc
+    model, model_cfg = _create(config)
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
     crop_from = int(round(size * (1 + config.crop_margin)))
@@ -164,17 +159,9 @@ def train(
     start_epoch, history = 0, []
     checkpoint_path = output_dir / CHECKPOINT
     if resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        stored = {**_BEFORE_FIELDS_EXISTED, **state["config"]}
-        if stored != asdict(config) or state["samples"] != len(samples):
-            raise TrainingError(
-                f"{checkpoint_path} was made with other settings or data; pass the same "
-                "options to resume, or another output folder (or --no-resume) to start over"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        start_epoch, history = state["epoch"], state["history"]
+        start_epoch, history = _resume(
+            checkpoint_path, config, len(samples), model, optimizer, generator
+        )
 
     from tqdm import tqdm
 
@@ -193,33 +180,9 @@ def train(
                 group["lr"] = _lr(step, total_steps, config)
             idx = order[step_in_epoch * config.batch_size : (step_in_epoch + 1) * config.batch_size]
             images = _augment(pictures, idx.numpy(), size, config.flip, generator)
-            texts = [
-                samples[i].captions[
-                    int(torch.randint(len(samples[i].captions), (1,), generator=generator))
-                ]
-                for i in idx.tolist()
-            ]
-            try:
-                with torch.autocast("cpu", torch.bfloat16, enabled=config.precision == "bf16"):
-                    image_features = model.encode_image(to_model_tensor(images, preprocess), True)
-                    text_features = model.encode_text(tokenizer(texts), True)
-                image_features, text_features = image_features.float(), text_features.float()
-                logits = model.logit_scale.exp() * image_features @ text_features.T
-                labels = torch.arange(len(idx))
-                loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            except (RuntimeError, MemoryError) as exc:
-                if "memory" in str(exc).lower() or isinstance(exc, MemoryError):
-                    raise TrainingError(
-                        f"out of memory at batch size {config.batch_size}; "
-                        "try a smaller --batch-size"
-                    ) from exc
-                raise
-            with torch.no_grad():
-                model.logit_scale.clamp_(0, math.log(100))
-            loss_value = loss.item()
+            texts = [_one_caption(samples[i], generator) for i in idx.tolist()]
+            batch = to_model_tensor(images, preprocess), tokenizer(texts)
+            loss_value = _step(model, optimizer, batch, config)
             epoch_losses.append(loss_value)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.3f}")
             bar.update(1)
@@ -230,19 +193,8 @@ def train(
             model.eval()
             record.update(validate(_Evaluable(model, tokenizer, preprocess)))
         history.append(record)
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(),
-                "epoch": epoch + 1,
-                "history": history,
-                "config": asdict(config),
-                "samples": len(samples),
-            },
-            checkpoint_path.with_suffix(".tmp"),
-        )
-        checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)
+        state = {"epoch": epoch + 1, "history": history, "samples": len(samples)}
+        _save_checkpoint(checkpoint_path, config, model, optimizer, generator, state)
         if (
             stop_after_epoch is not None
             and epoch + 1 >= stop_after_epoch
@@ -262,7 +214,96 @@ def train(
     )
 
 
+def _one_caption(sample: TrainingSample, generator) -> str:
+    """One of the sample's captions, drawn from the run's generator (so a resume repeats it)."""
+    import torch
+
+    return sample.captions[int(torch.randint(len(sample.captions), (1,), generator=generator))]
+
+
+def _step(model, optimizer, batch, config: TrainConfig) -> float:
+    """One optimiser step on a batch of (pixels, tokens): CLIP's symmetric contrastive loss."""
+    import torch
+    import torch.nn.functional as F
+
+    pixels, tokens = batch
+    try:
+        with torch.autocast("cpu", torch.bfloat16, enabled=config.precision == "bf16"):
+            image_features = model.encode_image(pixels, True)
+            text_features = model.encode_text(tokens, True)
+        image_features, text_features = image_features.float(), text_features.float()
+        logits = model.logit_scale.exp() * image_features @ text_features.T
+        labels = torch.arange(len(pixels))
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    except (RuntimeError, MemoryError) as exc:
+        if "memory" in str(exc).lower() or isinstance(exc, MemoryError):
+            raise TrainingError(
+                f"out of memory at batch size {config.batch_size}; try a smaller --batch-size"
+            ) from exc
+        raise
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, math.log(100))
+    return loss.item()
+
+
+def _resume(path: Path, config: TrainConfig, samples: int, model, optimizer, generator):
+    """Load a checkpoint into the model, optimiser and generator; returns (epoch, history).
+
+    Raises:
+        TrainingError: the checkpoint was made with another recipe or collection.
+    """
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    stored = {**_BEFORE_FIELDS_EXISTED, **state["config"]}
+    if stored != asdict(config) or state["samples"] != samples:
+        raise TrainingError(
+            f"{path} was made with other settings or data; pass the same "
+            "options to resume, or another output folder (or --no-resume) to start over"
+        )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    return state["epoch"], state["history"]
+
+
+def _save_checkpoint(path: Path, config: TrainConfig, model, optimizer, generator, state: dict):
+    """Write the checkpoint atomically: an interrupted save keeps the previous one."""
+    import torch
+
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "config": asdict(config),
+            **state,
+        },
+        path.with_suffix(".tmp"),
+    )
+    path.with_suffix(".tmp").replace(path)
+
+
 def _create(config: TrainConfig):
+    """The model to train and its open_clip config.
+
+    Raises:
+        TrainingError: out of memory creating it.
+    """
+    try:
+        return _create_model(config)
+    except (RuntimeError, MemoryError) as exc:
+        if "memory" not in str(exc).lower() and not isinstance(exc, MemoryError):
+            raise
+        raise TrainingError(
+            f"out of memory creating {config.arch}; choose a smaller --arch"
+        ) from exc
+
+
+def _create_model(config: TrainConfig):
     import open_clip
 
     model_cfg = open_clip.get_model_config(config.arch)

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from mmsearch.imaging.pictures import open_picture
-from tests.phone_photos import DRAWING, TAKEN_AT
+from tests.helpers.phone_photos import DRAWING, TAKEN_AT
 
 _BLACK, _WHITE = 256, 4095
 # XYZ → camera RGB for a camera whose filters are sRGB's primaries: the inverse of sRGB → XYZ.

@@ -11,7 +11,7 @@ from PIL import Image
 
 from mmsearch.imaging.pictures import open_picture
 
-DRAWING = next(Path(__file__).parents[1].glob("sample_corpus/images/animals/*/*.png"))
+DRAWING = next(Path(__file__).parents[2].glob("sample_corpus/images/animals/*/*.png"))
 TAKEN_AT = "2024-07-14T18:30:05"
 
 

@@ -1,0 +1,1 @@
+"""What the tests make for themselves: drawn shapes, phone photos with EXIF, camera RAW files."""
