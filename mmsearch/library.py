@@ -17,12 +17,11 @@ saved at differs from the database's.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from sqlalchemy.orm import Session
 
 from mmsearch.encoders.base import Encoder
@@ -32,10 +31,8 @@ from mmsearch.index.derived import MODALITIES, DerivedIndexes
 from mmsearch.index.faiss_index import FaissIndex
 from mmsearch.library_model import LibraryModel
 from mmsearch.records import TextRecord
-from mmsearch.results import CollectionInfo, ImageHit, IndexFileInfo, LibraryInfo, TextHit
-from mmsearch.search.duplicates import DuplicateGroup
+from mmsearch.results import IndexFileInfo, LibraryInfo
 from mmsearch.search.searcher import Searcher
-from mmsearch.search.terms import ImageFilter, QueryTerm, Relevance
 from mmsearch.search.text_queries import TextQueries
 from mmsearch.storage.catalogue import ImageCatalogue
 from mmsearch.storage.engine import get_setting
@@ -44,7 +41,21 @@ from mmsearch.storage.texts import TextCollections
 from mmsearch.storage.transaction import WriteTransaction
 from mmsearch.storage.writer_lock import WriterLock
 
-PictureOrPath = str | os.PathLike[str] | Image.Image
+
+class _Delegate:
+    """A method of one of the library's parts, offered on :class:`Library` itself:
+    ``library.search(...)`` is ``library.searcher.search(...)``, and ``help(Library.search)``
+    shows the part's signature and docstring (written once, where the work is done)."""
+
+    def __init__(self, part: str, method: Callable):
+        self._part, self._name = part, method.__name__
+        self._method = method
+        functools.update_wrapper(self, method)
+
+    def __get__(self, library, owner=None) -> Callable:
+        if library is None:
+            return self._method
+        return getattr(getattr(library, self._part), self._name)
 
 
 class Library:
@@ -93,92 +104,22 @@ class Library:
         :mod:`mmsearch.search.text_queries`); returns whether the library has it."""
         return self._text_queries.prepare()
 
-    # -- queries (see mmsearch.search.searcher) ------------------------------------------------
+    # -- what the parts answer (signatures and docstrings: Searcher, ImageCatalogue, ...) -----
 
-    def search_text(
-        self,
-        query: str,
-        *,
-        k: int = 10,
-        where: ImageFilter | None = None,
-        relevance: Relevance | None = None,
-        exact: bool = False,
-    ) -> list[ImageHit]:
-        """Images that match a text query, best first."""
-        return self.searcher.search_text(query, k=k, where=where, relevance=relevance, exact=exact)
-
-    def similar(
-        self,
-        image: PictureOrPath,
-        *,
-        k: int = 10,
-        where: ImageFilter | None = None,
-        relevance: Relevance | None = None,
-        exact: bool = False,
-    ) -> list[ImageHit]:
-        """Images that look like ``image`` (a file, in the library or not, or a PIL image); the
-        query image itself is left out."""
-        return self.searcher.similar(image, k=k, where=where, relevance=relevance, exact=exact)
-
-    def search(
-        self,
-        terms: Sequence[QueryTerm],
-        *,
-        k: int = 10,
-        where: ImageFilter | None = None,
-        relevance: Relevance | None = None,
-        exact: bool = False,
-    ) -> list[ImageHit]:
-        """Images that match a composed query (see :meth:`Searcher.search`)."""
-        return self.searcher.search(terms, k=k, where=where, relevance=relevance, exact=exact)
-
-    def captions(
-        self,
-        image: PictureOrPath,
-        *,
-        k: int = 5,
-        collection: str | None = None,
-        distinct: bool = True,
-        exact: bool = False,
-    ) -> list[TextHit]:
-        """The texts nearest to an image (see :meth:`Searcher.captions`)."""
-        return self.searcher.captions(
-            image, k=k, collection=collection, distinct=distinct, exact=exact
-        )
-
-    def tag(
-        self,
-        images: Sequence[str | os.PathLike[str]],
-        labels: Sequence[str],
-        *,
-        templates: Sequence[str] = ("a photo of a {}.",),
-    ) -> list[dict[str, float]]:
-        """Zero-shot classification (see :meth:`Searcher.tag`)."""
-        return self.searcher.tag(images, labels, templates=templates)
-
-    def duplicates(self, threshold: float = 0.95) -> list[DuplicateGroup]:
-        """Groups of near-identical images (cosine similarity ≥ ``threshold``), largest first."""
-        return self.searcher.duplicates(threshold)
-
-    def map_points(self, max_images: int = 1000) -> list[tuple[float, float, str]]:
-        """(x, y, path) of up to ``max_images`` images on a 2-D PCA map, x and y in [0, 1]."""
-        return self.searcher.map_points(max_images)
-
-    def image_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
-        """Stored vectors of images by id."""
-        return self.images.image_vectors(ids)
-
-    def servable_paths(self, image_ids: Iterable[int]) -> dict[int, str | None]:
-        """id → the image's file if ``mmsearch serve`` may hand it out, else None."""
-        return self.images.servable_paths(image_ids)
+    search_text = _Delegate("searcher", Searcher.search_text)
+    similar = _Delegate("searcher", Searcher.similar)
+    search = _Delegate("searcher", Searcher.search)
+    captions = _Delegate("searcher", Searcher.captions)
+    tag = _Delegate("searcher", Searcher.tag)
+    duplicates = _Delegate("searcher", Searcher.duplicates)
+    map_points = _Delegate("searcher", Searcher.map_points)
+    image_vectors = _Delegate("images", ImageCatalogue.image_vectors)
+    servable_paths = _Delegate("images", ImageCatalogue.servable_paths)
+    forget = _Delegate("images", ImageCatalogue.forget)
+    collections = _Delegate("texts", TextCollections.collections)
+    remove_collection = _Delegate("texts", TextCollections.remove)
 
     # -- writing -------------------------------------------------------------------------------
-
-    def forget(self, paths: Iterable[str | os.PathLike[str]]) -> int:
-        """Remove the images at or below ``paths`` (folders or files, which need not exist any
-        more) from the library, with their skip records; indexing stops covering those paths.
-        The files themselves are not touched. Returns how many images were removed."""
-        return self.images.forget(paths)
 
     def add_texts(
         self,
@@ -206,13 +147,6 @@ class Library:
             if progress is not None:
                 progress(len(chunk))
         return self.texts.put(collection, records, np.concatenate(vectors), source=source)
-
-    def collections(self) -> list[CollectionInfo]:
-        return self.texts.collections()
-
-    def remove_collection(self, name: str) -> int:
-        """Delete a collection and its texts; returns how many texts went."""
-        return self.texts.remove(name)
 
     def writing(self) -> WriterLock:
         """``with library.writing():`` holds the library's writer lock across several writes

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,24 +39,16 @@ from mmsearch.storage.catalogue import ImageCatalogue
 from mmsearch.storage.texts import TextCollections
 
 
+@dataclass(frozen=True)
 class Searcher:
-    """The queries of one library (see the module docstring)."""
+    """The queries of one library (see the module docstring), over the parts it reads."""
 
-    def __init__(
-        self,
-        library_dir: Path,
-        images: ImageCatalogue,
-        texts: TextCollections,
-        indexes: DerivedIndexes,
-        text_queries: TextQueries,
-        model: LibraryModel,
-    ):
-        self._library_dir = library_dir
-        self._images = images
-        self._texts = texts
-        self._indexes = indexes
-        self._text_queries = text_queries
-        self._model = model
+    library_dir: Path
+    images: ImageCatalogue
+    texts: TextCollections
+    indexes: DerivedIndexes
+    text_queries: TextQueries
+    model: LibraryModel
 
     def search_text(
         self,
@@ -112,7 +105,7 @@ class Searcher:
         self._require("images")
         relevance = relevance or Relevance()
         text_vectors = iter(
-            self._text_queries.vectors([t.text for t in terms if t.text is not None])
+            self.text_queries.vectors([t.text for t in terms if t.text is not None])
         )
         vectors, exclude = [], set()
         for term in terms:
@@ -127,7 +120,7 @@ class Searcher:
         fetch = k * 4 if relevance.dedup else k
         hits = self.image_hits(query, fetch, exclude=exclude, allowed=allowed, exact=exact)
         if relevance.dedup:
-            stored = self._images.image_vectors([h.id for h in hits])
+            stored = self.images.image_vectors([h.id for h in hits])
             hits = collapse_near_duplicates(hits, stored, relevance.dedup)
         hits = hits[:k]
         if relevance.within is not None:
@@ -137,7 +130,7 @@ class Searcher:
         return by_date(hits) if relevance.sort == "date" else hits
 
     def _allowed_images(self, where: ImageFilter, exclude: set[int]) -> np.ndarray:
-        ids = [i for i in self._images.ids_where(where.conditions()) if i not in exclude]
+        ids = [i for i in self.images.ids_where(where.conditions()) if i not in exclude]
         if not ids:
             raise InputError(f"no image in the library matches the filters ({where.describe()})")
         return np.array(ids, dtype=np.int64)
@@ -147,10 +140,10 @@ class Searcher:
         if not 0 < threshold <= 1:
             raise InputError("the threshold is a cosine similarity in (0, 1]")
         self._require("images")
-        index = self._indexes.get("images")
+        index = self.indexes.get("images")
         ids, vectors = index.items()
         groups = duplicate_groups(ids, vectors, index, threshold)
-        paths = self._images.paths()
+        paths = self.images.paths()
         return [
             DuplicateGroup(sorted(paths[i] for i in members if i in paths), round(score, 4))
             for members, score in groups
@@ -175,10 +168,10 @@ class Searcher:
         if any("{}" not in t for t in templates):
             raise InputError('each --template needs a "{}" where the label goes')
         prompts = [t.format(label) for label in labels for t in templates]
-        encoded = self._model.encoder.encode_texts(prompts).reshape(len(labels), len(templates), -1)
+        encoded = self.model.encoder.encode_texts(prompts).reshape(len(labels), len(templates), -1)
         label_vectors = encoded.mean(axis=1)
         label_vectors /= np.linalg.norm(label_vectors, axis=1, keepdims=True)
-        scale = self._model.encoder.logit_scale
+        scale = self.model.encoder.logit_scale
         results = []
         for image in images:
             vector, _ = self._image_vector(image)
@@ -193,7 +186,7 @@ class Searcher:
         """(x, y, path) of up to ``max_images`` images (evenly sampled by id) placed by a 2-D
         PCA of their embeddings, x and y in [0, 1]."""
         self._require("images")
-        sample = self._images.sample(max_images)
+        sample = self.images.sample(max_images)
         positions = pca_2d(np.stack([vector for _, vector in sample]))
         return [
             (float(x), float(y), path) for (path, _), (x, y) in zip(sample, positions, strict=True)
@@ -215,14 +208,14 @@ class Searcher:
         with every text even where the index is approximate.
         """
         self._require("texts")
-        allowed = self._texts.ids(collection) if collection is not None else None
+        allowed = self.texts.ids(collection) if collection is not None else None
         vector, _ = self._image_vector(image)
-        index = self._indexes.get("texts")
+        index = self.indexes.get("texts")
         fetch = k * 8 if distinct else k
         while True:
             scores, ids = index.search(vector, fetch, allowed=allowed, exact=exact)
             found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-            hits = self._texts.hits(found)
+            hits = self.texts.hits(found)
             if distinct:
                 best: dict[str, TextHit] = {}
                 for hit in hits:
@@ -238,14 +231,14 @@ class Searcher:
         """The ``k`` images nearest to ``vector``, leaving out the ids in ``exclude``; only
         ``allowed`` ids (which already leave out ``exclude``) when given."""
         fetch = k if allowed is not None else k + len(exclude)
-        index = self._indexes.get("images")
+        index = self.indexes.get("images")
         scores, ids = index.search(vector, fetch, allowed=allowed, exact=exact)
         found = [
             (int(i), float(s))
             for i, s in zip(ids[0], scores[0], strict=True)
             if i >= 0 and int(i) not in exclude
         ][:k]
-        return self._images.hits(found)
+        return self.images.hits(found)
 
     def _image_vector(self, image) -> tuple[np.ndarray, set[int]]:
         """A query image's vector, and the ids of library images with the same content (the
@@ -254,7 +247,7 @@ class Searcher:
         if isinstance(image, Image.Image):
             return self._encode_picture(image.convert("RGB")), set()
         path = os.path.abspath(os.fspath(image))
-        stored = self._images.stored_image(path)
+        stored = self.images.stored_image(path)
         if stored is not None:
             try:
                 stat = os.stat(path)
@@ -264,32 +257,32 @@ class Searcher:
             if unchanged:
                 same = {stored.id}
                 if stored.content_hash is not None:
-                    same |= self._images.with_content(stored.content_hash)[1]
+                    same |= self.images.with_content(stored.content_hash)[1]
                 return stored.vector, same
         try:
-            digest = content_hash(path, self._images.hash_algorithm)
+            digest = content_hash(path, self.images.hash_algorithm)
         except OSError:
             digest = None  # load_image below says what is wrong
         if digest:
-            vector, twins = self._images.with_content(digest)
+            vector, twins = self.images.with_content(digest)
             if vector is not None:
                 return vector, twins
         try:
-            picture = load_image(path, min_size=self._model.encoder.preprocess.size)
+            picture = load_image(path, min_size=self.model.encoder.preprocess.size)
         except ImageError as exc:
             raise InputError(f"cannot use {image} as a query image: {exc}") from exc
         return self._encode_picture(picture), set()
 
     def _encode_picture(self, picture: Image.Image) -> np.ndarray:
-        pixels = fit_to_model(picture, self._model.encoder.preprocess)
-        return self._model.encoder.encode_images(pixels[None])[0]
+        pixels = fit_to_model(picture, self.model.encoder.preprocess)
+        return self.model.encoder.encode_images(pixels[None])[0]
 
     def _require(self, modality: str) -> None:
-        count = self._images.count() if modality == "images" else self._texts.count()
+        count = self.images.count() if modality == "images" else self.texts.count()
         if not count:
             hint = (
                 "index some images first: mmsearch index PATH"
                 if modality == "images"
                 else "add a text collection first: mmsearch add-texts FILE"
             )
-            raise EmptyLibraryError(f"library {self._library_dir} has no {modality}; {hint}")
+            raise EmptyLibraryError(f"library {self.library_dir} has no {modality}; {hint}")

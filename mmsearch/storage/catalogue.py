@@ -7,6 +7,7 @@ is told what changed (see :mod:`mmsearch.index.derived`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -56,8 +57,10 @@ class StoredImage(NamedTuple):
     vector: np.ndarray
 
 
-class ImageCatalogue:
-    """The images of one library (see the module docstring)."""
+class StoragePart:
+    """A part of a library's database with vectors: it reads through ``engine``, writes through
+    ``write`` (a transaction under the writer lock), has ``model`` vouch for new vectors, and
+    tells ``indexes`` what each committed write changed."""
 
     def __init__(
         self,
@@ -70,7 +73,14 @@ class ImageCatalogue:
         self._write = write
         self._indexes = indexes
         self._model = model
-        with Session(engine) as session:
+
+
+class ImageCatalogue(StoragePart):
+    """The images of one library (see the module docstring)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        with Session(self._engine) as session:
             # Libraries made before BLAKE3 have no setting: their rows hold BLAKE2b hashes.
             self.hash_algorithm = get_setting(session, "content_hash", "blake2b")
 
@@ -176,7 +186,9 @@ class ImageCatalogue:
         return len(ids)
 
     def forget(self, paths: Iterable[str | os.PathLike[str]]) -> int:
-        """Remove the images at or below ``paths`` (see :meth:`mmsearch.Library.forget`)."""
+        """Remove the images at or below ``paths`` (folders or files, which need not exist any
+        more) from the library, with their skip records; indexing stops covering those paths.
+        The files themselves are not touched. Returns how many images were removed."""
         under = [os.path.abspath(p) for p in paths]
         removed = self.remove_images(list(self.image_state(under=under)))
         self.forget_skipped(p for p in self.skipped_state() if is_at_or_under(p, under))
@@ -332,17 +344,7 @@ def _at_or_below(path: str):
 
 
 def _record(row: ImageRow) -> ImageRecord:
-    return ImageRecord(
-        path=row.path,
-        size=row.size,
-        mtime_ns=row.mtime_ns,
-        width=row.width,
-        height=row.height,
-        format=row.format,
-        content_hash=row.content_hash,
-        taken_at=row.taken_at,
-        taken_from=row.taken_from,
-    )
+    return ImageRecord(**{f.name: getattr(row, f.name) for f in dataclasses.fields(ImageRecord)})
 
 
 def as_vectors(vectors: np.ndarray, count: int) -> np.ndarray:

@@ -4,7 +4,7 @@ image by ``mmsearch captions``."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sqlalchemy import delete, func, select
@@ -13,26 +13,13 @@ from sqlalchemy.orm import Session
 from mmsearch.errors import InputError
 from mmsearch.records import TextRecord
 from mmsearch.results import CollectionInfo, TextHit
-from mmsearch.storage.catalogue import IndexUpdates, VectorAdmission, as_vectors
+from mmsearch.storage.catalogue import StoragePart, as_vectors
 from mmsearch.storage.engine import bump_generation
 from mmsearch.storage.schema import Collection, TextRow
-from mmsearch.storage.transaction import WriteTransaction
 
 
-class TextCollections:
+class TextCollections(StoragePart):
     """The text collections of one library; writes tell the derived index what changed."""
-
-    def __init__(
-        self,
-        engine,
-        write: Callable[[], WriteTransaction],
-        indexes: IndexUpdates,
-        model: VectorAdmission,
-    ):
-        self._engine = engine
-        self._write = write
-        self._indexes = indexes
-        self._model = model
 
     def refuse_existing(self, name: str, *, replace: bool) -> None:
         """Raises InputError when collection ``name`` exists and is not to be replaced."""

@@ -26,6 +26,7 @@ import torch  # a training module: torch is what it runs on
 
 from mmsearch.encoders.towers_encoder import Heads, TowersConfig, TowersEncoder, write_model
 from mmsearch.errors import TrainingError
+from mmsearch.train.checkpoints import resume_checkpoint, save_checkpoint
 from mmsearch.train.evaluation import retrieval_scores
 from mmsearch.train.lit_features import image_features, text_features
 from mmsearch.train.open_clip_training import TrainingSample, TrainResult
@@ -139,15 +140,15 @@ def train_towers(
     fingerprint = [asdict(config), [ordered[i].image for i in kept]]
     checkpoint = output_dir / CHECKPOINT
     if resume and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if state["fingerprint"] != fingerprint:
-            raise TrainingError(
-                f"{checkpoint} was made with other settings or data; pass the same options "
-                "and captions file to resume, or --no-resume to start again"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
+        state = resume_checkpoint(
+            checkpoint,
+            model,
+            optimizer,
+            generator,
+            same_run=lambda state: state["fingerprint"] == fingerprint,
+            advice="pass the same options and captions file to resume, or --no-resume to start "
+            "again",
+        )
         start_epoch, history, best = state["epoch"], state["history"], state["best"]
 
     all_views = torch.from_numpy(features)
@@ -196,9 +197,8 @@ def train_towers(
         best["top"] = top
         history.append(record)
         log(str(record))
-        _save_checkpoint(
-            checkpoint, model, optimizer, generator, epoch + 1, history, best, fingerprint
-        )
+        state = {"epoch": epoch + 1, "history": history, "best": best, "fingerprint": fingerprint}
+        save_checkpoint(checkpoint, model, optimizer, generator, state)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break
 
@@ -243,23 +243,6 @@ def _standard_error(scores: dict, n: int) -> float:
     """The standard error of the sum of the two recalls over ``n`` validation pictures."""
     variance = sum(p * (1 - p) / n for p in scores.values())
     return math.sqrt(variance)
-
-
-def _save_checkpoint(path, model, optimizer, generator, epoch, history, best, fingerprint):
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(),
-            "epoch": epoch,
-            "history": history,
-            "best": best,
-            "fingerprint": fingerprint,
-        },
-        tmp,
-    )
-    tmp.replace(path)
 
 
 class _HeadsModule(torch.nn.Module):

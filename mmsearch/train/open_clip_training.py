@@ -25,6 +25,7 @@ from mmsearch.encoders.registry import register_open_clip_configs
 from mmsearch.errors import ImageError, TrainingError
 from mmsearch.imaging.pictures import open_picture
 from mmsearch.imaging.preprocess import PreprocessConfig, fit_to_model, to_model_tensor
+from mmsearch.train.checkpoints import resume_checkpoint, save_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG_FILE = "open_clip_config.json"
@@ -159,9 +160,19 @@ def train(
     start_epoch, history = 0, []
     checkpoint_path = output_dir / CHECKPOINT
     if resume and checkpoint_path.exists():
-        start_epoch, history = _resume(
-            checkpoint_path, config, len(samples), model, optimizer, generator
+        state = resume_checkpoint(
+            checkpoint_path,
+            model,
+            optimizer,
+            generator,
+            same_run=lambda state: (
+                {**_BEFORE_FIELDS_EXISTED, **state["config"]} == asdict(config)
+                and state["samples"] == len(samples)
+            ),
+            advice="pass the same options to resume, or another output folder (or --no-resume) "
+            "to start over",
         )
+        start_epoch, history = state["epoch"], state["history"]
 
     from tqdm import tqdm
 
@@ -194,7 +205,8 @@ def train(
             record.update(validate(_Evaluable(model, tokenizer, preprocess)))
         history.append(record)
         state = {"epoch": epoch + 1, "history": history, "samples": len(samples)}
-        _save_checkpoint(checkpoint_path, config, model, optimizer, generator, state)
+        state["config"] = asdict(config)
+        save_checkpoint(checkpoint_path, model, optimizer, generator, state)
         if (
             stop_after_epoch is not None
             and epoch + 1 >= stop_after_epoch
@@ -247,44 +259,6 @@ def _step(model, optimizer, batch, config: TrainConfig) -> float:
     with torch.no_grad():
         model.logit_scale.clamp_(0, math.log(100))
     return loss.item()
-
-
-def _resume(path: Path, config: TrainConfig, samples: int, model, optimizer, generator):
-    """Load a checkpoint into the model, optimiser and generator; returns (epoch, history).
-
-    Raises:
-        TrainingError: the checkpoint was made with another recipe or collection.
-    """
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    stored = {**_BEFORE_FIELDS_EXISTED, **state["config"]}
-    if stored != asdict(config) or state["samples"] != samples:
-        raise TrainingError(
-            f"{path} was made with other settings or data; pass the same "
-            "options to resume, or another output folder (or --no-resume) to start over"
-        )
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["generator"])
-    return state["epoch"], state["history"]
-
-
-def _save_checkpoint(path: Path, config: TrainConfig, model, optimizer, generator, state: dict):
-    """Write the checkpoint atomically: an interrupted save keeps the previous one."""
-    import torch
-
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(),
-            "config": asdict(config),
-            **state,
-        },
-        path.with_suffix(".tmp"),
-    )
-    path.with_suffix(".tmp").replace(path)
 
 
 def _create(config: TrainConfig):
