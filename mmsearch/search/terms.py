@@ -19,6 +19,7 @@ from sqlalchemy import or_
 
 from mmsearch.errors import InputError
 from mmsearch.imaging.pictures import is_image_path
+from mmsearch.paths import as_folder
 from mmsearch.results import ImageHit
 from mmsearch.storage.schema import ImageRow
 
@@ -94,7 +95,7 @@ class ImageFilter:
             found.append(
                 or_(
                     *(
-                        ImageRow.path.startswith(os.path.join(folder, ""), autoescape=True)
+                        ImageRow.path.startswith(as_folder(folder), autoescape=True)
                         for folder in self.folders
                     )
                 )
