@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from indexer.decode import decode_for_model
-from indexer.pipeline import _decode_all
+from indexer.workers import decode_all
 from mmsearch.imaging.fingerprint import KnownContent
 from mmsearch.imaging.pictures import is_image_path
 from mmsearch.imaging.preprocess import PreprocessConfig
@@ -39,7 +39,7 @@ def main() -> None:
         for algorithm, seen in rates.items():
             decode = partial(decode_for_model, cfg=CFG, max_pixels=2**31, hash_algorithm=algorithm)
             started = time.perf_counter()
-            decoded = list(_decode_all(files, decode, args.workers, 128, KnownContent()))
+            decoded = list(decode_all(files, decode, args.workers, 128, KnownContent()))
             seen.append(len(decoded) / (time.perf_counter() - started))
     print(
         json.dumps(

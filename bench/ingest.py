@@ -66,7 +66,7 @@ def measure(folder: str, model: str, limit: int, image_precision: str = "auto") 
 
     from indexer import index_paths
     from indexer.decode import decode_for_model
-    from indexer.pipeline import _decode_all
+    from indexer.workers import decode_all
     from mmsearch import open_library
 
     logging.getLogger().setLevel(logging.ERROR)
@@ -77,7 +77,7 @@ def measure(folder: str, model: str, limit: int, image_precision: str = "auto") 
     decode = partial(decode_for_model, cfg=cfg, max_pixels=2 * 89_478_485)
 
     started = time.perf_counter()
-    decoded = _decode_all(files, decode, None, 4 * BATCH, frozenset())  # one worker per core
+    decoded = decode_all(files, decode, None, 4 * BATCH, frozenset())  # one worker per core
     decoded = [d for d in decoded if d.reason is None]
     decode_s = time.perf_counter() - started
     pictures = np.stack([d.pixels for d in decoded])

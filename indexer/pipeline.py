@@ -10,32 +10,22 @@ or merely touched file) takes its stored embedding instead of being decoded and 
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import itertools
-import multiprocessing
 import os
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
 import numpy as np
 
-from indexer.decode import Decoded, decode_for_model, share_known_content, start_worker
+from indexer.decode import Decoded, decode_for_model
 from indexer.discover import FoundFile, discover
+from indexer.workers import decode_all
 from mmsearch.errors import InputError
-from mmsearch.imaging.fingerprint import KnownContent
 from mmsearch.imaging.pictures import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from mmsearch.imaging.raw import RAW_EXTENSIONS
 from mmsearch.library import Library
 from mmsearch.paths import is_at_or_under, is_under
 from mmsearch.records import ImageRecord, mtime_iso
-
-# Below this many files, starting worker processes costs more than it saves.
-_MIN_FILES_FOR_WORKERS = 16
 
 
 @dataclass
@@ -265,7 +255,7 @@ def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_p
 
     batch: list[Decoded] = []
     try:
-        for decoded in _decode_all(
+        for decoded in decode_all(
             [f.path for f in todo], decode, workers, 4 * batch_size, library.images.known_content()
         ):
             if decoded.reason is not None:
@@ -291,65 +281,6 @@ def _count(summary: IndexSummary, before, decoded: Decoded, *, encoded_here: boo
         summary.updated += 1
     if not encoded_here:
         summary.reused += 1
-
-
-def _decode_all(
-    paths: list[str],
-    decode: Callable[[str], Decoded],
-    workers: int | None,
-    window: int,
-    known: KnownContent,
-) -> Iterator[Decoded]:
-    """Decoded files in order, from worker processes, with at most ``window`` in flight."""
-    if workers is None:
-        workers = os.cpu_count() or 1
-    if workers == 0 or len(paths) < _MIN_FILES_FOR_WORKERS:
-        share_known_content(known)
-        try:
-            yield from map(decode, paths)
-        finally:
-            share_known_content(KnownContent())
-        return
-    # spawn, not fork: the parent holds torch's thread pools, which do not survive a fork.
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=start_worker,
-        initargs=(known,),
-    )
-    pending: collections.deque[Future] = collections.deque()
-    try:
-        with _ctrl_c_ignored():
-            # With spawn, the pool starts a worker per task submitted while none is idle, so
-            # these start them all, and they inherit Ctrl-C ignored from birth. Set only by their
-            # initializer, a Ctrl-C while they imported printed a traceback each.
-            for _ in range(workers):
-                pool.submit(int)
-        for path in paths:
-            pending.append(pool.submit(decode, path))
-            if len(pending) >= window:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        for future in pending:
-            future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-@contextlib.contextmanager
-def _ctrl_c_ignored():
-    """Ctrl-C ignored by this process for the moment (a few milliseconds: a Ctrl-C then is
-    lost); only the main thread may change signal handling, elsewhere nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _progress_bar(total: int, enabled: bool):
