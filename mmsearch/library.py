@@ -66,10 +66,13 @@ class Library:
             with.
     """
 
-    def __init__(self, library_dir: Path, engine, *, model=None, device=None, encoder=None):
+    def __init__(
+        self, library_dir: Path, engine, *, model=None, device=None, encoder=None, read_only=False
+    ):
         self.library_dir = library_dir
         self.engine = engine
-        self._writer_lock = WriterLock(library_dir)
+        self.read_only = read_only  # searches work; writes raise LibraryError (see WriterLock)
+        self._writer_lock = WriterLock(library_dir, read_only=read_only)
         self._indexes = DerivedIndexes(engine, library_dir, self._writer_lock)
         self._query_cache = QueryCache(engine)
         self._model = LibraryModel(library_dir, engine, model=model, device=device, encoder=encoder)
@@ -137,16 +140,17 @@ class Library:
         """
         if not records:
             raise InputError(f"no texts to add to collection {collection!r}")
-        self.texts.refuse_existing(collection, replace=replace)
-        encoder = self.encoder
-        vectors = []
-        step = 256
-        for start in range(0, len(records), step):
-            chunk = records[start : start + step]
-            vectors.append(encoder.encode_texts([r.text for r in chunk]))
-            if progress is not None:
-                progress(len(chunk))
-        return self.texts.put(collection, records, np.concatenate(vectors), source=source)
+        with self.writing():  # before encoding: a busy or read-only library says so at once
+            self.texts.refuse_existing(collection, replace=replace)
+            encoder = self.encoder
+            vectors = []
+            step = 256
+            for start in range(0, len(records), step):
+                chunk = records[start : start + step]
+                vectors.append(encoder.encode_texts([r.text for r in chunk]))
+                if progress is not None:
+                    progress(len(chunk))
+            return self.texts.put(collection, records, np.concatenate(vectors), source=source)
 
     def writing(self) -> WriterLock:
         """``with library.writing():`` holds the library's writer lock across several writes
@@ -175,8 +179,9 @@ class Library:
 
     def flush(self) -> None:
         """Save changed vector indexes (atomically) and new query embeddings."""
-        self._indexes.flush()
-        self._query_cache.save()
+        if not self.read_only:
+            self._indexes.flush()
+            self._query_cache.save()
 
     def close(self) -> None:
         self.flush()
@@ -209,12 +214,12 @@ class Library:
                     )
                 )
         url = self.engine.url
-        db_path = (
-            Path(url.database) if url.drivername.startswith("sqlite") and url.database else None
-        )
+        sqlite = url.drivername.startswith("sqlite") and url.database
+        # A read-only library's URL is SQLite's "file:" URI (location.sqlite_url): show the file.
+        db_path = Path(url.database.removeprefix("file:")) if sqlite else None
         return LibraryInfo(
             library_dir=str(self.library_dir),
-            database=url.render_as_string(hide_password=True),
+            database=f"sqlite:///{db_path}" if sqlite else url.render_as_string(hide_password=True),
             database_bytes=db_path.stat().st_size if db_path and db_path.exists() else None,
             model=self._model.stored,
             images=self.images.count(),
@@ -222,4 +227,5 @@ class Library:
             texts=self.texts.count(),
             collections=self.collections(),
             index_files=files,
+            read_only=self.read_only,
         )

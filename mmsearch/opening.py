@@ -9,7 +9,13 @@ from mmsearch.encoders.base import Encoder
 from mmsearch.errors import LibraryError
 from mmsearch.library import Library
 from mmsearch.storage.engine import open_engine
-from mmsearch.storage.location import read_config, resolve_library_dir, sqlite_url, write_config
+from mmsearch.storage.location import (
+    is_read_only,
+    read_config,
+    resolve_library_dir,
+    sqlite_url,
+    write_config,
+)
 
 
 def open_library(
@@ -32,6 +38,10 @@ def open_library(
         device: ``cpu`` or ``cuda``; default CUDA when available.
         encoder: an :class:`~mmsearch.encoders.base.Encoder` to use instead of ``model``.
         create: create the folder and database when missing (False: raise instead).
+
+    A library whose folder or database cannot be written (a read-only mount, a backup) opens
+    read-only: searches, ``info`` and ``check`` work, and a write raises a LibraryError that
+    says so.
 
     Raises:
         LibraryError: the library is missing (with ``create=False``) or unusable.
@@ -58,9 +68,12 @@ def open_library(
         )
     if db_url and "db_url" not in config:
         write_config(library_dir, {**config, "db_url": db_url})
-    url = db_url or config.get("db_url") or sqlite_url(library_dir)
-    engine = open_engine(url, create=create)
-    return Library(library_dir, engine, model=model, device=device, encoder=encoder)
+    url = db_url or config.get("db_url")
+    read_only = url is None and is_read_only(library_dir)
+    engine = open_engine(url or sqlite_url(library_dir, read_only=read_only), create=create)
+    return Library(
+        library_dir, engine, model=model, device=device, encoder=encoder, read_only=read_only
+    )
 
 
 def discard_if_never_used(library: Library, *, existed: bool) -> None:

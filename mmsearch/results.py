@@ -72,6 +72,7 @@ class LibraryInfo:
     texts: int
     collections: list[CollectionInfo] = field(default_factory=list)
     index_files: list[IndexFileInfo] = field(default_factory=list)
+    read_only: bool = False  # the folder or database cannot be written: searches only
 
     def to_dict(self) -> dict:
         return asdict(self)

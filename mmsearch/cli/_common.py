@@ -121,10 +121,16 @@ def command(func):
     return wrapper
 
 
-def open_library_for(library, model=None, device=None, db_url=None, *, create=False):
+def open_library_for(library, model=None, device=None, db_url=None, *, create=False, query=False):
+    """The library for a command; a ``query`` command notes on stderr when it is read-only."""
     from mmsearch.opening import open_library
 
-    return open_library(library, model=model, device=device, db_url=db_url, create=create)
+    lib = open_library(library, model=model, device=device, db_url=db_url, create=create)
+    if query and lib.read_only:
+        typer.echo(
+            f"Note: library {lib.library_dir} is read-only: new queries are not cached", err=True
+        )
+    return lib
 
 
 def exit_interrupted(what_to_do: str) -> None:

@@ -91,7 +91,7 @@ def search(
     terms += [QueryTerm.parse(t, sign=-1.0) for t in minus or []]
     where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type)
     relevance = _relevance(within, knee, dedup, dedup_threshold, sort)
-    with open_library_for(library, model, device, db_url) as lib:
+    with open_library_for(library, model, device, db_url, query=True) as lib:
         hits = lib.search(terms, k=k, where=where, relevance=relevance, exact=exact)
         warnings = [lib.query_language_warning(t.text) for t in terms if t.text]
     for warning in filter(None, warnings):
@@ -167,7 +167,7 @@ def similar(
     check_output_options(as_json, paths_only)
     where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type)
     relevance = _relevance(within, knee, dedup, dedup_threshold, sort)
-    with open_library_for(library, model, device, db_url) as lib:
+    with open_library_for(library, model, device, db_url, query=True) as lib:
         hits = lib.similar(image, k=k, where=where, relevance=relevance, exact=exact)
     print_image_hits(hits, as_json, paths_only)
     _contact_sheet(hits, f"mmsearch: like {image}", html, open_results)
@@ -191,7 +191,7 @@ def captions(
     as_json: JsonOpt = False,
 ) -> None:
     """Find the texts (captions) that best describe an image."""
-    with open_library_for(library, model, device, db_url) as lib:
+    with open_library_for(library, model, device, db_url, query=True) as lib:
         hits = lib.captions(
             image, k=k, collection=collection, distinct=not keep_duplicates, exact=exact
         )

@@ -42,6 +42,7 @@ def check(
             if not problems:
                 details = lib.info()
                 counts = f"{details.images} images, {details.texts} texts"
+                counts += "; read-only" if details.read_only else ""
     except DatabaseError as exc:
         problems = [damaged_database(str(exc.orig))]
     if as_json:
@@ -79,7 +80,7 @@ def info(library: LibraryOpt = None, db_url: DbUrlOpt = None, as_json: JsonOpt =
         return
     model = details.model or {}
     typer.echo(f"library:     {details.library_dir}")
-    typer.echo(f"database:    {details.database}")
+    typer.echo(f"database:    {details.database}{' (read-only)' if details.read_only else ''}")
     if details.database_bytes is not None:
         typer.echo(f"             {details.database_bytes / 1e6:.1f} MB")
     typer.echo(f"model:       {model.get('model', 'none yet')} (dim {model.get('dim', '-')})")

@@ -38,8 +38,9 @@ def open_engine(url: str, *, create: bool) -> Engine:
     except (ArgumentError, ImportError) as exc:
         raise LibraryError(f"cannot use database URL {url!r}: {exc}") from exc
     event.listen(engine, "handle_error", _translate_error)
+    read_only = engine.dialect.name == "sqlite" and "mode=ro" in url  # see location.sqlite_url
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _read_only_pragmas if read_only else _sqlite_pragmas)
     try:
         if create:
             Base.metadata.create_all(engine)
@@ -57,6 +58,12 @@ def open_engine(url: str, *, create: bool) -> Engine:
                     f"reads {SCHEMA_VERSION}); upgrade mmsearch"
                 )
             elif int(version.value) < SCHEMA_VERSION:
+                if read_only:
+                    raise LibraryError(
+                        f"{url} was written by an older mmsearch (schema {version.value}) and "
+                        "must be upgraded, which a read-only library cannot be; open it once "
+                        "where it can be written"
+                    )
                 _upgrade(engine, int(version.value))
     except DatabaseError as exc:
         raise LibraryError(
@@ -116,6 +123,13 @@ def _translate_error(context) -> None:
             "`mmsearch check` says what is wrong",
             orig=orig,
         ) from error
+
+
+def _read_only_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")  # a write fails at once, never half-way
+    cursor.execute(BUSY_TIMEOUT_PRAGMA)
+    cursor.close()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -37,5 +37,23 @@ def write_config(library_dir: Path, config: dict) -> None:
     (library_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
 
 
-def sqlite_url(library_dir: Path) -> str:
-    return f"sqlite:///{(library_dir / DB_FILE).resolve()}"
+def sqlite_url(library_dir: Path, *, read_only: bool = False) -> str:
+    """The library's own SQLite database; ``read_only`` opens it without writing a byte.
+
+    Read-only, a WAL database needs its ``-shm`` file, which a read-only folder cannot get; with
+    no ``-wal`` file either, nobody is writing it through this folder, and SQLite may take the
+    file as immutable (no locks, no ``-shm``). With a ``-wal`` file, a writer may be at work
+    elsewhere: then plain read-only mode, which reads the writer's ``-shm``.
+    """
+    path = (library_dir / DB_FILE).resolve()
+    if not read_only:
+        return f"sqlite:///{path}"
+    immutable = "" if Path(f"{path}-wal").exists() else "&immutable=1"
+    return f"sqlite:///file:{path}?mode=ro{immutable}&uri=true"
+
+
+def is_read_only(library_dir: Path) -> bool:
+    """Whether the library's folder or database file cannot be written (a read-only mount, a
+    backup, another user's library)."""
+    db = library_dir / DB_FILE
+    return db.is_file() and not (os.access(library_dir, os.W_OK) and os.access(db, os.W_OK))

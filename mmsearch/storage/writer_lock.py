@@ -24,10 +24,12 @@ LOCK_FILE = "write.lock"
 
 
 class WriterLock:
-    """A reentrant, non-blocking, process-wide writer lock: ``with lock: ...``."""
+    """A reentrant, non-blocking, process-wide writer lock: ``with lock: ...``. Every write
+    takes it, so a read-only library's lock refuses with a message that says why."""
 
-    def __init__(self, library_dir: Path):
+    def __init__(self, library_dir: Path, *, read_only: bool = False):
         self._library_dir = library_dir
+        self._read_only = read_only
         self._fd: int | None = None
         self._depth = 0
 
@@ -44,6 +46,12 @@ class WriterLock:
             self._fd = None
 
     def _acquire(self) -> int | None:
+        if self._read_only:
+            raise LibraryError(
+                f"library {self._library_dir} is read-only (a read-only mount or folder, or "
+                "another user's files): searches, `info` and `check` work, but it cannot be "
+                "changed here; index or repair it where it can be written"
+            )
         if fcntl is None:
             return None
         path = self._library_dir / LOCK_FILE
