@@ -80,7 +80,13 @@ class Library:
         self.texts = TextCollections(engine, self.transaction, self._indexes, self._model)
         self._text_queries = TextQueries(library_dir, self._query_cache, self._model)
         self.searcher = Searcher(
-            library_dir, self.images, self.texts, self._indexes, self._text_queries, self._model
+            library_dir,
+            self.images,
+            self.texts,
+            self._indexes,
+            self._text_queries,
+            self._model,
+            self._writer_lock,
         )
 
     # -- the model -----------------------------------------------------------------------------

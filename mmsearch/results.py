@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+# How many hits one query may ask for, from the command line and the web API alike.
+MAX_RESULTS = 1000
+
 
 @dataclass(frozen=True)
 class ImageHit:
@@ -16,6 +19,7 @@ class ImageHit:
     height: int
     format: str | None = None  # JPEG, PNG, ...
     taken_at: str | None = None  # ISO 8601 local time: EXIF DateTimeOriginal, else file mtime
+    taken_from: str | None = None  # "exif" (a capture date) or "mtime" (the file's date)
     duplicates: tuple[str, ...] = ()  # with --dedup: near-identical images folded into this one
 
     def to_dict(self) -> dict:

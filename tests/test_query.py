@@ -312,3 +312,68 @@ def test_new_query_embeddings_are_saved_in_batches_and_on_close(library):
     assert cached() == SAVE_EVERY
     library.close()
     assert cached() == SAVE_EVERY + 1
+
+
+def test_dedup_fills_k_after_folding_a_burst(tmp_path, tiny_model):
+    """A burst of near-identical frames folds into one hit, and the search fetches on until it
+    has the -k distinct hits asked for."""
+    import numpy as np
+
+    from mmsearch import open_library
+    from mmsearch.records import ImageRecord
+    from mmsearch.search.terms import Relevance
+
+    with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
+        dim = lib.encoder.dim
+        rng = np.random.default_rng(0)
+        burst = rng.normal(size=dim)
+        vectors = [burst + rng.normal(scale=0.01, size=dim) for _ in range(30)]
+        vectors += [burst * 0.3 + rng.normal(size=dim) for _ in range(6)]  # related, distinct
+        vectors = np.array([v / np.linalg.norm(v) for v in vectors], np.float32)
+        records = [ImageRecord(f"/gone/{i:02d}.jpg", 1, 1, 8, 8, "JPEG") for i in range(36)]
+        lib.images.put_images(records, vectors)
+        query = [QueryTerm(1.0, image="/gone/00.jpg")]  # gone from disk: its stored vector
+        hits = lib.search(query, k=4, relevance=Relevance(dedup=0.95))
+        assert len(hits) == 4
+        assert len(hits[0].duplicates) == 28  # the rest of the burst, the query left out
+        with pytest.raises(InputError, match="between 1 and 1000 results"):
+            lib.search(query, k=1001)
+
+
+def test_search_during_a_first_index_run_says_it_is_being_indexed(tmp_path, tiny_model):
+    import subprocess
+    import sys
+
+    from mmsearch import EmptyLibraryError, open_library
+
+    lib = open_library(tmp_path / "lib", model=str(tiny_model))
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'%d\\n' % os.getpid()); "
+         "print('held', flush=True); time.sleep(60)",
+         str(tmp_path / "lib" / "write.lock")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(EmptyLibraryError, match=f"being written by .* \\(pid {holder.pid}\\)"):
+            lib.search_text("a red circle")
+    finally:
+        holder.kill()
+        holder.communicate()  # reaps it and closes its pipe
+    with pytest.raises(EmptyLibraryError, match="index some images first"):
+        lib.search_text("a red circle")
+    lib.close()
+
+
+def test_the_table_marks_file_dates(cli, photos):
+    """Drawn shapes have no EXIF: their date is the file's, and the table says so."""
+    cli("index", str(photos))
+    result = cli("search", "a red circle", "-k", "2")
+    assert result.exit_code == 0, result.output
+    rows = result.output.splitlines()
+    assert rows[0].split()[2].endswith("*")
+    assert rows[-1] == "* the file's date: the file says nothing of when it was taken"
+    too_many = cli("search", "a red circle", "-k", "1001")
+    assert too_many.exit_code == 2 and "less than or equal to 1000" in too_many.output

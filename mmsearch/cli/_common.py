@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from mmsearch.errors import MMSearchError
+from mmsearch.results import MAX_RESULTS
 
 app = typer.Typer(
     name="mmsearch",
@@ -57,7 +58,7 @@ DbUrlOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-TopK = Annotated[int, typer.Option("-k", "--top", min=1, help="How many results.")]
+TopK = Annotated[int, typer.Option("-k", "--top", min=1, max=MAX_RESULTS, help="How many results.")]
 PathsOnlyOpt = Annotated[bool, typer.Option("--paths-only", help="Print paths only.")]
 # Filters and relevance, shared by `search` and `similar`.
 InOpt = Annotated[
@@ -166,9 +167,12 @@ def print_image_hits(hits, as_json: bool, paths_only: bool) -> None:
     else:
         for n, hit in enumerate(hits, 1):
             date = (hit.taken_at or "")[:10] or "-"
+            date += "*" if hit.taken_from == "mtime" else ""
             size = f"{hit.width}x{hit.height}"
             more = f"  (+{len(hit.duplicates)} near-identical)" if hit.duplicates else ""
-            typer.echo(f"{n:>3}  {hit.score:6.3f}  {date:10}  {size:>11}  {hit.path}{more}")
+            typer.echo(f"{n:>3}  {hit.score:6.3f}  {date:11}  {size:>11}  {hit.path}{more}")
+        if any(hit.taken_from == "mtime" for hit in hits):
+            typer.echo("* the file's date: the file says nothing of when it was taken")
 
 
 @contextlib.contextmanager

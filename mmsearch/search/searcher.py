@@ -21,7 +21,7 @@ from mmsearch.imaging.pictures import load_image
 from mmsearch.imaging.preprocess import fit_to_model
 from mmsearch.index.derived import DerivedIndexes
 from mmsearch.library_model import LibraryModel
-from mmsearch.results import ImageHit, TextHit
+from mmsearch.results import MAX_RESULTS, ImageHit, TextHit
 from mmsearch.search.duplicates import DuplicateGroup, duplicate_groups
 from mmsearch.search.projection import pca_2d
 from mmsearch.search.terms import (
@@ -37,6 +37,7 @@ from mmsearch.search.terms import (
 from mmsearch.search.text_queries import TextQueries
 from mmsearch.storage.catalogue import ImageCatalogue
 from mmsearch.storage.texts import TextCollections
+from mmsearch.storage.writer_lock import WriterLock
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Searcher:
     indexes: DerivedIndexes
     text_queries: TextQueries
     model: LibraryModel
+    writer_lock: WriterLock
 
     def search_text(
         self,
@@ -102,6 +104,7 @@ class Searcher:
         """
         if not terms:
             raise InputError("nothing to search for; give a text or an image")
+        _check_k(k)
         self._require("images")
         relevance = relevance or Relevance()
         text_vectors = iter(
@@ -117,17 +120,27 @@ class Searcher:
                 exclude |= same
         query = compose(vectors, [t.weight for t in terms])
         allowed = self._allowed_images(where, exclude) if where else None
-        fetch = k * 4 if relevance.dedup else k
-        hits = self.image_hits(query, fetch, exclude=exclude, allowed=allowed, exact=exact)
         if relevance.dedup:
-            stored = self.images.image_vectors([h.id for h in hits])
-            hits = collapse_near_duplicates(hits, stored, relevance.dedup)
-        hits = hits[:k]
+            hits = self._distinct_hits(query, k, relevance.dedup, exclude, allowed, exact)
+        else:
+            hits = self.image_hits(query, k, exclude=exclude, allowed=allowed, exact=exact)
         if relevance.within is not None:
             hits = cut_within(hits, relevance.within)
         if relevance.knee:
             hits = cut_at_knee(hits)
         return by_date(hits) if relevance.sort == "date" else hits
+
+    def _distinct_hits(self, query, k, threshold, exclude, allowed, exact) -> list[ImageHit]:
+        """``k`` hits after folding near-duplicates, fetching more until there are ``k`` or the
+        library has no more (a burst of 30 near-identical frames folds into one)."""
+        fetch, available = k * 4, len(allowed) if allowed is not None else self.images.count()
+        while True:
+            hits = self.image_hits(query, fetch, exclude=exclude, allowed=allowed, exact=exact)
+            stored = self.images.image_vectors([h.id for h in hits])
+            folded = collapse_near_duplicates(hits, stored, threshold)
+            if len(folded) >= k or fetch >= available:
+                return folded[:k]
+            fetch *= 4
 
     def _allowed_images(self, where: ImageFilter, exclude: set[int]) -> np.ndarray:
         ids = [i for i in self.images.ids_where(where.conditions()) if i not in exclude]
@@ -207,6 +220,7 @@ class Searcher:
         images) is listed once, with its best-scoring occurrence. ``exact`` compares the image
         with every text even where the index is approximate.
         """
+        _check_k(k)
         self._require("texts")
         allowed = self.texts.ids(collection) if collection is not None else None
         vector, _ = self._image_vector(image)
@@ -279,10 +293,23 @@ class Searcher:
 
     def _require(self, modality: str) -> None:
         count = self.images.count() if modality == "images" else self.texts.count()
-        if not count:
-            hint = (
-                "index some images first: mmsearch index PATH"
-                if modality == "images"
-                else "add a text collection first: mmsearch add-texts FILE"
+        if count:
+            return
+        writer = self.writer_lock.writer_elsewhere()
+        if writer is not None:
+            raise EmptyLibraryError(
+                f"library {self.library_dir} has no {modality} yet: it is being written by "
+                f"another mmsearch process (pid {writer}), and its first {modality} appear when "
+                "that process stores its first batch; try again in a moment"
             )
-            raise EmptyLibraryError(f"library {self.library_dir} has no {modality}; {hint}")
+        hint = (
+            "index some images first: mmsearch index PATH"
+            if modality == "images"
+            else "add a text collection first: mmsearch add-texts FILE"
+        )
+        raise EmptyLibraryError(f"library {self.library_dir} has no {modality}; {hint}")
+
+
+def _check_k(k: int) -> None:
+    if not 1 <= k <= MAX_RESULTS:
+        raise InputError(f"-k {k}: ask for between 1 and {MAX_RESULTS} results")

@@ -19,6 +19,7 @@ from pathlib import Path
 from mmsearch.errors import EmptyLibraryError, InputError, MMSearchError
 from mmsearch.imaging.raw import RAW_EXTENSIONS
 from mmsearch.library import Library
+from mmsearch.results import MAX_RESULTS
 from mmsearch.search.terms import ImageFilter, QueryTerm, Relevance
 
 PAGE = Path(__file__).parent / "web" / "index.html"
@@ -88,7 +89,7 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
         terms += [
             QueryTerm(1.0, image=path)
             for path in [
-                await call(_required_path, library, _int(i, "like")) for i in params.getlist("like")
+                await call(_required_path, library, _id(i, "like")) for i in params.getlist("like")
             ]
         ]
         if not terms:
@@ -96,7 +97,7 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
         hits = await call(
             library.search,
             terms,
-            k=_int(params.get("k", "20"), "k"),
+            k=_count(params.get("k", "20"), "k"),
             where=_filter(params),
             relevance=_relevance(params),
             exact=params.get("exact") in ("1", "true"),
@@ -114,7 +115,7 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
         data = await upload.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise _HTTPError(413, f"the upload is over {max_upload_bytes / 2**20:g} MB")
-        k = _int(form.get("k", "20"), "k")
+        k = _count(form.get("k", "20"), "k")
         with tempfile.NamedTemporaryFile(suffix=Path(upload.filename or "x").suffix) as tmp:
             tmp.write(data)
             tmp.flush()
@@ -124,7 +125,7 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
     async def similar(request: Request):
         image_id = request.path_params["image_id"]
         path = await call(_required_path, library, image_id)
-        hits = await call(library.similar, path, k=_int(request.query_params.get("k", "20"), "k"))
+        hits = await call(library.similar, path, k=_count(request.query_params.get("k", "20"), "k"))
         return JSONResponse(await hits_json(hits))
 
     async def captions(request: Request):
@@ -134,7 +135,7 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
         hits = await call(
             library.captions,
             path,
-            k=_int(params.get("k", "5"), "k"),
+            k=_count(params.get("k", "5"), "k"),
             collection=params.get("collection") or None,
         )
         return JSONResponse([{"rank": n, **h.to_dict()} for n, h in enumerate(hits, 1)])
@@ -215,14 +216,19 @@ def _thumbnail(cache: Path, image_id: int, path: str) -> bytes:
     return data
 
 
-def _int(value, name: str) -> int:
+def _count(value, name: str) -> int:
+    """A result count: 1 to MAX_RESULTS, the command line's rule too."""
+    number = _id(value, name)
+    if not 1 <= number <= MAX_RESULTS:
+        raise _HTTPError(400, f"{name} must be between 1 and {MAX_RESULTS}")
+    return number
+
+
+def _id(value, name: str) -> int:
     try:
-        number = int(value)
+        return int(value)
     except (TypeError, ValueError):
         raise _HTTPError(400, f"{name} must be a whole number, not {value!r}") from None
-    if not 1 <= number <= 1000:
-        raise _HTTPError(400, f"{name} must be between 1 and 1000")
-    return number
 
 
 def _number(value, name: str) -> float:

@@ -231,7 +231,7 @@ class ImageCatalogue(StoragePart):
         # Only the columns a hit shows: loading whole rows (their 2 KB vectors, ORM objects)
         # cost more than the vector search itself.
         columns = (ImageRow.path, ImageRow.width, ImageRow.height, ImageRow.format)
-        stmt = select(ImageRow.id, *columns, ImageRow.taken_at).where(
+        stmt = select(ImageRow.id, *columns, ImageRow.taken_at, ImageRow.taken_from).where(
             ImageRow.id.in_([i for i, _ in found])
         )
         with Session(self._engine) as session:
@@ -245,6 +245,7 @@ class ImageCatalogue(StoragePart):
                 height=rows[i].height,
                 format=rows[i].format,
                 taken_at=rows[i].taken_at,
+                taken_from=rows[i].taken_from,
             )
             for i, s in found
             if i in rows

@@ -76,14 +76,20 @@ class WriterLock:
     def held_elsewhere(self) -> bool:
         """Whether another process is writing the library now. A reader asks this (briefly
         taking a shared lock, which a starting writer waits out) and never waits itself."""
+        return self.writer_elsewhere() is not None
+
+    def writer_elsewhere(self) -> str | None:
+        """The pid of another process writing the library now, else None (see held_elsewhere)."""
         if fcntl is None or self._depth:
-            return False
+            return None
         try:
             fd = os.open(self._library_dir / LOCK_FILE, os.O_RDONLY)
         except OSError:
-            return False  # never written, or unreadable: nobody to wait for
+            return None  # never written, or unreadable: nobody to wait for
         try:
-            return not _flock(fd, fcntl.LOCK_SH)
+            if _flock(fd, fcntl.LOCK_SH):
+                return None
+            return os.read(fd, 32).decode(errors="replace").strip() or "unknown"
         finally:
             os.close(fd)  # closing releases the shared lock
 
