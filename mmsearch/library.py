@@ -100,6 +100,12 @@ class Library:
         """The encoder, loaded on first use."""
         return self._model.encoder
 
+    @property
+    def duplicate_threshold(self) -> float:
+        """The model's similarity for "the same picture": ``duplicates`` and ``--dedup``'s
+        default (measured per bundled model; 0.95 where not measured)."""
+        return self._model.duplicate_threshold
+
     def has_model_recorded(self) -> bool:
         """Whether any vectors were ever stored: the model is recorded with the first."""
         return self._model.stored is not None

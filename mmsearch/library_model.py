@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from mmsearch.encoders.base import Encoder, create_encoder
 from mmsearch.encoders.languages import uncovered_script
 from mmsearch.encoders.registry import (
+    DEFAULT_DUPLICATE_THRESHOLD,
     DEFAULT_MODEL,
     OFFLINE_MODEL,
     PRESETS,
@@ -119,6 +120,11 @@ class LibraryModel:
                 f"vectors of dimension {vectors.shape[1]} cannot join library "
                 f"{self._library_dir}, whose model makes dimension {expected}"
             )
+
+    @property
+    def duplicate_threshold(self) -> float:
+        """The cosine similarity from which this model's vectors are the same picture."""
+        return self.spec.duplicate_threshold or DEFAULT_DUPLICATE_THRESHOLD
 
     def language_warning(self, text: str) -> str | None:
         """A warning when ``text`` is in a script that this model's text tower never learnt

@@ -131,3 +131,18 @@ def test_local_weights_are_hashed_once_per_file_version(tmp_path, monkeypatch):
     assert (
         weights_digest.file_sha256(weights) == hashlib.sha256(b"other weights, longer").hexdigest()
     )
+
+
+def test_duplicates_default_to_the_models_measured_threshold(tmp_path, library):
+    """Each model scores "the same picture" on its own scale (BENCHMARKS.md): the default
+    threshold of `duplicates` and `--dedup` is the model's, 0.95 where none was measured."""
+    from mmsearch import open_library
+    from mmsearch.encoders.registry import PRESETS
+
+    assert PRESETS["lite0-muse-clipart"].duplicate_threshold == 0.90
+    assert PRESETS["clipart-mini"].duplicate_threshold == 0.99
+    with open_library(tmp_path / "towers", model="lite0-muse-clipart") as towers:
+        assert towers.duplicate_threshold == 0.90
+    assert library.duplicate_threshold == 0.95  # the test model: not measured
+    assert library.duplicates() == library.duplicates(0.95)
+    assert library.duplicates() != library.duplicates(0.5)

@@ -96,7 +96,14 @@ KneeOpt = Annotated[
 ]
 DedupOpt = Annotated[bool, typer.Option("--dedup", help="Collapse near-identical results.")]
 DedupThresholdOpt = Annotated[
-    float, typer.Option(min=0.01, max=1.0, help="Cosine similarity that counts as near-identical.")
+    float | None,
+    typer.Option(
+        min=0.01,
+        max=1.0,
+        help="Cosine similarity that counts as near-identical [default: the model's, see "
+        "`mmsearch models`].",
+        show_default=False,
+    ),
 ]
 SortOpt = Annotated[str, typer.Option(help="Order of the results: score or date.")]
 HtmlOpt = Annotated[
@@ -171,8 +178,8 @@ def print_image_hits(hits, as_json: bool, paths_only: bool) -> None:
             size = f"{hit.width}x{hit.height}"
             more = f"  (+{len(hit.duplicates)} near-identical)" if hit.duplicates else ""
             typer.echo(f"{n:>3}  {hit.score:6.3f}  {date:11}  {size:>11}  {hit.path}{more}")
-        if any(hit.taken_from == "mtime" for hit in hits):
-            typer.echo("* the file's date: the file says nothing of when it was taken")
+        if any(hit.taken_from == "mtime" for hit in hits):  # on stderr: stdout stays the table
+            typer.echo("* the file's date: the file says nothing of when it was taken", err=True)
 
 
 @contextlib.contextmanager

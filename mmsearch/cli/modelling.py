@@ -25,7 +25,7 @@ from mmsearch.errors import InputError
 @command
 def models(as_json: JsonOpt = False) -> None:
     """List the model presets."""
-    from mmsearch.encoders.registry import DEFAULT_MODEL, list_models
+    from mmsearch.encoders.registry import DEFAULT_DUPLICATE_THRESHOLD, DEFAULT_MODEL, list_models
 
     specs = list_models()
     if as_json:
@@ -38,6 +38,7 @@ def models(as_json: JsonOpt = False) -> None:
                     "pretrained": s.pretrained,
                     "dim": s.dim,
                     "imagenet_zero_shot": s.imagenet_zero_shot,
+                    "duplicate_threshold": s.duplicate_threshold or DEFAULT_DUPLICATE_THRESHOLD,
                     "description": s.description,
                     "default": s.name == DEFAULT_MODEL,
                 }

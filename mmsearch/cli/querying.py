@@ -70,7 +70,7 @@ def search(
     within: WithinOpt = None,
     knee: KneeOpt = False,
     dedup: DedupOpt = False,
-    dedup_threshold: DedupThresholdOpt = 0.95,
+    dedup_threshold: DedupThresholdOpt = None,
     sort: SortOpt = "score",
     exact: ExactOpt = False,
     library: LibraryOpt = None,
@@ -90,8 +90,8 @@ def search(
     terms += [QueryTerm.parse(t) for t in plus or []]
     terms += [QueryTerm.parse(t, sign=-1.0) for t in minus or []]
     where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type)
-    relevance = _relevance(within, knee, dedup, dedup_threshold, sort)
     with open_library_for(library, model, device, db_url, query=True) as lib:
+        relevance = _relevance(lib, within, knee, dedup, dedup_threshold, sort)
         hits = lib.search(terms, k=k, where=where, relevance=relevance, exact=exact)
         warnings = [lib.query_language_warning(t.text) for t in terms if t.text]
     for warning in filter(None, warnings):
@@ -130,10 +130,11 @@ def _filter(folder, date_from, date_to, min_width, min_height, orientation, file
     )
 
 
-def _relevance(within, knee, dedup, dedup_threshold, sort):
+def _relevance(lib, within, knee, dedup, dedup_threshold, sort):
     from mmsearch.search.terms import Relevance
 
-    return Relevance(within=within, knee=knee, dedup=dedup_threshold if dedup else None, sort=sort)
+    threshold = dedup_threshold or lib.duplicate_threshold
+    return Relevance(within=within, knee=knee, dedup=threshold if dedup else None, sort=sort)
 
 
 @app.command()
@@ -151,7 +152,7 @@ def similar(
     within: WithinOpt = None,
     knee: KneeOpt = False,
     dedup: DedupOpt = False,
-    dedup_threshold: DedupThresholdOpt = 0.95,
+    dedup_threshold: DedupThresholdOpt = None,
     sort: SortOpt = "score",
     exact: ExactOpt = False,
     library: LibraryOpt = None,
@@ -166,8 +167,8 @@ def similar(
     """Find images that look like an image (the image itself is left out)."""
     check_output_options(as_json, paths_only)
     where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type)
-    relevance = _relevance(within, knee, dedup, dedup_threshold, sort)
     with open_library_for(library, model, device, db_url, query=True) as lib:
+        relevance = _relevance(lib, within, knee, dedup, dedup_threshold, sort)
         hits = lib.similar(image, k=k, where=where, relevance=relevance, exact=exact)
     print_image_hits(hits, as_json, paths_only)
     _contact_sheet(hits, f"mmsearch: like {image}", html, open_results)
@@ -205,16 +206,14 @@ def captions(
 @app.command()
 @command
 def duplicates(
-    threshold: Annotated[
-        float,
-        typer.Option(min=0.01, max=1.0, help="Cosine similarity that counts as near-identical."),
-    ] = 0.95,
+    threshold: DedupThresholdOpt = None,
     library: LibraryOpt = None,
     db_url: DbUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List groups of near-identical images in the library."""
     with open_library_for(library, db_url=db_url) as lib:
+        threshold = threshold or lib.duplicate_threshold
         groups = lib.duplicates(threshold)
     if as_json:
         print_json([g.to_dict() for g in groups])

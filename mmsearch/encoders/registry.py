@@ -49,7 +49,8 @@ class ModelSpec:
             (:class:`~mmsearch.encoders.towers_encoder.TowersEncoder`).
         languages: ISO 639-1 codes of the languages its text tower was trained on.
         duplicate_threshold: the cosine similarity from which two images are the same picture,
-            measured for this model (``mmsearch duplicates``); None: the library's default.
+            measured for this model (``bench/duplicate_threshold.py``); None:
+            :data:`DEFAULT_DUPLICATE_THRESHOLD`.
     """
 
     name: str
@@ -148,6 +149,7 @@ PRESETS: dict[str, ModelSpec] = {
             dim=512,
             description="Bundled offline model: EfficientNet-Lite0 + multilingual USE, heads "
             "trained on Open Clip Art (clip art and icons; 16 languages)",
+            duplicate_threshold=0.90,  # BENCHMARKS.md, "Duplicate thresholds per model"
         ),
         ModelSpec(
             name="clipart-mini",
@@ -155,11 +157,15 @@ PRESETS: dict[str, ModelSpec] = {
             dim=256,
             description="The first bundled model: a small CLIP trained from scratch on Open Clip "
             "Art (English; kept so that its libraries open)",
+            duplicate_threshold=0.99,  # different photos score up to 0.98 (BENCHMARKS.md)
         ),
     )
 }
 
 DEFAULT_MODEL = "vit-b-32-256"
+# Where a model's duplicate threshold was not measured (the pretrained CLIPs cannot be
+# downloaded here): the value CLIP-based tools commonly use.
+DEFAULT_DUPLICATE_THRESHOLD = 0.95
 OFFLINE_MODEL = "lite0-muse-clipart"
 
 

@@ -2,8 +2,9 @@
 
 Every stored vector is matched against the image index with a FAISS range search (all items
 scoring at least the threshold), in chunks so memory stays flat; pairs are joined into groups with
-a union-find. Exact copies score 1.0; re-encoded, resized or lightly edited copies of one photo
-score about 0.95 and above with CLIP models.
+a union-find. Exact copies score 1.0; how high re-encoded, resized or lightly edited copies of
+one photo score depends on the model, so the default threshold is the model's own
+(``ModelSpec.duplicate_threshold``, measured by ``bench/duplicate_threshold.py``).
 """
 
 from __future__ import annotations

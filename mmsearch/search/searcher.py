@@ -148,8 +148,12 @@ class Searcher:
             raise InputError(f"no image in the library matches the filters ({where.describe()})")
         return np.array(ids, dtype=np.int64)
 
-    def duplicates(self, threshold: float = 0.95) -> list[DuplicateGroup]:
-        """Groups of near-identical images (cosine similarity ≥ ``threshold``), largest first."""
+    def duplicates(self, threshold: float | None = None) -> list[DuplicateGroup]:
+        """Groups of near-identical images (cosine similarity ≥ ``threshold``, default the
+        model's :attr:`~mmsearch.library_model.LibraryModel.duplicate_threshold`), largest
+        first."""
+        if threshold is None:
+            threshold = self.model.duplicate_threshold
         if not 0 < threshold <= 1:
             raise InputError("the threshold is a cosine similarity in (0, 1]")
         self._require("images")

@@ -99,7 +99,7 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
             terms,
             k=_count(params.get("k", "20"), "k"),
             where=_filter(params),
-            relevance=_relevance(params),
+            relevance=_relevance(params, library.duplicate_threshold),
             exact=params.get("exact") in ("1", "true"),
         )
         return JSONResponse(await hits_json(hits))
@@ -264,13 +264,12 @@ def _filter(params) -> ImageFilter | None:
     return where or None
 
 
-def _relevance(params) -> Relevance:
+def _relevance(params, default_threshold: float) -> Relevance:
+    threshold = _number(params.get("dedup_threshold") or default_threshold, "dedup_threshold")
     return Relevance(
         within=_number(params["within"], "within") if params.get("within") else None,
         knee=params.get("knee") in ("1", "true"),
-        dedup=_number(params.get("dedup_threshold", "0.95"), "dedup_threshold")
-        if params.get("dedup") in ("1", "true")
-        else None,
+        dedup=threshold if params.get("dedup") in ("1", "true") else None,
         sort=params.get("sort", "score"),
     )
 
