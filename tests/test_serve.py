@@ -248,3 +248,79 @@ def test_web_page_search_then_click_through(served, browser_page):
     page.click("#more")
     page.wait_for_function("document.querySelector('#status').textContent.includes('like')")
     assert page.locator(".hit").count() > 0
+
+
+def test_every_api_error_is_json(served):
+    url, _, _ = served
+    for address, code in [("/api/similar/abc", 404), ("/api/nothing-here", 404)]:
+        status, body = _json(url + address)
+        assert status == code and body == {"error": f"no such address: {address}"}
+    request = urllib.request.Request(f"{url}/api/info", data=b"", method="POST")
+    try:
+        urllib.request.urlopen(request, timeout=60)
+        raise AssertionError("POST /api/info was accepted")
+    except urllib.error.HTTPError as error:
+        assert error.code == 405 and json.loads(error.read()) == {"error": "method not allowed"}
+
+
+def test_an_upload_error_names_the_upload_not_a_server_file(served):
+    url, _, _ = served
+    status, error = _upload(url, b"not an image at all", filename="holiday.png")
+    assert status == 400
+    assert error["error"].startswith("cannot use holiday.png as a query image: holiday.png: ")
+    assert "/tmp" not in error["error"] and os.sep + "tmp" not in error["error"]
+
+
+PHONE, DESKTOP = {"width": 390, "height": 844}, {"width": 1280, "height": 800}
+
+
+@pytest.mark.parametrize("screen", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_web_page_at_desktop_and_phone_widths(served, browser_page, screen, tmp_path):
+    """Every control fits the screen, tiles say where a picture lives, near-identical results
+    fold on request, and a query image comes from a file picker or the clipboard."""
+    url, photos, _ = served
+    page = browser_page
+    page.set_viewport_size(screen)
+    failed = []
+    page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+    page.goto(url + "/")
+    assert page.get_attribute("link[rel=icon]", "href").startswith("data:image/svg+xml")
+    for control in ("#q", "#go", "#by-image", "#dedup"):
+        box = page.locator(control).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= screen["width"], control
+
+    page.fill("#q", "a flag")
+    page.press("#q", "Enter")
+    page.wait_for_selector(".hit .meta")
+    meta = page.locator(".hit .meta").first
+    full = meta.get_attribute("title")
+    assert full.startswith(str(photos))  # the whole path on hover
+    folder = page.locator(".hit .folder").first.text_content()
+    assert folder == Path(full).parent.name + "/"  # and the folder on the tile
+    page.screenshot(path=str(tmp_path / "results.png"), full_page=False)
+
+    with page.expect_request(lambda r: "dedup=1" in r.url):
+        page.check("#dedup")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('results')")
+
+    star = next(photos.rglob("star_23pt06step.png"))
+    page.set_input_files("#pick", str(star))
+    page.wait_for_function(
+        "document.querySelector('#status').textContent.includes('like star_23pt06step.png')"
+    )
+    assert page.locator(".hit").count() > 0
+
+    page.evaluate(
+        """async (src) => {
+            const blob = await (await fetch(src)).blob();
+            const data = new DataTransfer();
+            data.items.add(new File([blob], "", { type: "image/png" }));
+            document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data }));
+        }""",
+        page.locator(".hit img").first.get_attribute("src"),
+    )
+    page.wait_for_function(
+        "document.querySelector('#status').textContent.includes('like the pasted image')"
+    )
+    page.screenshot(path=str(tmp_path / "pasted.png"))
+    assert failed == []

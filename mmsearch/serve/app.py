@@ -39,6 +39,7 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
     """
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
     from starlette.requests import Request
     from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Route
@@ -116,10 +117,14 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
         if len(data) > max_upload_bytes:
             raise _HTTPError(413, f"the upload is over {max_upload_bytes / 2**20:g} MB")
         k = _count(form.get("k", "20"), "k")
-        with tempfile.NamedTemporaryFile(suffix=Path(upload.filename or "x").suffix) as tmp:
+        name = Path(upload.filename or "upload").name
+        with tempfile.NamedTemporaryFile(suffix=Path(name).suffix) as tmp:
             tmp.write(data)
             tmp.flush()
-            hits = await call(library.similar, tmp.name, k=k, where=_filter(form))
+            try:
+                hits = await call(library.similar, tmp.name, k=k, where=_filter(form))
+            except _HTTPError as exc:  # name the upload, never a file on the server
+                raise _HTTPError(exc.status, exc.message.replace(tmp.name, name)) from None
         return JSONResponse(await hits_json(hits))
 
     async def similar(request: Request):
@@ -156,6 +161,13 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
     async def http_error(request: Request, exc: _HTTPError):
         return JSONResponse({"error": exc.message}, status_code=exc.status)
 
+    async def starlette_error(request: Request, exc: HTTPException):
+        # An unknown address or method: JSON as every other API answer, not Starlette's text.
+        message = {404: f"no such address: {request.url.path}", 405: "method not allowed"}
+        return JSONResponse(
+            {"error": message.get(exc.status_code, exc.detail)}, status_code=exc.status_code
+        )
+
     async def value_error(request: Request, exc: InputError):
         return JSONResponse({"error": str(exc)}, status_code=400)
 
@@ -171,7 +183,11 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
     ]
     return Starlette(
         routes=routes,
-        exception_handlers={_HTTPError: http_error, InputError: value_error},
+        exception_handlers={
+            _HTTPError: http_error,
+            InputError: value_error,
+            HTTPException: starlette_error,
+        },
     )
 
 
