@@ -27,6 +27,7 @@ class Decoded:
     message: str | None = None
     content_hash: str | None = None
     taken_at: str | None = None  # EXIF DateTimeOriginal, ISO 8601
+    text: str = ""  # embedded metadata words (XMP, IPTC, EXIF descriptions)
     known: bool = False  # not decoded: the library already holds an embedding of this content
 
 
@@ -87,4 +88,5 @@ def decode_for_model(
         picture.format,
         content_hash=digest,
         taken_at=picture.taken_at,
+        text=picture.text,
     )

@@ -26,6 +26,7 @@ from mmsearch.imaging.raw import RAW_EXTENSIONS
 from mmsearch.library import Library
 from mmsearch.paths import is_at_or_under, is_under
 from mmsearch.records import ImageRecord, mtime_iso
+from mmsearch.words import name_words
 
 
 @dataclass
@@ -37,6 +38,7 @@ class IndexSummary:
     removed: int = 0
     unchanged: int = 0
     reused: int = 0  # of added and updated: took a stored embedding of the same content
+    described: int = 0  # images given a description (index --descriptions)
     skipped: dict[str, int] = field(default_factory=dict)  # reason → count
     skipped_files: list[dict] = field(default_factory=list)  # {path, reason, message}
     # The library's own folder, where it lies under an indexed folder: never indexed.
@@ -72,6 +74,7 @@ def index_paths(
     workers: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = False,
+    descriptions: dict[str, str] | None = None,
 ) -> IndexSummary:
     """Bring the library up to date with the image files under ``paths``.
 
@@ -87,6 +90,9 @@ def index_paths(
         workers: decoder processes; default one per CPU core, 0 decodes in this process.
         max_pixels: images with more pixels are refused as decompression bombs.
         progress: show a tqdm progress bar on stderr.
+        descriptions: image path → a description of it (words for keyword search, see
+            :func:`indexer.texts.read_descriptions`); replaces the description of each image
+            named, new or unchanged alike (nothing is encoded again for it).
 
     Raises:
         InputError: a path does not exist, or no image files were found.
@@ -94,9 +100,12 @@ def index_paths(
         LibraryBusyError: another process is writing to the library.
     """
     with library.writing():
-        return _index(
+        summary = _index(
             library, paths, include_hidden, exclude, batch_size, workers, max_pixels, progress
         )
+        if descriptions:
+            summary.described = library.images.set_texts("description", descriptions)
+        return summary
 
 
 def _index(library, paths, include_hidden, exclude, batch_size, workers, max_pixels, progress):
@@ -181,8 +190,10 @@ def _under_any(path: str, roots: set[str]) -> bool:
 def _record(decoded: Decoded, source, file: FoundFile) -> ImageRecord:
     """What is stored of a decoded file; ``source`` is what was decoded for its content (the
     file itself, or a stored image with the same content)."""
-    # The same content has the same EXIF date; without one, the date is this file's.
+    # The same content has the same EXIF date and metadata; without one, the date is this file's.
     exif_date = source.taken_at if getattr(source, "taken_from", "exif") == "exif" else None
+    metadata = source.text if isinstance(source, Decoded) else dict(source.texts).get("metadata")
+    texts = (("name", name_words(decoded.path)),) + ((("metadata", metadata),) if metadata else ())
     return ImageRecord(
         path=decoded.path,
         size=file.size,
@@ -193,6 +204,7 @@ def _record(decoded: Decoded, source, file: FoundFile) -> ImageRecord:
         content_hash=decoded.content_hash,
         taken_at=exif_date or mtime_iso(file.mtime_ns),
         taken_from="exif" if exif_date else "mtime",
+        texts=texts,
     )
 
 

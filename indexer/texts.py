@@ -186,3 +186,21 @@ def _drop_duplicate_ids(parsed: TextFile) -> None:
         kept.append(record)
     parsed.records = kept
     parsed.bad_rows.sort()
+
+
+def read_descriptions(path: str | os.PathLike[str]) -> dict[str, str]:
+    """A captioned-images file (the ``train``/``eval`` JSONL: ``{"image": ..., "caption": ...}``
+    or ``"captions": [...]``) as image path (absolute, resolved) → its description, the
+    captions joined. Paths are relative to the file's folder and must lie inside it.
+
+    Raises:
+        TextFileError: the file is missing or malformed (every bad line is named).
+    """
+    from mmsearch.errors import TrainingError
+    from mmsearch.train.captioned import read_captioned
+
+    try:
+        samples = read_captioned(path)
+    except TrainingError as exc:
+        raise TextFileError(str(exc)) from exc
+    return {os.path.realpath(s.image): "\n".join(s.captions) for s in samples}

@@ -23,7 +23,7 @@ from mmsearch.index.derived import MODALITIES, ROWS
 from mmsearch.index.faiss_index import FaissIndex
 from mmsearch.library import Library
 from mmsearch.storage.engine import bump_generation, chunked, get_setting
-from mmsearch.storage.schema import CachedQuery, ImageRow, SkippedFile, TextRow
+from mmsearch.storage.schema import KEYWORD_INDEX, CachedQuery, ImageRow, SkippedFile, TextRow
 
 NORM_TOLERANCE = 1e-3  # vectors are stored unit length; float32 rounding stays far below this
 INDEX_TOLERANCE = 1e-5  # an index holds exact copies of the stored vectors
@@ -70,6 +70,7 @@ def _check_all(library: Library) -> list[Problem]:
         problems += _check_index(library, modality, dim, exclude=bad)
     problems += _check_skipped(library)
     problems += _check_query_cache(library, dim)
+    problems += _check_keyword_index(library)
     return problems
 
 
@@ -91,6 +92,11 @@ def repair_library(library: Library, problems: list[Problem]) -> list[str]:
         with library.transaction() as session:
             cleared = session.execute(delete(CachedQuery)).rowcount
         done.append(f"cleared the query cache ({cleared} queries are encoded again when asked)")
+    if "keywords" in parts:
+        rebuild = f"INSERT INTO {KEYWORD_INDEX}({KEYWORD_INDEX}) VALUES ('rebuild')"
+        with library.transaction() as session:
+            session.execute(text(rebuild))
+        done.append("rebuilt the keyword index from the stored words")
     if "skipped_files" in parts:
         with library.transaction() as session:
             indexed = select(ImageRow.path)
@@ -234,6 +240,22 @@ def _check_skipped(library: Library) -> list[Problem]:
             repairable=True,
         )
     ]
+
+
+def _check_keyword_index(library: Library) -> list[Problem]:
+    """FTS5's own check that the keyword index holds exactly the words of image_texts (rank 1:
+    against the content table too, which an external-content index needs)."""
+    if library.engine.dialect.name != "sqlite":
+        return []
+    check = f"INSERT INTO {KEYWORD_INDEX}({KEYWORD_INDEX}, rank) VALUES ('integrity-check', 1)"
+    try:
+        with Session(library.engine) as session:
+            session.execute(text(check))
+            session.rollback()
+    except DatabaseError as exc:
+        message = f"the keyword index does not match the stored words ({exc.orig})"
+        return [Problem("keywords", message, repairable=True)]
+    return []
 
 
 def _check_query_cache(library: Library, dim: int | None) -> list[Problem]:

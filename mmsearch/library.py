@@ -18,6 +18,7 @@ saved at differs from the database's.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from mmsearch.search.searcher import Searcher
 from mmsearch.search.text_queries import TextQueries
 from mmsearch.storage.catalogue import ImageCatalogue
 from mmsearch.storage.engine import get_setting
+from mmsearch.storage.keywords import KeywordIndex
 from mmsearch.storage.query_cache import QueryCache
 from mmsearch.storage.texts import TextCollections
 from mmsearch.storage.transaction import WriteTransaction
@@ -87,6 +89,7 @@ class Library:
             self._text_queries,
             self._model,
             self._writer_lock,
+            KeywordIndex(engine),
         )
 
     # -- the model -----------------------------------------------------------------------------
@@ -133,6 +136,18 @@ class Library:
     forget = _Delegate("images", ImageCatalogue.forget)
     collections = _Delegate("texts", TextCollections.collections)
     remove_collection = _Delegate("texts", TextCollections.remove)
+
+    def image_texts(self, image: str | os.PathLike[str]) -> list[tuple[str, str]]:
+        """(kind, text) of the words the library keeps for an image file it holds.
+
+        Raises:
+            InputError: the library does not hold that file.
+        """
+        path = os.path.abspath(os.fspath(image))
+        stored = self.images.stored_image(path)
+        if stored is None:
+            raise InputError(f"{image} is not in library {self.library_dir}; index it first")
+        return self.images.texts_of(stored.id)
 
     # -- writing -------------------------------------------------------------------------------
 

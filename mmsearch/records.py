@@ -19,6 +19,8 @@ class ImageRecord:
     content_hash: str | None = None
     taken_at: str | None = None  # ISO 8601 local time (see ImageRow.taken_at)
     taken_from: str | None = None  # "exif" or "mtime"
+    # Words that go with it, (kind, text): "name", "metadata", "description" (ImageText)
+    texts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,16 @@ class ImageHit:
     taken_at: str | None = None  # ISO 8601 local time: EXIF DateTimeOriginal, else file mtime
     taken_from: str | None = None  # "exif" (a capture date) or "mtime" (the file's date)
     duplicates: tuple[str, ...] = ()  # with --dedup: near-identical images folded into this one
+    # Why it matched, in keyword and hybrid searches: (kind of words: "name", "metadata",
+    # "description" → the text holding the query's words), and ("semantic", its rank there).
+    matched: tuple[tuple[str, str | int], ...] = ()
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "duplicates": list(self.duplicates)}
+        return {
+            **asdict(self),
+            "duplicates": list(self.duplicates),
+            "matched": dict(self.matched),
+        }
 
 
 @dataclass(frozen=True)

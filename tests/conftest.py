@@ -73,7 +73,11 @@ def photos(tmp_path, shapes_test_set) -> Path:
 
 @pytest.fixture
 def cli(tmp_path, tiny_model):
-    """Run the CLI against a library in tmp_path with the tiny model; returns the Result."""
+    """Run the CLI against a library in tmp_path with the tiny model; returns the Result.
+
+    A search is semantic unless it says otherwise: the shapes are named by what they show
+    (red_circle_0.png), so in hybrid mode their names would decide the rankings that the tests
+    of composition, margins and folding check (test_keywords.py tests the other modes)."""
     runner = CliRunner()
     library = tmp_path / "library"
 
@@ -83,6 +87,8 @@ def cli(tmp_path, tiny_model):
             argv += ["--library", str(library_dir or library)]
         if model and args[0] in {"index", "add-texts", "search", "similar", "captions", "tag"}:
             argv += ["--model", str(tiny_model)]
+        if args[0] == "search" and "--mode" not in args:
+            argv += ["--mode", "semantic"]
         return runner.invoke(app, argv)
 
     run.library = library

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 LAYERS = [
     {"mmsearch.errors", "mmsearch.records", "mmsearch.results", "mmsearch.paths",
-     "mmsearch.temporary"},
+     "mmsearch.temporary", "mmsearch.words"},
     {"mmsearch.imaging"},
     {"mmsearch.storage"},
     {"mmsearch.index", "mmsearch.encoders"},
@@ -30,9 +30,8 @@ LAYERS = [
 def group_of(module: str) -> str:
     """The layer entry a module belongs to: its package, or itself for a top-level module."""
     parts = module.split(".")
-    for size in (2, 1):
-        name = ".".join(parts[:size])
-        if any(name in layer for layer in LAYERS):
+    for name in (".".join(parts[:2]), parts[0]):
+        if any(name in layer for layer in LAYERS) and (name != "mmsearch" or module == name):
             return name
     raise AssertionError(f"{module} is in no layer: add it to LAYERS (and to the README)")
 

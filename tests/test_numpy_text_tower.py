@@ -105,6 +105,7 @@ def test_cold_text_query_runs_without_torch(cli, photos):
     code = (
         "import sys, json; from typer.testing import CliRunner; from mmsearch.cli import app; "
         f"r = CliRunner().invoke(app, ['search', 'a green triangle', '-k', '5', '--json', "
+        "'--mode', 'semantic', "
         f"'--library', {str(cli.library)!r}]); "
         "print(json.dumps([r.exit_code, 'torch' in sys.modules, json.loads(r.stdout)]))"
     )

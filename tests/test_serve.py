@@ -285,7 +285,7 @@ def test_web_page_at_desktop_and_phone_widths(served, browser_page, screen, tmp_
     page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
     page.goto(url + "/")
     assert page.get_attribute("link[rel=icon]", "href").startswith("data:image/svg+xml")
-    for control in ("#q", "#go", "#by-image", "#dedup"):
+    for control in ("#q", "#go", "#by-image", "#mode", "#dedup"):
         box = page.locator(control).bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= screen["width"], control
 

@@ -178,8 +178,6 @@ def print_image_hits(hits, as_json: bool, paths_only: bool) -> None:
             size = f"{hit.width}x{hit.height}"
             more = f"  (+{len(hit.duplicates)} near-identical)" if hit.duplicates else ""
             typer.echo(f"{n:>3}  {hit.score:6.3f}  {date:11}  {size:>11}  {hit.path}{more}")
-        if any(hit.taken_from == "mtime" for hit in hits):  # on stderr: stdout stays the table
-            typer.echo("* the file's date: the file says nothing of when it was taken", err=True)
 
 
 @contextlib.contextmanager

@@ -52,10 +52,22 @@ def index(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="List each skipped file and why.")
     ] = False,
+    descriptions: Annotated[
+        Path | None,
+        typer.Option(
+            "--descriptions",
+            help="JSONL of {image, caption | captions} describing images, for keyword search "
+            "(paths relative to the file; the train/eval format).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index image folders: new and changed files are encoded, files that are gone removed."""
     from indexer import IndexInterrupted, index_paths
+    from indexer.texts import read_descriptions
+
+    described = read_descriptions(descriptions) if descriptions else None
 
     # Before torch and FAISS load OpenMP: idle OpenMP threads then sleep instead of spinning on
     # the cores the decoder workers need (clipart-mini on 3,000 PNGs: 107 -> 153 images/s; no
@@ -76,6 +88,7 @@ def index(
                 workers=workers,
                 max_pixels=int(max_megapixels * 1e6),
                 progress=not as_json and sys.stderr.isatty(),
+                descriptions=described,
             )
         except IndexInterrupted as stop:
             stored_before_interrupt = stop.summary.added + stop.summary.updated
@@ -103,6 +116,8 @@ def index(
             f"{summary.reused} of the added and updated files reused a stored embedding "
             "(moved, renamed or duplicate files: not encoded again)"
         )
+    if summary.described:
+        typer.echo(f"{summary.described} images described (--descriptions)")
     if summary.library_folder_left_out:
         typer.echo(
             f"the library folder {summary.library_folder_left_out} lies inside an indexed "

@@ -41,6 +41,7 @@ from mmsearch.cli._common import (
     print_json,
 )
 from mmsearch.errors import MMSearchError
+from mmsearch.search.fusion import DEFAULT_MODE
 
 
 @app.command()
@@ -59,6 +60,13 @@ def search(
         list[str] | None,
         typer.Option("--minus", help="Subtract a text or image term (repeatable)."),
     ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="hybrid: the picture's meaning and its words (names, metadata, descriptions) "
+            "together; semantic: meaning only; keyword: words only."
+        ),
+    ] = DEFAULT_MODE,
     k: TopK = 10,
     folder: InOpt = None,
     date_from: FromOpt = None,
@@ -92,7 +100,7 @@ def search(
     where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type)
     with open_library_for(library, model, device, db_url, query=True) as lib:
         relevance = _relevance(lib, within, knee, dedup, dedup_threshold, sort)
-        hits = lib.search(terms, k=k, where=where, relevance=relevance, exact=exact)
+        hits = lib.search(terms, k=k, where=where, relevance=relevance, exact=exact, mode=mode)
         warnings = [lib.query_language_warning(t.text) for t in terms if t.text]
     for warning in filter(None, warnings):
         typer.echo(f"Warning: {warning}", err=True)
@@ -201,6 +209,24 @@ def captions(
         return
     for n, hit in enumerate(hits, 1):
         typer.echo(f"{n:>3}  {hit.score:6.3f}  [{hit.collection}]  {hit.text}")
+
+
+@app.command()
+@command
+def text(
+    image: Annotated[Path, typer.Argument(help="An image in the library.")],
+    library: LibraryOpt = None,
+    db_url: DbUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the words the library keeps for an image: names, metadata, descriptions."""
+    with open_library_for(library, db_url=db_url) as lib:
+        texts = lib.image_texts(image)
+    if as_json:
+        print_json([{"kind": kind, "text": words} for kind, words in texts])
+        return
+    for kind, words in texts:
+        typer.echo(f"[{kind}] {words}")
 
 
 @app.command()

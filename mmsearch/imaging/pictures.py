@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from mmsearch.errors import ImageError
+from mmsearch.imaging.embedded_text import embedded_text
 from mmsearch.imaging.exif import exif_taken_at
 from mmsearch.imaging.raw import FORMAT as RAW_FORMAT
 from mmsearch.imaging.raw import RAW_EXTENSIONS, open_raw
@@ -51,6 +52,7 @@ class Picture:
     height: int
     format: str | None
     taken_at: str | None = None  # EXIF DateTimeOriginal as ISO 8601 local time, when present
+    text: str = ""  # what photo tools wrote into it (see mmsearch.imaging.embedded_text)
 
 
 def load_image(
@@ -136,6 +138,7 @@ def _picture(path: Path, image: Image.Image, min_size: int | None, max_pixels: i
                 reason="too-large",
             )
         file_format = image.format
+        text = embedded_text(image)
         taken_at = None
         try:
             exif = image.getexif()
@@ -149,7 +152,7 @@ def _picture(path: Path, image: Image.Image, min_size: int | None, max_pixels: i
                 # We checked the size ourselves above, against our own limit.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 picture = _decode(image, min_size)
-                return Picture(picture, width, height, file_format, taken_at)
+                return Picture(picture, width, height, file_format, taken_at, text)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(
                 f"{path}: corrupt or truncated image data ({exc})", reason="corrupt"

@@ -7,6 +7,7 @@ collections, vectors from the derived indexes, and encodes through the library's
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ from mmsearch.imaging.preprocess import fit_to_model
 from mmsearch.index.derived import DerivedIndexes
 from mmsearch.library_model import LibraryModel
 from mmsearch.results import MAX_RESULTS, ImageHit, TextHit
+from mmsearch.search import fusion
 from mmsearch.search.duplicates import DuplicateGroup, duplicate_groups
+from mmsearch.search.fusion import MODES
 from mmsearch.search.projection import pca_2d
 from mmsearch.search.terms import (
     ImageFilter,
@@ -36,8 +39,10 @@ from mmsearch.search.terms import (
 )
 from mmsearch.search.text_queries import TextQueries
 from mmsearch.storage.catalogue import ImageCatalogue
+from mmsearch.storage.keywords import KeywordIndex
 from mmsearch.storage.texts import TextCollections
 from mmsearch.storage.writer_lock import WriterLock
+from mmsearch.words import query_terms
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class Searcher:
     text_queries: TextQueries
     model: LibraryModel
     writer_lock: WriterLock
+    keywords: KeywordIndex
 
     def search_text(
         self,
@@ -60,12 +66,13 @@ class Searcher:
         where: ImageFilter | None = None,
         relevance: Relevance | None = None,
         exact: bool = False,
+        mode: str = "semantic",
     ) -> list[ImageHit]:
         """Images that match a text query, best first."""
         if not query.strip():
             raise InputError("the query is empty; say what to look for, e.g. 'a red bicycle'")
         terms = [QueryTerm(1.0, text=query)]
-        return self.search(terms, k=k, where=where, relevance=relevance, exact=exact)
+        return self.search(terms, k=k, where=where, relevance=relevance, exact=exact, mode=mode)
 
     def similar(
         self,
@@ -91,6 +98,7 @@ class Searcher:
         where: ImageFilter | None = None,
         relevance: Relevance | None = None,
         exact: bool = False,
+        mode: str = "semantic",
     ) -> list[ImageHit]:
         """Images that match a composed query: the weighted sum of its terms' embeddings.
 
@@ -99,11 +107,19 @@ class Searcher:
         ``exact`` compares the query with every image even where the index is approximate
         (large libraries, see :mod:`mmsearch.index.faiss_index`).
 
+        ``mode``: ``semantic``, the embeddings alone (the default here, so that a Python
+        caller's results stay what they were; the command line and the web app default to
+        hybrid, as measured); ``keyword``, the words stored with the images (names, metadata,
+        descriptions); ``hybrid``, both rankings fused (:mod:`mmsearch.search.fusion`).
+
         Raises:
-            InputError: no terms, terms that cancel out, or a filter that matches no image.
+            InputError: no terms, terms that cancel out, a filter that matches no image, or an
+                unknown mode.
         """
         if not terms:
             raise InputError("nothing to search for; give a text or an image")
+        if mode not in MODES:
+            raise InputError(f"search mode {mode!r}: use {', '.join(MODES)}")
         _check_k(k)
         self._require("images")
         relevance = relevance or Relevance()
@@ -120,6 +136,9 @@ class Searcher:
                 exclude |= same
         query = compose(vectors, [t.weight for t in terms])
         allowed = self._allowed_images(where, exclude) if where else None
+        if mode != "semantic":
+            hits = self._fused(query, terms, k, mode, where, relevance, exclude, allowed, exact)
+            return by_date(hits) if relevance.sort == "date" else hits
         if relevance.dedup:
             hits = self._distinct_hits(query, k, relevance.dedup, exclude, allowed, exact)
         else:
@@ -129,6 +148,45 @@ class Searcher:
         if relevance.knee:
             hits = cut_at_knee(hits)
         return by_date(hits) if relevance.sort == "date" else hits
+
+    def _fused(self, query, terms, k, mode, where, relevance, exclude, allowed, exact):
+        """The keyword ranking (words of the positive text terms; images holding a negative
+        term's words left out), fused with the semantic one in hybrid mode. ``within`` and
+        ``knee`` trim the semantic ranking before fusion (they read cosine scores); scores shown
+        are cosine similarities to the query."""
+        fetch = max(4 * k, 40)
+        positive = " ".join(t.text for t in terms if t.text is not None and t.weight > 0)
+        required, optional = query_terms(positive)
+        conditions = where.conditions() if where else ()
+        keyword = [
+            hit
+            for hit in self.keywords.search(required, optional, conditions=conditions, limit=fetch)
+            if hit.image_id not in exclude
+        ]
+        banned = set()
+        for term in terms:
+            if term.text is not None and term.weight < 0:
+                words = [w for part in query_terms(term.text) for w in part]
+                banned |= {h.image_id for h in self.keywords.search([], words, limit=10**9)}
+        semantic = []
+        if mode == "hybrid":
+            semantic = self.image_hits(query, fetch, exclude=exclude, allowed=allowed, exact=exact)
+            if relevance.within is not None:
+                semantic = cut_within(semantic, relevance.within)
+            if relevance.knee:
+                semantic = cut_at_knee(semantic)
+        rankings = [[h.id for h in semantic], [h.image_id for h in keyword]]
+        ranked = fusion.reciprocal_rank_fusion(rankings, fusion.RRF_CONSTANT)
+        ranked = [i for i in ranked if i not in banned]
+        vectors = self.images.image_vectors(ranked)
+        hits = self.images.hits([(i, float(vectors[i] @ query)) for i in ranked if i in vectors])
+        why = {h.image_id: dict(h.matched) for h in keyword}
+        for rank, hit in enumerate(semantic, 1):
+            why.setdefault(hit.id, {})["semantic"] = rank
+        hits = [dataclasses.replace(h, matched=tuple(why.get(h.id, {}).items())) for h in hits]
+        if relevance.dedup:
+            hits = collapse_near_duplicates(hits, vectors, relevance.dedup)
+        return hits[:k]
 
     def _distinct_hits(self, query, k, threshold, exclude, allowed, exact) -> list[ImageHit]:
         """``k`` hits after folding near-duplicates, fetching more until there are ``k`` or the

@@ -20,6 +20,7 @@ from mmsearch.errors import EmptyLibraryError, InputError, MMSearchError
 from mmsearch.imaging.raw import RAW_EXTENSIONS
 from mmsearch.library import Library
 from mmsearch.results import MAX_RESULTS
+from mmsearch.search.fusion import DEFAULT_MODE
 from mmsearch.search.terms import ImageFilter, QueryTerm, Relevance
 
 PAGE = Path(__file__).parent / "web" / "index.html"
@@ -102,6 +103,7 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
             where=_filter(params),
             relevance=_relevance(params, library.duplicate_threshold),
             exact=params.get("exact") in ("1", "true"),
+            mode=params.get("mode", DEFAULT_MODE),
         )
         return JSONResponse(await hits_json(hits))
 

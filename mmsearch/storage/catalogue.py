@@ -22,7 +22,7 @@ from mmsearch.paths import as_folder, is_at_or_under
 from mmsearch.records import ImageRecord
 from mmsearch.results import ImageHit
 from mmsearch.storage.engine import bump_generation, chunked, get_setting, set_setting
-from mmsearch.storage.schema import ImageRow, SkippedFile
+from mmsearch.storage.schema import ImageRow, ImageText, SkippedFile
 from mmsearch.storage.transaction import WriteTransaction
 
 
@@ -113,15 +113,49 @@ class ImageCatalogue(StoragePart):
             return KnownContent(rows.scalars())
 
     def images_by_hash(self, hashes: Iterable[str]) -> dict[str, tuple[ImageRecord, np.ndarray]]:
-        """content hash → (a stored image with that content, its vector), for those stored."""
+        """content hash → (a stored image with that content, with its metadata words, and its
+        vector), for those stored."""
         found = {}
         with Session(self._engine) as session:
             for chunk in chunked(sorted(set(hashes))):
                 stmt = select(ImageRow).where(ImageRow.content_hash.in_(chunk))
-                for row in session.execute(stmt).scalars():
+                rows = session.execute(stmt).scalars().all()
+                metadata = dict(
+                    session.execute(
+                        select(ImageText.image_id, ImageText.text).where(
+                            ImageText.image_id.in_([r.id for r in rows]),
+                            ImageText.kind == "metadata",
+                        )
+                    ).all()
+                )
+                for row in rows:
                     vector = np.frombuffer(row.embedding, np.float32)
-                    found[row.content_hash] = (_record(row), vector)
+                    texts = (("metadata", metadata[row.id]),) if row.id in metadata else ()
+                    found[row.content_hash] = (_record(row, texts), vector)
         return found
+
+    def set_texts(self, kind: str, texts: dict[str, str]) -> int:
+        """Replace the ``kind`` words of the images at these paths (absolute); returns how
+        many images were found. Nothing is encoded: words are not vectors."""
+        with self._write() as session:
+            ids = {}
+            for chunk in chunked(list(texts)):
+                stmt = select(ImageRow.path, ImageRow.id).where(ImageRow.path.in_(chunk))
+                ids.update(session.execute(stmt).all())
+            for chunk in chunked(list(ids.values())):
+                session.execute(
+                    delete(ImageText).where(ImageText.image_id.in_(chunk), ImageText.kind == kind)
+                )
+            session.add_all(
+                ImageText(image_id=i, kind=kind, text=texts[path]) for path, i in ids.items()
+            )
+        return len(ids)
+
+    def texts_of(self, image_id: int) -> list[tuple[str, str]]:
+        """(kind, text) of what the library knows as words about an image."""
+        stmt = select(ImageText.kind, ImageText.text).where(ImageText.image_id == image_id)
+        with Session(self._engine) as session:
+            return [tuple(r) for r in session.execute(stmt.order_by(ImageText.id)).all()]
 
     def indexed_roots(self) -> list[str]:
         with Session(self._engine) as session:
@@ -162,6 +196,7 @@ class ImageCatalogue(StoragePart):
                 session.execute(delete(SkippedFile).where(SkippedFile.path.in_(chunk)))
             session.flush()
             ids = np.array([row.id for row in rows], dtype=np.int64)
+            _replace_texts(session, ids.tolist(), records)
             # Only updated rows have an old vector to drop (a removal scans the whole index).
             replaced = np.array([r.id for r in existing.values()], dtype=np.int64)
             generation = bump_generation(session, "images")
@@ -344,8 +379,26 @@ def _at_or_below(path: str):
     return or_(ImageRow.path == folder[:-1], and_(ImageRow.path >= folder, ImageRow.path < below))
 
 
-def _record(row: ImageRow) -> ImageRecord:
-    return ImageRecord(**{f.name: getattr(row, f.name) for f in dataclasses.fields(ImageRecord)})
+def _record(row: ImageRow, texts: tuple[tuple[str, str], ...] = ()) -> ImageRecord:
+    columns = {
+        f.name: getattr(row, f.name) for f in dataclasses.fields(ImageRecord) if f.name != "texts"
+    }
+    return ImageRecord(**columns, texts=texts)
+
+
+def _replace_texts(session: Session, ids: list[int], records: Sequence[ImageRecord]) -> None:
+    """The images' words become the records' (kinds a record does not carry, such as a
+    description given separately, are kept)."""
+    kinds = {kind for r in records for kind, _ in r.texts} | {"name", "metadata"}
+    for chunk in chunked(ids):
+        session.execute(
+            delete(ImageText).where(ImageText.image_id.in_(chunk), ImageText.kind.in_(kinds))
+        )
+    session.add_all(
+        ImageText(image_id=i, kind=kind, text=text)
+        for i, record in zip(ids, records, strict=True)
+        for kind, text in record.texts
+    )
 
 
 def as_vectors(vectors: np.ndarray, count: int) -> np.ndarray:

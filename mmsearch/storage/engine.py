@@ -13,7 +13,16 @@ from sqlalchemy.orm import Session
 from mmsearch.errors import DatabaseError, LibraryError
 from mmsearch.imaging.fingerprint import CONTENT_HASH
 from mmsearch.records import mtime_iso
-from mmsearch.storage.schema import SCHEMA_VERSION, Base, CachedQuery, ImageRow, Setting
+from mmsearch.storage.schema import (
+    FTS_DDL,
+    SCHEMA_VERSION,
+    Base,
+    CachedQuery,
+    ImageRow,
+    ImageText,
+    Setting,
+)
+from mmsearch.words import name_words
 
 T = TypeVar("T")
 
@@ -44,6 +53,8 @@ def open_engine(url: str, *, create: bool) -> Engine:
     try:
         if create:
             Base.metadata.create_all(engine)
+            with engine.begin() as connection:
+                _create_keyword_index(connection)
         with Session(engine) as session:
             version = session.get(Setting, "schema_version")
             if version is None and create:
@@ -105,11 +116,33 @@ def _upgrade(engine: Engine, version: int) -> None:
         for index in ImageRow.__table__.indexes:
             index.create(connection, checkfirst=True)
         CachedQuery.__table__.create(connection, checkfirst=True)  # schema 4
+        if version < 5:
+            ImageText.__table__.create(connection, checkfirst=True)
+            _create_keyword_index(connection)
+            # File and folder names are known from the paths; embedded metadata comes as
+            # files are indexed again (new and changed files).
+            images = ImageRow.__table__
+            rows = connection.execute(select(images.c.id, images.c.path)).all()
+            words = ImageText.__table__
+            connection.execute(words.delete().where(words.c.kind == "name"))
+            if rows:
+                connection.execute(
+                    words.insert(),
+                    [{"image_id": i, "kind": "name", "text": name_words(p)} for i, p in rows],
+                )
         connection.execute(
             Setting.__table__.update()
             .where(Setting.key == "schema_version")
             .values(value=SCHEMA_VERSION)
         )
+
+
+def _create_keyword_index(connection) -> None:
+    """The FTS5 keyword index and its triggers (SQLite; other databases search words with
+    LIKE, see ImageCatalogue.keyword_hits)."""
+    if connection.dialect.name == "sqlite":
+        for ddl in FTS_DDL:
+            connection.execute(text(ddl))
 
 
 def _translate_error(context) -> None:

@@ -21,7 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 4  # 2: images.content_hash; 3: images.taken_at, taken_from; 4: query_cache
+# 2: images.content_hash; 3: images.taken_at, taken_from; 4: query_cache; 5: image_texts
+SCHEMA_VERSION = 5
 
 
 class Base(DeclarativeBase):
@@ -60,6 +61,37 @@ class ImageRow(Base):
     taken_from: Mapped[str | None] = mapped_column(String(8))
     indexed_at: Mapped[float] = mapped_column(Float)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ImageText(Base):
+    """Words that go with an image, by kind: ``name`` (its file and folder names), ``metadata``
+    (what photo tools wrote into it), ``description`` (given with ``index --descriptions``).
+    On SQLite the keyword index ``image_words`` (FTS5, trigrams) follows this table through
+    triggers, in the same transactions (see :data:`FTS_DDL`)."""
+
+    __tablename__ = "image_texts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+
+
+# SQLite's keyword index over image_texts: trigrams match substrings, and Japanese or Chinese
+# text, which has no spaces; case-insensitive. Kept in step by triggers (an external-content
+# FTS5 table stores no copy of the text).
+KEYWORD_INDEX = "image_words"
+FTS_DDL = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS image_words USING fts5(text, content='image_texts', "
+    "content_rowid='id', tokenize='trigram')",
+    "CREATE TRIGGER IF NOT EXISTS image_texts_insert AFTER INSERT ON image_texts BEGIN "
+    "INSERT INTO image_words(rowid, text) VALUES (new.id, new.text); END",
+    "CREATE TRIGGER IF NOT EXISTS image_texts_delete AFTER DELETE ON image_texts BEGIN "
+    "INSERT INTO image_words(image_words, rowid, text) VALUES ('delete', old.id, old.text); END",
+    "CREATE TRIGGER IF NOT EXISTS image_texts_update AFTER UPDATE ON image_texts BEGIN "
+    "INSERT INTO image_words(image_words, rowid, text) VALUES ('delete', old.id, old.text); "
+    "INSERT INTO image_words(rowid, text) VALUES (new.id, new.text); END",
+)
 
 
 class SkippedFile(Base):
