@@ -245,8 +245,8 @@ def _check_skipped(library: Library) -> list[Problem]:
 def _check_keyword_index(library: Library) -> list[Problem]:
     """FTS5's own check that the keyword index holds exactly the words of image_texts (rank 1:
     against the content table too, which an external-content index needs)."""
-    if library.engine.dialect.name != "sqlite":
-        return []
+    if library.engine.dialect.name != "sqlite" or library.read_only:
+        return []  # FTS5 takes its check as an INSERT, which a read-only database refuses
     check = f"INSERT INTO {KEYWORD_INDEX}({KEYWORD_INDEX}, rank) VALUES ('integrity-check', 1)"
     try:
         with Session(library.engine) as session:
