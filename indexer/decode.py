@@ -12,8 +12,10 @@ import numpy as np
 
 from mmsearch.errors import ImageError
 from mmsearch.imaging.fingerprint import CONTENT_HASH, KnownContent, content_hash
+from mmsearch.imaging.ocr import INSTALL_HINT, OCR_SIDE, read_lines
 from mmsearch.imaging.pictures import open_picture
 from mmsearch.imaging.preprocess import PreprocessConfig, fit_to_model
+from mmsearch.records import Words
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class Decoded:
     content_hash: str | None = None
     taken_at: str | None = None  # EXIF DateTimeOriginal, ISO 8601
     text: str = ""  # embedded metadata words (XMP, IPTC, EXIF descriptions)
+    ocr: Words | None = None  # text in the picture, when OCR was asked for and could run
+    ocr_error: str | None = None  # why OCR could not run on it (the picture is indexed anyway)
     known: bool = False  # not decoded: the library already holds an embedding of this content
 
 
@@ -55,6 +59,7 @@ def decode_for_model(
     *,
     hash_algorithm: str = CONTENT_HASH,
     use_known: bool = True,
+    ocr: bool = False,
 ) -> Decoded:
     """Hash and decode one file for the model; failures come back as values, never as exceptions.
 
@@ -68,7 +73,9 @@ def decode_for_model(
     if use_known and digest in _known_content:
         return Decoded(path, None, content_hash=digest, known=True)
     try:
-        picture = open_picture(path, min_size=cfg.size, max_pixels=max_pixels)
+        # OCR reads text at up to OCR_SIDE pixels: decode that much more, only then.
+        min_size = max(cfg.size, OCR_SIDE // 2) if ocr else cfg.size
+        picture = open_picture(path, min_size=min_size, max_pixels=max_pixels)
         pixels = fit_to_model(picture.image, cfg)
     except ImageError as exc:
         return Decoded(path, None, reason=exc.reason, message=str(exc), content_hash=digest)
@@ -80,6 +87,7 @@ def decode_for_model(
             message=f"{path}: out of memory decoding",
             content_hash=digest,
         )
+    words, error = read_words(picture.image) if ocr else (None, None)
     return Decoded(
         path,
         pixels,
@@ -89,4 +97,28 @@ def decode_for_model(
         content_hash=digest,
         taken_at=picture.taken_at,
         text=picture.text,
+        ocr=words,
+        ocr_error=error,
     )
+
+
+def read_words(image) -> tuple[Words | None, str | None]:
+    """The picture's OCR lines as Words (empty when it has no text), or why OCR failed."""
+    try:
+        lines = read_lines(image)
+    except ImportError:
+        return None, f"no OCR engine: {INSTALL_HINT}"
+    except Exception as exc:  # noqa: BLE001 - the engine's own failure: index without OCR
+        return None, f"OCR failed ({type(exc).__name__}: {exc})"
+    text = "\n".join(line.text for line in lines)
+    return Words("ocr", text, tuple(line.box for line in lines)), None
+
+
+def ocr_for(path: str, max_pixels: int) -> Decoded:
+    """OCR alone, for an image already stored without it (``index --ocr`` on an older run)."""
+    try:
+        picture = open_picture(path, min_size=OCR_SIDE // 2, max_pixels=max_pixels)
+    except ImageError as exc:
+        return Decoded(path, None, reason=exc.reason, message=str(exc))
+    words, error = read_words(picture.image)
+    return Decoded(path, None, ocr=words, ocr_error=error)

@@ -19,13 +19,15 @@ import numpy as np
 
 from indexer.decode import Decoded, decode_for_model
 from indexer.discover import FoundFile, discover
-from indexer.workers import decode_all
+from indexer.text_pass import read_unread_text
+from indexer.workers import decode_all, progress_bar
 from mmsearch.errors import InputError
+from mmsearch.imaging.ocr import INSTALL_HINT, ocr_available
 from mmsearch.imaging.pictures import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from mmsearch.imaging.raw import RAW_EXTENSIONS
 from mmsearch.library import Library
 from mmsearch.paths import is_at_or_under, is_under
-from mmsearch.records import ImageRecord, mtime_iso
+from mmsearch.records import ImageRecord, Words, mtime_iso
 from mmsearch.words import name_words
 
 
@@ -39,6 +41,8 @@ class IndexSummary:
     unchanged: int = 0
     reused: int = 0  # of added and updated: took a stored embedding of the same content
     described: int = 0  # images given a description (index --descriptions)
+    ocr_read: int = 0  # images whose text in the picture was read (index --ocr)
+    ocr_problem: str | None = None  # why OCR did not run (not installed) or failed, first one
     skipped: dict[str, int] = field(default_factory=dict)  # reason → count
     skipped_files: list[dict] = field(default_factory=list)  # {path, reason, message}
     # The library's own folder, where it lies under an indexed folder: never indexed.
@@ -75,6 +79,7 @@ def index_paths(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = False,
     descriptions: dict[str, str] | None = None,
+    ocr: bool = False,
 ) -> IndexSummary:
     """Bring the library up to date with the image files under ``paths``.
 
@@ -93,22 +98,41 @@ def index_paths(
         descriptions: image path → a description of it (words for keyword search, see
             :func:`indexer.texts.read_descriptions`); replaces the description of each image
             named, new or unchanged alike (nothing is encoded again for it).
+        ocr: read the text in each picture (:mod:`mmsearch.imaging.ocr`), new images as they
+            are decoded and stored images that were never read, without encoding them again.
+            Without the OCR engine installed, images are indexed without it and the summary's
+            ``ocr_problem`` says how to install it.
 
     Raises:
         InputError: a path does not exist, or no image files were found.
         IndexInterrupted: on KeyboardInterrupt, after storing the batch in flight.
         LibraryBusyError: another process is writing to the library.
     """
+    if ocr and not ocr_available():
+        ocr, problem = False, f"text in the pictures was not read: no OCR engine; {INSTALL_HINT}"
+    else:
+        problem = None
+    run = Run(batch_size, workers, max_pixels, progress, ocr)
     with library.writing():
-        summary = _index(
-            library, paths, include_hidden, exclude, batch_size, workers, max_pixels, progress
-        )
+        summary = _index(library, paths, include_hidden, exclude, run)
+        summary.ocr_problem = summary.ocr_problem or problem
         if descriptions:
             summary.described = library.images.set_texts("description", descriptions)
         return summary
 
 
-def _index(library, paths, include_hidden, exclude, batch_size, workers, max_pixels, progress):
+@dataclass(frozen=True)
+class Run:
+    """How an index run decodes: see index_paths."""
+
+    batch_size: int
+    workers: int | None
+    max_pixels: int
+    progress: bool
+    ocr: bool
+
+
+def _index(library, paths, include_hidden, exclude, run: Run):
     for given in paths:
         if not os.path.lexists(given):
             _refuse_to_empty(library, given, "is not found")
@@ -149,7 +173,13 @@ def _index(library, paths, include_hidden, exclude, batch_size, workers, max_pix
         todo.append(file)
 
     try:
-        _encode_and_store(library, todo, stored, summary, batch_size, workers, max_pixels, progress)
+        _encode_and_store(library, todo, stored, summary, run)
+        if run.ocr:
+            todo_paths = {f.path for f in todo}
+            unchanged = [
+                f.path for f in found.files if f.path in stored and f.path not in todo_paths
+            ]
+            read_unread_text(library, unchanged, summary, run)
     except KeyboardInterrupt:
         library.flush()
         raise IndexInterrupted(summary) from None
@@ -187,13 +217,24 @@ def _under_any(path: str, roots: set[str]) -> bool:
     return any(is_under(path, root) for root in roots)
 
 
+def _count_ocr(summary: IndexSummary, decoded: Decoded) -> None:
+    if decoded.ocr is not None:
+        summary.ocr_read += 1
+    elif decoded.ocr_error and summary.ocr_problem is None:
+        summary.ocr_problem = decoded.ocr_error
+
+
 def _record(decoded: Decoded, source, file: FoundFile) -> ImageRecord:
     """What is stored of a decoded file; ``source`` is what was decoded for its content (the
     file itself, or a stored image with the same content)."""
     # The same content has the same EXIF date and metadata; without one, the date is this file's.
     exif_date = source.taken_at if getattr(source, "taken_from", "exif") == "exif" else None
-    metadata = source.text if isinstance(source, Decoded) else dict(source.texts).get("metadata")
-    texts = (("name", name_words(decoded.path)),) + ((("metadata", metadata),) if metadata else ())
+    texts = [Words("name", name_words(decoded.path))]
+    if isinstance(source, Decoded):
+        texts += [Words("metadata", source.text)] if source.text else []
+        texts += [source.ocr] if source.ocr is not None else []
+    else:
+        texts += source.texts  # a stored copy's: its metadata and OCR words
     return ImageRecord(
         path=decoded.path,
         size=file.size,
@@ -204,22 +245,23 @@ def _record(decoded: Decoded, source, file: FoundFile) -> ImageRecord:
         content_hash=decoded.content_hash,
         taken_at=exif_date or mtime_iso(file.mtime_ns),
         taken_from="exif" if exif_date else "mtime",
-        texts=texts,
+        texts=tuple(texts),
     )
 
 
-def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_pixels, progress):
+def _encode_and_store(library, todo, stored, summary, run: Run):
     if not todo:
         return
     encoder = library.encoder
     decode = partial(
         decode_for_model,
         cfg=encoder.preprocess,
-        max_pixels=max_pixels,
+        max_pixels=run.max_pixels,
         hash_algorithm=library.images.hash_algorithm,
+        ocr=run.ocr,
     )
     by_path = {f.path: f for f in todo}
-    bar = _progress_bar(len(todo), progress)
+    bar = progress_bar(len(todo), run.progress)
 
     def skip(decoded: Decoded) -> None:
         file = by_path[decoded.path]
@@ -259,6 +301,7 @@ def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_p
             key = d.content_hash or d.path
             source, vector = reuse.get(key) or (d, vectors[key])
             records.append(_record(d, source, by_path[d.path]))
+            _count_ocr(summary, d)
             rows.append(vector)
             _count(summary, stored.get(d.path), d, encoded_here=fresh.get(key) is d)
         if records:
@@ -268,13 +311,17 @@ def _encode_and_store(library, todo, stored, summary, batch_size, workers, max_p
     batch: list[Decoded] = []
     try:
         for decoded in decode_all(
-            [f.path for f in todo], decode, workers, 4 * batch_size, library.images.known_content()
+            [f.path for f in todo],
+            decode,
+            run.workers,
+            4 * run.batch_size,
+            library.images.known_content(),
         ):
             if decoded.reason is not None:
                 skip(decoded)
                 continue
             batch.append(decoded)
-            if len(batch) == batch_size:
+            if len(batch) == run.batch_size:
                 store(batch)
                 batch = []
         if batch:
@@ -293,9 +340,3 @@ def _count(summary: IndexSummary, before, decoded: Decoded, *, encoded_here: boo
         summary.updated += 1
     if not encoded_here:
         summary.reused += 1
-
-
-def _progress_bar(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", desc="Indexing", disable=not enabled, leave=False)

@@ -101,3 +101,9 @@ def _main_module_not_rerun():
         vars(main).update(saved)
         if "__spec__" not in saved:
             del main.__spec__
+
+
+def progress_bar(total: int, enabled: bool, what: str = "Indexing"):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc=what, disable=not enabled, leave=False)

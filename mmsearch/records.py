@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from typing import NamedTuple
+
+
+class Words(NamedTuple):
+    """Words that go with an image (ImageText): ``kind`` is ``name``, ``metadata``,
+    ``description`` or ``ocr``; an OCR text has one line per region, and ``regions`` holds each
+    line's box (left, top, right, bottom as fractions of the picture)."""
+
+    kind: str
+    text: str
+    regions: tuple[tuple[float, float, float, float], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -19,8 +30,7 @@ class ImageRecord:
     content_hash: str | None = None
     taken_at: str | None = None  # ISO 8601 local time (see ImageRow.taken_at)
     taken_from: str | None = None  # "exif" or "mtime"
-    # Words that go with it, (kind, text): "name", "metadata", "description" (ImageText)
-    texts: tuple[tuple[str, str], ...] = ()
+    texts: tuple[Words, ...] = ()  # the words that go with it, by kind
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,14 @@ def index(
             show_default=False,
         ),
     ] = None,
+    ocr: Annotated[
+        bool,
+        typer.Option(
+            "--ocr",
+            help="Read the text in the pictures for keyword search (needs the ocr extra: "
+            "pip install 'mmsearch[ocr]').",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Index image folders: new and changed files are encoded, files that are gone removed."""
@@ -89,6 +97,7 @@ def index(
                 max_pixels=int(max_megapixels * 1e6),
                 progress=not as_json and sys.stderr.isatty(),
                 descriptions=described,
+                ocr=ocr,
             )
         except IndexInterrupted as stop:
             stored_before_interrupt = stop.summary.added + stop.summary.updated
@@ -116,6 +125,10 @@ def index(
             f"{summary.reused} of the added and updated files reused a stored embedding "
             "(moved, renamed or duplicate files: not encoded again)"
         )
+    if summary.ocr_read:
+        typer.echo(f"text read in {summary.ocr_read} pictures (--ocr)")
+    if summary.ocr_problem:
+        typer.echo(f"OCR: {summary.ocr_problem}", err=True)
     if summary.described:
         typer.echo(f"{summary.described} images described (--descriptions)")
     if summary.library_folder_left_out:

@@ -19,11 +19,14 @@ from sqlalchemy.orm import Session
 
 from mmsearch.imaging.fingerprint import KnownContent
 from mmsearch.paths import as_folder, is_at_or_under
-from mmsearch.records import ImageRecord
+from mmsearch.records import ImageRecord, Words
 from mmsearch.results import ImageHit
 from mmsearch.storage.engine import bump_generation, chunked, get_setting, set_setting
 from mmsearch.storage.schema import ImageRow, ImageText, SkippedFile
 from mmsearch.storage.transaction import WriteTransaction
+
+# Words that come with a picture's content, which a copy of it shares (names do not).
+CONTENT_KINDS = ("metadata", "ocr")
 
 
 class IndexUpdates(Protocol):
@@ -113,30 +116,22 @@ class ImageCatalogue(StoragePart):
             return KnownContent(rows.scalars())
 
     def images_by_hash(self, hashes: Iterable[str]) -> dict[str, tuple[ImageRecord, np.ndarray]]:
-        """content hash → (a stored image with that content, with its metadata words, and its
-        vector), for those stored."""
+        """content hash → (a stored image with that content, with the words that come with its
+        content: metadata and OCR; and its vector), for those stored."""
         found = {}
         with Session(self._engine) as session:
             for chunk in chunked(sorted(set(hashes))):
                 stmt = select(ImageRow).where(ImageRow.content_hash.in_(chunk))
                 rows = session.execute(stmt).scalars().all()
-                metadata = dict(
-                    session.execute(
-                        select(ImageText.image_id, ImageText.text).where(
-                            ImageText.image_id.in_([r.id for r in rows]),
-                            ImageText.kind == "metadata",
-                        )
-                    ).all()
-                )
+                words = _content_words(session, [r.id for r in rows])
                 for row in rows:
                     vector = np.frombuffer(row.embedding, np.float32)
-                    texts = (("metadata", metadata[row.id]),) if row.id in metadata else ()
-                    found[row.content_hash] = (_record(row, texts), vector)
+                    found[row.content_hash] = (_record(row, words.get(row.id, ())), vector)
         return found
 
-    def set_texts(self, kind: str, texts: dict[str, str]) -> int:
-        """Replace the ``kind`` words of the images at these paths (absolute); returns how
-        many images were found. Nothing is encoded: words are not vectors."""
+    def set_texts(self, kind: str, texts: dict[str, str | Words]) -> int:
+        """Replace the ``kind`` words of the images at these paths (absolute; a text, or Words
+        with regions); returns how many images were found. Nothing is encoded."""
         with self._write() as session:
             ids = {}
             for chunk in chunked(list(texts)):
@@ -146,10 +141,22 @@ class ImageCatalogue(StoragePart):
                 session.execute(
                     delete(ImageText).where(ImageText.image_id.in_(chunk), ImageText.kind == kind)
                 )
-            session.add_all(
-                ImageText(image_id=i, kind=kind, text=texts[path]) for path, i in ids.items()
-            )
+            for path, image_id in ids.items():
+                words = texts[path] if isinstance(texts[path], Words) else Words(kind, texts[path])
+                session.add(_row(image_id, words._replace(kind=kind)))
         return len(ids)
+
+    def paths_without(self, kind: str, paths: Iterable[str]) -> list[str]:
+        """Those of ``paths`` (stored images) that have no ``kind`` words yet."""
+        found = []
+        with Session(self._engine) as session:
+            for chunk in chunked(list(paths)):
+                have = select(ImageText.image_id).where(ImageText.kind == kind)
+                stmt = select(ImageRow.path).where(
+                    ImageRow.path.in_(chunk), ImageRow.id.not_in(have)
+                )
+                found += session.execute(stmt).scalars().all()
+        return found
 
     def texts_of(self, image_id: int) -> list[tuple[str, str]]:
         """(kind, text) of what the library knows as words about an image."""
@@ -379,7 +386,24 @@ def _at_or_below(path: str):
     return or_(ImageRow.path == folder[:-1], and_(ImageRow.path >= folder, ImageRow.path < below))
 
 
-def _record(row: ImageRow, texts: tuple[tuple[str, str], ...] = ()) -> ImageRecord:
+def _row(image_id: int, words: Words) -> ImageText:
+    regions = [list(box) for box in words.regions] if words.regions is not None else None
+    return ImageText(image_id=image_id, kind=words.kind, text=words.text, regions=regions)
+
+
+def _content_words(session: Session, ids: list[int]) -> dict[int, tuple[Words, ...]]:
+    """Per image, the words that come with its content (a copy has the same): metadata, OCR."""
+    stmt = select(ImageText.image_id, ImageText.kind, ImageText.text, ImageText.regions).where(
+        ImageText.image_id.in_(ids), ImageText.kind.in_(CONTENT_KINDS)
+    )
+    found: dict[int, tuple[Words, ...]] = {}
+    for image_id, kind, text, regions in session.execute(stmt).all():
+        boxes = tuple(tuple(box) for box in regions) if regions is not None else None
+        found[image_id] = (*found.get(image_id, ()), Words(kind, text, boxes))
+    return found
+
+
+def _record(row: ImageRow, texts: tuple[Words, ...] = ()) -> ImageRecord:
     columns = {
         f.name: getattr(row, f.name) for f in dataclasses.fields(ImageRecord) if f.name != "texts"
     }
@@ -387,17 +411,17 @@ def _record(row: ImageRow, texts: tuple[tuple[str, str], ...] = ()) -> ImageReco
 
 
 def _replace_texts(session: Session, ids: list[int], records: Sequence[ImageRecord]) -> None:
-    """The images' words become the records' (kinds a record does not carry, such as a
-    description given separately, are kept)."""
-    kinds = {kind for r in records for kind, _ in r.texts} | {"name", "metadata"}
+    """The images' words become the records': names and the words of the content (stale once
+    the content changed) always; a description given separately is kept."""
+    kinds = {words.kind for r in records for words in r.texts} | {"name", *CONTENT_KINDS}
     for chunk in chunked(ids):
         session.execute(
             delete(ImageText).where(ImageText.image_id.in_(chunk), ImageText.kind.in_(kinds))
         )
     session.add_all(
-        ImageText(image_id=i, kind=kind, text=text)
-        for i, record in zip(ids, records, strict=True)
-        for kind, text in record.texts
+        _row(image_id, words)
+        for image_id, record in zip(ids, records, strict=True)
+        for words in record.texts
     )
 
 

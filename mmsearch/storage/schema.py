@@ -65,7 +65,8 @@ class ImageRow(Base):
 
 class ImageText(Base):
     """Words that go with an image, by kind: ``name`` (its file and folder names), ``metadata``
-    (what photo tools wrote into it), ``description`` (given with ``index --descriptions``).
+    (what photo tools wrote into it), ``description`` (given with ``index --descriptions``),
+    ``ocr`` (text in the picture, ``index --ocr``; empty when OCR found none).
     On SQLite the keyword index ``image_words`` (FTS5, trigrams) follows this table through
     triggers, in the same transactions (see :data:`FTS_DDL`)."""
 
@@ -75,6 +76,7 @@ class ImageText(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     text: Mapped[str] = mapped_column(Text)
+    regions: Mapped[list | None] = mapped_column(JSON)  # OCR: each line's box (Words.regions)
 
 
 # SQLite's keyword index over image_texts: trigrams match substrings, and Japanese or Chinese
