@@ -194,3 +194,12 @@ def test_check_finds_a_damaged_keyword_index_and_repair_rebuilds_it(worded):
     assert [p.part for p in problems] == ["keywords"]
     assert repair_library(lib, problems) == ["rebuilt the keyword index from the stored words"]
     assert check_library(lib) == []
+
+
+def test_the_contact_sheet_says_why_with_the_words_marked(worded):
+    from mmsearch.serve.pages import contact_sheet
+
+    lib, _ = worded
+    hits = lib.search_text("Sakura <b>", k=3, mode="keyword")
+    page = contact_sheet(hits, "mmsearch: Sakura", ["sakura", "<b>"])
+    assert '<div class="why">description: the receipt from Hotel <mark>Sakura</mark></div>' in page

@@ -289,8 +289,13 @@ def test_web_page_at_desktop_and_phone_widths(served, browser_page, screen, tmp_
         box = page.locator(control).bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= screen["width"], control
 
+    page.fill("#q", "kansasflag")  # a word of one file's name: it says why it matched
+    page.press("#q", "Enter")
+    page.wait_for_selector(".hit .why mark")
+    assert page.locator(".hit .why mark").first.text_content().lower() == "kansasflag"
     page.fill("#q", "a flag")
     page.press("#q", "Enter")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('a flag')")
     page.wait_for_selector(".hit .meta")
     meta = page.locator(".hit .meta").first
     full = meta.get_attribute("title")

@@ -105,10 +105,13 @@ def search(
     for warning in filter(None, warnings):
         typer.echo(f"Warning: {warning}", err=True)
     print_image_hits(hits, as_json, paths_only)
-    _contact_sheet(hits, f"mmsearch: {query}", html, open_results)
+    from mmsearch.words import query_terms
+
+    words = [w for part in query_terms(" ".join([query, *(plus or [])])) for w in part]
+    _contact_sheet(hits, f"mmsearch: {query}", html, open_results, words)
 
 
-def _contact_sheet(hits, title: str, html: Path | None, open_results: bool) -> None:
+def _contact_sheet(hits, title: str, html: Path | None, open_results: bool, words=()) -> None:
     """Write the hits' contact sheet (to --html, or a temporary file for --open) and open it."""
     if html is None and not open_results:
         return
@@ -118,7 +121,7 @@ def _contact_sheet(hits, title: str, html: Path | None, open_results: bool) -> N
         import tempfile
 
         html = Path(tempfile.mkstemp(prefix="mmsearch-", suffix=".html")[1])
-    write_page(contact_sheet(hits, title), html)
+    write_page(contact_sheet(hits, title, words), html)
     if open_results:
         typer.launch(str(html), wait=True)  # the viewer forks; no zombie
 

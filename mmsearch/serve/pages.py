@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +28,8 @@ figure { margin: 0; background: #fff; border: 1px solid #ddd; border-radius: 6px
 figure img { width: 100%; height: 200px; object-fit: contain; background: #eee; }
 figcaption { font-size: 12px; word-break: break-all; margin-top: 6px; }
 .score { font-weight: 600; }
+.why { color: #555; margin-top: 3px; }
+.why mark { background: #fd6; }
 .missing { display: flex; align-items: center; justify-content: center; height: 200px;
            background: #eee; color: #888; }
 .map { position: relative; background: #fff; border: 1px solid #ddd; }
@@ -45,8 +48,26 @@ def thumbnail_uri(path: str, size: int = THUMBNAIL) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
 
 
-def contact_sheet(hits: Sequence[ImageHit], title: str) -> str:
-    """An HTML page with one card per hit: thumbnail, rank, score, date, size and path."""
+KIND_NAMES = {"name": "name", "metadata": "keywords", "description": "description",
+              "ocr": "text in the picture"}  # fmt: skip
+
+
+def why(hit: ImageHit, words: Sequence[str]) -> str:
+    """HTML of the words a keyword or hybrid hit matched, the query's words highlighted."""
+    lines = []
+    for kind, text in hit.matched:
+        if kind in KIND_NAMES:
+            snippet = html.escape(" ".join(str(text).split())[:160])
+            for word in sorted(words, key=len, reverse=True):
+                pattern = re.compile(re.escape(html.escape(word)), re.IGNORECASE)
+                snippet = pattern.sub(lambda m: f"<mark>{m[0]}</mark>", snippet)
+            lines.append(f'<div class="why">{KIND_NAMES[kind]}: {snippet}</div>')
+    return "".join(lines)
+
+
+def contact_sheet(hits: Sequence[ImageHit], title: str, words: Sequence[str] = ()) -> str:
+    """An HTML page with one card per hit: thumbnail, rank, score, date, size and path, and
+    the matched ``words`` highlighted where a hit matched by its words."""
     cards = []
     for rank, hit in enumerate(hits, 1):
         uri = thumbnail_uri(hit.path)
@@ -65,7 +86,7 @@ def contact_sheet(hits: Sequence[ImageHit], title: str) -> str:
             f'<figure data-path="{html.escape(hit.path)}">{picture}<figcaption>'
             f"{' · '.join(details)}<br>"
             f'<a href="{html.escape(Path(hit.path).as_uri())}">{html.escape(hit.path)}</a>'
-            "</figcaption></figure>"
+            f"{why(hit, words)}</figcaption></figure>"
         )
     body = "\n".join(cards) or "<p>No results.</p>"
     return _page(title, f'<div class="grid">\n{body}\n</div>')
