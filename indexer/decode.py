@@ -13,7 +13,7 @@ import numpy as np
 from mmsearch.errors import ImageError
 from mmsearch.imaging.fingerprint import CONTENT_HASH, KnownContent, content_hash
 from mmsearch.imaging.ocr import INSTALL_HINT, OCR_SIDE, read_lines
-from mmsearch.imaging.pictures import open_picture
+from mmsearch.imaging.pictures import open_picture, read_embedded_text
 from mmsearch.imaging.preprocess import PreprocessConfig, fit_to_model
 from mmsearch.records import Words
 
@@ -112,6 +112,11 @@ def read_words(image) -> tuple[Words | None, str | None]:
         return None, f"OCR failed ({type(exc).__name__}: {exc})"
     text = "\n".join(line.text for line in lines)
     return Words("ocr", text, tuple(line.box for line in lines)), None
+
+
+def metadata_for(path: str, max_pixels: int) -> Decoded:
+    """Embedded metadata alone, for an image stored before its words were kept."""
+    return Decoded(path, None, text=read_embedded_text(path))
 
 
 def ocr_for(path: str, max_pixels: int) -> Decoded:

@@ -19,7 +19,7 @@ import numpy as np
 
 from indexer.decode import Decoded, decode_for_model
 from indexer.discover import FoundFile, discover
-from indexer.text_pass import read_unread_text
+from indexer.text_pass import read_unread_words
 from indexer.workers import decode_all, progress_bar
 from mmsearch.errors import InputError
 from mmsearch.imaging.ocr import INSTALL_HINT, ocr_available
@@ -42,6 +42,7 @@ class IndexSummary:
     reused: int = 0  # of added and updated: took a stored embedding of the same content
     described: int = 0  # images given a description (index --descriptions)
     ocr_read: int = 0  # images whose text in the picture was read (index --ocr)
+    metadata_read: int = 0  # stored images whose embedded metadata was read (older libraries)
     ocr_problem: str | None = None  # why OCR did not run (not installed) or failed, first one
     skipped: dict[str, int] = field(default_factory=dict)  # reason → count
     skipped_files: list[dict] = field(default_factory=list)  # {path, reason, message}
@@ -174,12 +175,11 @@ def _index(library, paths, include_hidden, exclude, run: Run):
 
     try:
         _encode_and_store(library, todo, stored, summary, run)
+        encoded = {f.path for f in todo}
+        held = [f.path for f in found.files if f.path in stored and f.path not in encoded]
+        summary.metadata_read = read_unread_words(library, held, "metadata", summary, run)
         if run.ocr:
-            todo_paths = {f.path for f in todo}
-            unchanged = [
-                f.path for f in found.files if f.path in stored and f.path not in todo_paths
-            ]
-            read_unread_text(library, unchanged, summary, run)
+            summary.ocr_read += read_unread_words(library, held, "ocr", summary, run)
     except KeyboardInterrupt:
         library.flush()
         raise IndexInterrupted(summary) from None
@@ -231,7 +231,7 @@ def _record(decoded: Decoded, source, file: FoundFile) -> ImageRecord:
     exif_date = source.taken_at if getattr(source, "taken_from", "exif") == "exif" else None
     texts = [Words("name", name_words(decoded.path))]
     if isinstance(source, Decoded):
-        texts += [Words("metadata", source.text)] if source.text else []
+        texts += [Words("metadata", source.text)]  # even empty: read, and nothing there
         texts += [source.ocr] if source.ocr is not None else []
     else:
         texts += source.texts  # a stored copy's: its metadata and OCR words

@@ -1,40 +1,49 @@
-"""Reading the text in pictures the library already holds (``index --ocr`` over images stored
-by a run without it): decoded for OCR alone in the decoder workers, never encoded again."""
+"""Reading the words of pictures the library already holds, never encoding them again: the
+embedded metadata of images stored before words were kept (schema 5), and the text in the
+picture of images stored by a run without ``--ocr``. Each image is read once per kind: its
+words are stored even when empty."""
 
 from __future__ import annotations
 
 from functools import partial
 
-from indexer.decode import Decoded, ocr_for
+from indexer.decode import Decoded, metadata_for, ocr_for
 from indexer.workers import decode_all, progress_bar
 from mmsearch.imaging.fingerprint import KnownContent
+from mmsearch.records import Words
 
 BATCH = 64  # images whose words are stored per transaction
+_READERS = {"metadata": (metadata_for, "Reading metadata"), "ocr": (ocr_for, "Reading text")}
 
 
-def read_unread_text(library, paths: list[str], summary, run) -> None:
-    """OCR the stored images at ``paths`` that were never read, and store their words."""
-    unread = library.images.paths_without("ocr", paths)
+def read_unread_words(library, paths: list[str], kind: str, summary, run) -> int:
+    """Read ``kind`` words ("metadata" or "ocr") of the stored images at ``paths`` that have
+    none yet, and store them; returns how many images were read."""
+    unread = library.images.paths_without(kind, paths)
     if not unread:
-        return
-    bar = progress_bar(len(unread), run.progress, "Reading text")
-    read = partial(ocr_for, max_pixels=run.max_pixels)
-    found: dict = {}
+        return 0
+    reader, what = _READERS[kind]
+    bar = progress_bar(len(unread), run.progress, what)
+    read, found, stored = partial(reader, max_pixels=run.max_pixels), {}, 0
     try:
         for decoded in decode_all(unread, read, run.workers, 4 * BATCH, KnownContent()):
-            _take(decoded, found, summary)
+            words = _words(decoded, kind, summary)
+            if words is not None:
+                found[decoded.path] = words
             bar.update(1)
             if len(found) >= BATCH:
-                summary.ocr_read += library.images.set_texts("ocr", found)
+                stored += library.images.set_texts(kind, found)
                 found = {}
     finally:
         if found:
-            summary.ocr_read += library.images.set_texts("ocr", found)
+            stored += library.images.set_texts(kind, found)
         bar.close()
+    return stored
 
 
-def _take(decoded: Decoded, found: dict, summary) -> None:
-    if decoded.ocr is not None:
-        found[decoded.path] = decoded.ocr
-    elif summary.ocr_problem is None:
+def _words(decoded: Decoded, kind: str, summary) -> Words | None:
+    if kind == "metadata":
+        return Words("metadata", decoded.text)
+    if decoded.ocr is None and summary.ocr_problem is None:
         summary.ocr_problem = decoded.ocr_error or decoded.message
+    return decoded.ocr

@@ -203,3 +203,28 @@ def test_the_contact_sheet_says_why_with_the_words_marked(worded):
     hits = lib.search_text("Sakura <b>", k=3, mode="keyword")
     page = contact_sheet(hits, "mmsearch: Sakura", ["sakura", "<b>"])
     assert '<div class="why">description: the receipt from Hotel <mark>Sakura</mark></div>' in page
+
+
+@pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not installed (.ci/run installs it)")
+def test_the_next_index_reads_the_metadata_of_images_stored_before_words(
+    tmp_path, tiny_model, photos
+):
+    """A library from before schema 5 holds no metadata words: the next `index` reads them from
+    the files' headers, without encoding any image again, and only once."""
+    tagged = photos / "tagged.jpg"
+    Image.open(photos / "red_circle_0.png").convert("RGB").save(tagged)
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject=Cappadocia",
+                    str(tagged)], check=True)  # fmt: skip
+    with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
+        index_paths(lib, [photos], workers=0)
+        assert _names(lib.search_text("Cappadocia", mode="keyword")) == ["tagged.jpg"]
+    db = sqlite3.connect(tmp_path / "lib" / "library.db")
+    db.execute("DELETE FROM image_texts WHERE kind = 'metadata'")  # as an upgraded library has
+    db.commit()
+    db.close()
+    with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
+        assert lib.search_text("Cappadocia", mode="keyword") == []
+        summary = index_paths(lib, [photos], workers=0)
+        assert (summary.unchanged, summary.metadata_read, summary.added) == (28, 28, 0)
+        assert _names(lib.search_text("Cappadocia", mode="keyword")) == ["tagged.jpg"]
+        assert index_paths(lib, [photos], workers=0).metadata_read == 0

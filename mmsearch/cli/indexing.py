@@ -125,6 +125,8 @@ def index(
             f"{summary.reused} of the added and updated files reused a stored embedding "
             "(moved, renamed or duplicate files: not encoded again)"
         )
+    if summary.metadata_read:
+        typer.echo(f"metadata read for {summary.metadata_read} images already stored")
     if summary.ocr_read:
         typer.echo(f"text read in {summary.ocr_read} pictures (--ocr)")
     if summary.ocr_problem:

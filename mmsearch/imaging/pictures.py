@@ -173,6 +173,19 @@ def jpeg_rendering(path: str | os.PathLike[str], size: int, *, quality: int) -> 
     return buffer.getvalue()
 
 
+def read_embedded_text(path: str | os.PathLike[str]) -> str:
+    """The metadata words of an image file, from its header alone (no pixel is decoded); ""
+    for a file Pillow cannot open (camera RAW, or a damaged file: indexing says why)."""
+    path = Path(path)
+    if path.suffix.lower() in RAW_EXTENSIONS:
+        return ""
+    try:
+        with _open_image(path) as image:
+            return embedded_text(image)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        return ""
+
+
 def _open_image(path: Path) -> Image.Image:
     try:
         return Image.open(path)
