@@ -31,7 +31,7 @@ from mmsearch.errors import InputError
 from mmsearch.index.derived import MODALITIES, DerivedIndexes
 from mmsearch.index.faiss_index import FaissIndex
 from mmsearch.library_model import LibraryModel
-from mmsearch.records import TextRecord
+from mmsearch.records import TextRecord, Words
 from mmsearch.results import IndexFileInfo, LibraryInfo
 from mmsearch.search.searcher import Searcher
 from mmsearch.search.text_queries import TextQueries
@@ -137,8 +137,8 @@ class Library:
     collections = _Delegate("texts", TextCollections.collections)
     remove_collection = _Delegate("texts", TextCollections.remove)
 
-    def image_texts(self, image: str | os.PathLike[str]) -> list[tuple[str, str]]:
-        """(kind, text) of the words the library keeps for an image file it holds.
+    def image_texts(self, image: str | os.PathLike[str]) -> list[Words]:
+        """The words the library keeps for an image file it holds, by kind (Words).
 
         Raises:
             InputError: the library does not hold that file.

@@ -142,7 +142,7 @@ def test_an_unknown_mode_is_refused(worded):
 
 def test_words_go_with_their_image(worded):
     lib, photos = worded
-    kinds = dict(lib.image_texts(photos / "red_circle_0.png"))
+    kinds = {w.kind: w.text for w in lib.image_texts(photos / "red_circle_0.png")}
     assert kinds["description"] == "the receipt from Hotel Sakura"
     assert "red_circle_0" in kinds["name"]
     lib.forget([photos / "red_circle_0.png"])

@@ -51,7 +51,9 @@ def test_index_ocr_makes_the_words_searchable(tmp_path, tiny_model, folder):
         hit = lib.search_text("revenue 2041", k=3, mode="keyword")[0]
         assert hit.path.endswith("sign.png")
         assert dict(hit.matched) == {"ocr": "Hotel Sakura\nQ3 revenue 2041"}
-        assert dict(lib.image_texts(folder / "sign.png"))["ocr"] == "Hotel Sakura\nQ3 revenue 2041"
+        words = {w.kind: w for w in lib.image_texts(folder / "sign.png")}
+        assert words["ocr"].text == "Hotel Sakura\nQ3 revenue 2041"
+        assert len(words["ocr"].regions) == 2
 
 
 def test_a_later_ocr_run_reads_stored_images_without_encoding_them(tmp_path, tiny_model, folder):

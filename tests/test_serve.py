@@ -3,6 +3,7 @@ page driven in headless Chromium."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -46,18 +47,25 @@ def served(tmp_path_factory):
     captions = str(SAMPLE_CORPUS / "captions.jsonl")
     subprocess.run([*run, "add-texts", captions, "--text-field", "caption", "--library",
                     str(library)], check=True, capture_output=True)  # fmt: skip
+    with serving(library, "--max-upload-mb", "0.5") as url:
+        yield url, photos, library
+
+
+@contextlib.contextmanager
+def serving(library, *options):
+    """`mmsearch serve` on a free port, as a process; yields its URL."""
     server = subprocess.Popen(
-        [*run, "serve", "--library", str(library), "--port", "0", "--max-upload-mb", "0.5"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    line = server.stdout.readline()
-    assert line.startswith("serving "), server.stderr.read()
-    url = line.split(" on ")[1].split()[0].rstrip("/")
-    yield url, photos, library
-    server.terminate()
-    server.communicate(timeout=30)
+        [sys.executable, "-m", "mmsearch", "serve", "--library", str(library), "--port", "0",
+         *options],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("serving "), server.stderr.read()
+        yield line.split(" on ")[1].split()[0].rstrip("/")
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
 
 
 def _get(url: str):
@@ -329,3 +337,35 @@ def test_web_page_at_desktop_and_phone_widths(served, browser_page, screen, tmp_
     )
     page.screenshot(path=str(tmp_path / "pasted.png"))
     assert failed == []
+
+
+def test_the_viewer_boxes_the_text_that_matched(tmp_path, browser_page):
+    """With --ocr, the words found in a picture are searchable, and opening the hit draws a box
+    around each line of text that holds the query's words."""
+    from mmsearch.imaging.ocr import ocr_available
+    from tests.test_ocr import sign
+
+    if not ocr_available():
+        pytest.skip("pip install 'mmsearch[ocr]'")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    sign(photos / "sign.png", ["Hotel Sakura", "Q3 revenue 2041"])
+    shutil.copy(next(SAMPLE_CORPUS.rglob("star_23pt06step.png")), photos / "star.png")
+    library = tmp_path / "lib"
+    subprocess.run(
+        [sys.executable, "-m", "mmsearch", "index", str(photos), "--ocr", "--library",
+         str(library), "--model", "clipart-mini", "--workers", "0"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with serving(library) as url:
+        page = browser_page
+        page.goto(url + "/")
+        page.select_option("#mode", "keyword")
+        page.fill("#q", "revenue")
+        page.press("#q", "Enter")
+        page.wait_for_selector(".hit .why mark")
+        page.click(".hit >> nth=0")
+        page.wait_for_selector("#frame .region")
+        assert page.locator("#frame .region").count() == 1  # the revenue line, not the hotel
+        assert page.get_attribute("#frame .region", "title") == "Q3 revenue 2041"
+        page.screenshot(path=str(tmp_path / "viewer.png"))

@@ -222,14 +222,15 @@ def text(
     db_url: DbUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the words the library keeps for an image: names, metadata, descriptions."""
+    """Show the words the library keeps for an image: names, metadata, descriptions, OCR."""
     with open_library_for(library, db_url=db_url) as lib:
         texts = lib.image_texts(image)
     if as_json:
-        print_json([{"kind": kind, "text": words} for kind, words in texts])
+        print_json([words._asdict() for words in texts])
         return
-    for kind, words in texts:
-        typer.echo(f"[{kind}] {words}")
+    for words in texts:
+        for line in words.text.splitlines() or [""]:
+            typer.echo(f"[{words.kind}] {line}")
 
 
 @app.command()

@@ -147,6 +147,11 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
         )
         return JSONResponse([{"rank": n, **h.to_dict()} for n, h in enumerate(hits, 1)])
 
+    async def words(request: Request):
+        path = await call(_required_path, library, request.path_params["image_id"])
+        found = await call(library.image_texts, path)
+        return JSONResponse([w._asdict() for w in found])
+
     async def image(request: Request):
         path = await call(_required_path, library, request.path_params["image_id"])
         if Path(path).suffix.lower() not in NOT_FOR_BROWSERS:
@@ -181,6 +186,7 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
         Route("/api/similar/{image_id:int}", similar),
         Route("/api/captions/{image_id:int}", captions),
         Route("/api/image/{image_id:int}", image),
+        Route("/api/words/{image_id:int}", words),
         Route("/api/thumbnail/{image_id:int}", thumbnail),
     ]
     return Starlette(

@@ -156,11 +156,18 @@ class ImageCatalogue(StoragePart):
             missing = set(session.execute(stmt).scalars())
         return [p for p in paths if p in missing]
 
-    def texts_of(self, image_id: int) -> list[tuple[str, str]]:
-        """(kind, text) of what the library knows as words about an image."""
-        stmt = select(ImageText.kind, ImageText.text).where(ImageText.image_id == image_id)
+    def texts_of(self, image_id: int) -> list[Words]:
+        """The words the library keeps for an image, each kind with its text (and, for OCR,
+        each line's box)."""
+        stmt = select(ImageText.kind, ImageText.text, ImageText.regions).where(
+            ImageText.image_id == image_id
+        )
         with Session(self._engine) as session:
-            return [tuple(r) for r in session.execute(stmt.order_by(ImageText.id)).all()]
+            rows = session.execute(stmt.order_by(ImageText.id)).all()
+        return [
+            Words(kind, text, tuple(tuple(b) for b in regions) if regions is not None else None)
+            for kind, text, regions in rows
+        ]
 
     def indexed_roots(self) -> list[str]:
         with Session(self._engine) as session:
