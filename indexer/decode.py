@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmsearch.errors import ImageError
+from mmsearch.imaging.exif import CameraSettings
 from mmsearch.imaging.fingerprint import CONTENT_HASH, KnownContent, content_hash
 from mmsearch.imaging.ocr import INSTALL_HINT, OCR_SIDE, read_lines
-from mmsearch.imaging.pictures import open_picture, read_embedded_text
+from mmsearch.imaging.pictures import open_picture, read_header_metadata
 from mmsearch.imaging.preprocess import PreprocessConfig, fit_to_model
 from mmsearch.records import Words
 
@@ -30,6 +31,7 @@ class Decoded:
     content_hash: str | None = None
     taken_at: str | None = None  # EXIF DateTimeOriginal, ISO 8601
     text: str = ""  # embedded metadata words (XMP, IPTC, EXIF descriptions)
+    camera: CameraSettings = CameraSettings()
     ocr: Words | None = None  # text in the picture, when OCR was asked for and could run
     ocr_error: str | None = None  # why OCR could not run on it (the picture is indexed anyway)
     known: bool = False  # not decoded: the library already holds an embedding of this content
@@ -97,6 +99,7 @@ def decode_for_model(
         content_hash=digest,
         taken_at=picture.taken_at,
         text=picture.text,
+        camera=picture.camera,
         ocr=words,
         ocr_error=error,
     )
@@ -115,8 +118,10 @@ def read_words(image) -> tuple[Words | None, str | None]:
 
 
 def metadata_for(path: str, max_pixels: int) -> Decoded:
-    """Embedded metadata alone, for an image stored before its words were kept."""
-    return Decoded(path, None, text=read_embedded_text(path))
+    """Embedded metadata alone (words and camera settings), for an image stored before they
+    were kept."""
+    text, camera = read_header_metadata(path)
+    return Decoded(path, None, text=text, camera=camera)
 
 
 def ocr_for(path: str, max_pixels: int) -> Decoded:

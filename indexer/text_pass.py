@@ -1,5 +1,6 @@
 """Reading the words of pictures the library already holds, never encoding them again: the
-embedded metadata of images stored before words were kept (schema 5), and the text in the
+embedded metadata and camera settings of images stored before they were kept (schema 5; file
+headers only), and the text in the
 picture of images stored by a run without ``--ocr``. Each image is read once per kind: its
 words are stored even when empty."""
 
@@ -24,19 +25,28 @@ def read_unread_words(library, paths: list[str], kind: str, summary, run) -> int
         return 0
     reader, what = _READERS[kind]
     bar = progress_bar(len(unread), run.progress, what)
-    read, found, stored = partial(reader, max_pixels=run.max_pixels), {}, 0
+    read, found, cameras, stored = partial(reader, max_pixels=run.max_pixels), {}, {}, 0
+
+    def save() -> int:
+        if kind == "metadata":  # the header read for the words has the camera settings too
+            library.images.set_camera(cameras)
+            cameras.clear()
+        count = library.images.set_texts(kind, found)
+        found.clear()
+        return count
+
     try:
         for decoded in decode_all(unread, read, run.workers, 4 * BATCH, KnownContent()):
             words = _words(decoded, kind, summary)
             if words is not None:
                 found[decoded.path] = words
+                cameras[decoded.path] = decoded.camera
             bar.update(1)
             if len(found) >= BATCH:
-                stored += library.images.set_texts(kind, found)
-                found = {}
+                stored += save()
     finally:
         if found:
-            stored += library.images.set_texts(kind, found)
+            stored += save()
         bar.close()
     return stored
 

@@ -30,6 +30,15 @@ class ImageRecord:
     content_hash: str | None = None
     taken_at: str | None = None  # ISO 8601 local time (see ImageRow.taken_at)
     taken_from: str | None = None  # "exif" or "mtime"
+    # How it was taken (mmsearch.imaging.exif.CameraSettings), where the file says
+    camera_make: str | None = None
+    camera_model: str | None = None
+    lens: str | None = None
+    focal_mm: float | None = None
+    focal_35mm: float | None = None
+    aperture: float | None = None
+    exposure_s: float | None = None
+    iso: int | None = None
     texts: tuple[Words, ...] = ()  # the words that go with it, by kind
 
 

@@ -80,6 +80,26 @@ TypeOpt = Annotated[
     list[str] | None,
     typer.Option("--type", help="Only this file type, e.g. jpeg (repeatable).", show_default=False),
 ]
+CameraOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Only pictures from this camera (make or model, e.g. X100V).", show_default=False
+    ),
+]
+LensOpt = Annotated[
+    str | None,
+    typer.Option(help="Only pictures taken with this lens (e.g. 35mm).", show_default=False),
+]
+FocalOpt = Annotated[
+    str | None,
+    typer.Option(help="Focal length in mm, 35 mm equivalent: 35, 20-35, -50.", show_default=False),
+]
+ApertureOpt = Annotated[
+    str | None, typer.Option(help="F-number: 2.8, 1.4-2.8.", show_default=False)
+]
+IsoMaxOpt = Annotated[
+    int | None, typer.Option("--iso-max", min=1, help="Only pictures shot at this ISO or lower.")
+]
 WithinOpt = Annotated[
     float | None,
     typer.Option(min=0, help="Keep results within this score margin of the best one."),

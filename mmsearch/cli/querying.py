@@ -10,16 +10,21 @@ from typing import Annotated
 import typer
 
 from mmsearch.cli._common import (
+    ApertureOpt,
+    CameraOpt,
     DbUrlOpt,
     DedupOpt,
     DedupThresholdOpt,
     DeviceOpt,
     ExactOpt,
+    FocalOpt,
     FromOpt,
     HtmlOpt,
     InOpt,
+    IsoMaxOpt,
     JsonOpt,
     KneeOpt,
+    LensOpt,
     LibraryOpt,
     MinHeightOpt,
     MinWidthOpt,
@@ -75,6 +80,11 @@ def search(
     min_height: MinHeightOpt = None,
     orientation: OrientationOpt = None,
     file_type: TypeOpt = None,
+    camera: CameraOpt = None,
+    lens: LensOpt = None,
+    focal: FocalOpt = None,
+    aperture: ApertureOpt = None,
+    iso_max: IsoMaxOpt = None,
     within: WithinOpt = None,
     knee: KneeOpt = False,
     dedup: DedupOpt = False,
@@ -97,7 +107,8 @@ def search(
     terms = [QueryTerm.parse(query)]
     terms += [QueryTerm.parse(t) for t in plus or []]
     terms += [QueryTerm.parse(t, sign=-1.0) for t in minus or []]
-    where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type)
+    shot = _shot(camera, lens, focal, aperture, iso_max)
+    where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type, shot)
     with open_library_for(library, model, device, db_url, query=True) as lib:
         relevance = _relevance(lib, within, knee, dedup, dedup_threshold, sort)
         hits = lib.search(terms, k=k, where=where, relevance=relevance, exact=exact, mode=mode)
@@ -126,7 +137,20 @@ def _contact_sheet(hits, title: str, html: Path | None, open_results: bool, word
         typer.launch(str(html), wait=True)  # the viewer forks; no zombie
 
 
-def _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type):
+def _shot(camera, lens, focal, aperture, iso_max) -> dict:
+    """The camera filters (ImageFilter's camera, lens, focal, aperture and iso)."""
+    from mmsearch.search.terms import parse_range
+
+    return {
+        "camera": camera,
+        "lens": lens,
+        "focal": parse_range(focal, "--focal") if focal else None,
+        "aperture": parse_range(aperture, "--aperture") if aperture else None,
+        "iso": (None, iso_max) if iso_max else None,
+    }
+
+
+def _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type, shot):
     from mmsearch.search.terms import ImageFilter
 
     formats = [f for value in file_type or [] for f in value.split(",") if f.strip()]
@@ -138,6 +162,7 @@ def _filter(folder, date_from, date_to, min_width, min_height, orientation, file
         min_height=min_height,
         orientation=orientation,
         formats=tuple(formats),
+        **shot,
     )
 
 
@@ -160,6 +185,11 @@ def similar(
     min_height: MinHeightOpt = None,
     orientation: OrientationOpt = None,
     file_type: TypeOpt = None,
+    camera: CameraOpt = None,
+    lens: LensOpt = None,
+    focal: FocalOpt = None,
+    aperture: ApertureOpt = None,
+    iso_max: IsoMaxOpt = None,
     within: WithinOpt = None,
     knee: KneeOpt = False,
     dedup: DedupOpt = False,
@@ -177,7 +207,8 @@ def similar(
 ) -> None:
     """Find images that look like an image (the image itself is left out)."""
     check_output_options(as_json, paths_only)
-    where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type)
+    shot = _shot(camera, lens, focal, aperture, iso_max)
+    where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type, shot)
     with open_library_for(library, model, device, db_url, query=True) as lib:
         relevance = _relevance(lib, within, knee, dedup, dedup_threshold, sort)
         hits = lib.similar(image, k=k, where=where, relevance=relevance, exact=exact)

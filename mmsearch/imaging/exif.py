@@ -1,8 +1,10 @@
-"""What a picture's EXIF says of when it was taken."""
+"""What a picture's EXIF says of when, and with what, it was taken."""
 
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import dataclass, fields
 
 from PIL import Image
 
@@ -22,3 +24,62 @@ def _exif_datetime(value) -> str | None:
     if not match or match[1] == "0000":
         return None  # cameras write zeros when the clock was never set
     return "{}-{}-{}T{}:{}:{}".format(*match.groups())
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    """How a picture was taken, from its EXIF (or a RAW file's metadata); None where the file
+    does not say, or says something impossible (a zero denominator, an f/0 lens)."""
+
+    camera_make: str | None = None
+    camera_model: str | None = None
+    lens: str | None = None
+    focal_mm: float | None = None
+    focal_35mm: float | None = None  # the 35 mm film equivalent
+    aperture: float | None = None  # the f-number
+    exposure_s: float | None = None
+    iso: int | None = None
+
+    def as_columns(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# (IFD, tag, kind, lowest, highest): 0 is IFD0, 0x8769 the Exif IFD.
+_CAMERA_TAGS = {
+    "camera_make": (0, 0x010F, "text", None, None),
+    "camera_model": (0, 0x0110, "text", None, None),
+    "lens": (0x8769, 0xA434, "text", None, None),
+    "focal_mm": (0x8769, 0x920A, "number", 0.1, 5000),
+    "focal_35mm": (0x8769, 0xA405, "number", 1, 10000),
+    "aperture": (0x8769, 0x829D, "number", 0.5, 128),
+    "exposure_s": (0x8769, 0x829A, "number", 1e-6, 3600),
+    "iso": (0x8769, 0x8827, "integer", 1, 10_000_000),
+}
+
+
+def camera_settings(exif: Image.Exif) -> CameraSettings:
+    """The camera, lens and exposure the EXIF records; a field it cannot read is left None."""
+    found = {}
+    for name, (ifd, tag, kind, lowest, highest) in _CAMERA_TAGS.items():
+        try:
+            value = (exif.get_ifd(ifd) if ifd else exif).get(tag)
+            found[name] = _value(value, kind, lowest, highest)
+        except Exception:  # noqa: BLE001 - a malformed field is skipped, the picture kept
+            found[name] = None
+    return CameraSettings(**found)
+
+
+def _value(value, kind: str, lowest, highest):
+    if isinstance(value, tuple | list):
+        value = value[0] if value else None
+    if value is None:
+        return None
+    if kind == "text":
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", errors="ignore")
+        text = " ".join(str(value).replace("\x00", " ").split())
+        return text[:120] or None
+    number = float(value)
+    if not math.isfinite(number) or not lowest <= number <= highest:
+        return None
+    return int(number) if kind == "integer" else round(number, 6)

@@ -23,9 +23,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from mmsearch.errors import ImageError
 from mmsearch.imaging.embedded_text import embedded_text
-from mmsearch.imaging.exif import exif_taken_at
+from mmsearch.imaging.exif import CameraSettings, camera_settings, exif_taken_at
 from mmsearch.imaging.raw import FORMAT as RAW_FORMAT
-from mmsearch.imaging.raw import RAW_EXTENSIONS, open_raw
+from mmsearch.imaging.raw import RAW_EXTENSIONS, open_raw, raw_header_camera
 
 _PICTURE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 IMAGE_EXTENSIONS = frozenset(_PICTURE_EXTENSIONS | {".heic", ".heif", ".avif"} | RAW_EXTENSIONS)
@@ -53,6 +53,7 @@ class Picture:
     format: str | None
     taken_at: str | None = None  # EXIF DateTimeOriginal as ISO 8601 local time, when present
     text: str = ""  # what photo tools wrote into it (see mmsearch.imaging.embedded_text)
+    camera: CameraSettings = CameraSettings()  # camera, lens and exposure, where it says
 
 
 def load_image(
@@ -93,7 +94,9 @@ def open_picture(
         if path.suffix.lower() in RAW_EXTENSIONS:
             raw = open_raw(path, min_size=min_size, max_pixels=max_pixels)
             image = _reduce(raw.image, min_size)
-            return Picture(image, raw.width, raw.height, RAW_FORMAT, raw.taken_at)
+            return Picture(
+                image, raw.width, raw.height, RAW_FORMAT, raw.taken_at, camera=raw.camera
+            )
         with warnings.catch_warnings():
             # Our own limit is checked below, with a message that says how to raise it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -140,11 +143,13 @@ def _picture(path: Path, image: Image.Image, min_size: int | None, max_pixels: i
         file_format = image.format
         text = embedded_text(image)
         taken_at = None
+        camera = CameraSettings()
         try:
             exif = image.getexif()
             if exif.get(0x0112) in _QUARTER_TURNS:
                 width, height = height, width
             taken_at = exif_taken_at(exif)
+            camera = camera_settings(exif)
         except (OSError, SyntaxError, ValueError, KeyError, TypeError):
             pass  # unreadable EXIF: the picture itself may still be fine
         try:
@@ -152,7 +157,7 @@ def _picture(path: Path, image: Image.Image, min_size: int | None, max_pixels: i
                 # We checked the size ourselves above, against our own limit.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 picture = _decode(image, min_size)
-                return Picture(picture, width, height, file_format, taken_at, text)
+                return Picture(picture, width, height, file_format, taken_at, text, camera)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(
                 f"{path}: corrupt or truncated image data ({exc})", reason="corrupt"
@@ -173,17 +178,17 @@ def jpeg_rendering(path: str | os.PathLike[str], size: int, *, quality: int) -> 
     return buffer.getvalue()
 
 
-def read_embedded_text(path: str | os.PathLike[str]) -> str:
-    """The metadata words of an image file, from its header alone (no pixel is decoded); ""
-    for a file Pillow cannot open (camera RAW, or a damaged file: indexing says why)."""
+def read_header_metadata(path: str | os.PathLike[str]) -> tuple[str, CameraSettings]:
+    """The metadata words and camera settings of an image file, from its header alone (no pixel
+    is decoded); nothing for a file that cannot be opened (indexing says why)."""
     path = Path(path)
-    if path.suffix.lower() in RAW_EXTENSIONS:
-        return ""
     try:
+        if path.suffix.lower() in RAW_EXTENSIONS:
+            return "", raw_header_camera(path)
         with _open_image(path) as image:
-            return embedded_text(image)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
-        return ""
+            return embedded_text(image), camera_settings(image.getexif())
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, ImageError):
+        return "", CameraSettings()
 
 
 def _open_image(path: Path) -> Image.Image:

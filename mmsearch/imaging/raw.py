@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from mmsearch.errors import ImageError
-from mmsearch.imaging.exif import exif_taken_at
+from mmsearch.imaging.exif import CameraSettings, camera_settings, exif_taken_at
 
 # The RAW formats of current and recent cameras that LibRaw reads.
 RAW_EXTENSIONS = frozenset(
@@ -56,6 +56,7 @@ class RawPhoto:
     width: int  # of the upright photo at full size
     height: int
     taken_at: str | None  # ISO 8601 local time, when the camera recorded one
+    camera: CameraSettings = CameraSettings()
 
 
 def open_raw(path: Path, *, min_size: int | None, max_pixels: int) -> RawPhoto:
@@ -117,7 +118,7 @@ def _decode(raw, path: Path, min_size: int | None, max_pixels: int) -> RawPhoto:
         half = bool(min_size) and min(width, height) // 2 >= min_size
         pixels = raw.postprocess(half_size=half, use_camera_wb=True, output_bps=8)
         image = Image.fromarray(pixels)  # LibRaw has turned it upright
-    return RawPhoto(image, width, height, _taken_at(raw, path))
+    return RawPhoto(image, width, height, _taken_at(raw, path), raw_camera(raw, path))
 
 
 def _taken_at(raw, path: Path) -> str | None:
@@ -134,6 +135,33 @@ def _taken_at(raw, path: Path) -> str | None:
         pass  # not a TIFF (CR3, RAF, ORF, RW2, ...), or Pillow cannot read its header
     taken = raw.other.timestamp  # LibRaw's reading of the camera's local time; 0 (1970) if none
     return taken.strftime("%Y-%m-%dT%H:%M:%S") if taken.year > 1970 else None
+
+
+def raw_header_camera(path: Path) -> CameraSettings:
+    """The camera settings of a RAW file, without decoding its sensor data."""
+    import rawpy
+
+    try:
+        with rawpy.imread(str(path)) as raw:
+            return raw_camera(raw, path)
+    except (rawpy.LibRawError, OSError, ValueError):
+        return CameraSettings()
+
+
+def raw_camera(raw, path: Path) -> CameraSettings:
+    """The camera and exposure: from the EXIF of TIFF-based RAW files (Pillow reads their
+    header), else what LibRaw read of the exposure (CR3, RAF, ORF: no make or lens there)."""
+    try:
+        with Image.open(path) as tiff:
+            found = camera_settings(tiff.getexif())
+        if found.camera_model:
+            return found
+    except (OSError, SyntaxError, ValueError, KeyError, TypeError, Image.DecompressionBombError):
+        pass
+    other = raw.other
+    numbers = {"aperture": other.aperture, "exposure_s": other.shutter, "focal_mm": other.focal_len}
+    kept = {k: round(float(v), 6) for k, v in numbers.items() if v and v > 0}
+    return CameraSettings(iso=int(other.iso_speed) if other.iso_speed > 0 else None, **kept)
 
 
 def _preview(raw, min_size: int) -> Image.Image | None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from sqlalchemy import or_
+from sqlalchemy import func, or_
 
 from mmsearch.errors import InputError
 from mmsearch.imaging.pictures import is_image_path
@@ -70,6 +70,14 @@ class ImageFilter:
     min_height: int | None = None
     orientation: str | None = None
     formats: tuple[str, ...] = ()  # Pillow format names (JPEG, PNG, ...) and RAW
+    # How it was taken (EXIF): camera make or model and lens are matched as substrings, any
+    # case (a lens "35mm" matches "XF35mmF1.4 R" and "FE 35 mm F1.8"); focal lengths are the
+    # 35 mm equivalent where the file gives one; ranges are (lowest, highest), None open.
+    camera: str | None = None
+    lens: str | None = None
+    focal: tuple[float | None, float | None] | None = None
+    aperture: tuple[float | None, float | None] | None = None
+    iso: tuple[float | None, float | None] | None = None
 
     def __post_init__(self):
         for name in ("date_from", "date_to"):
@@ -116,6 +124,24 @@ class ImageFilter:
             found.append(ImageRow.width == ImageRow.height)
         if self.formats:
             found.append(ImageRow.format.in_(self.formats))
+        if self.camera:
+            camera = (
+                func.coalesce(ImageRow.camera_make, "")
+                + " "
+                + func.coalesce(ImageRow.camera_model, "")
+            )
+            found.append(func.lower(camera).contains(self.camera.lower(), autoescape=True))
+        if self.lens:
+            squeezed = self.lens.lower().replace(" ", "")
+            lens = func.replace(func.lower(ImageRow.lens), " ", "")
+            found.append(lens.contains(squeezed, autoescape=True))
+        focal = func.coalesce(ImageRow.focal_35mm, ImageRow.focal_mm)
+        for column, span in ((focal, self.focal), (ImageRow.aperture, self.aperture),
+                             (ImageRow.iso, self.iso)):  # fmt: skip
+            if span is not None:
+                low, high = span
+                found += [column >= low] if low is not None else []
+                found += [column <= high] if high is not None else []
         return found
 
     def describe(self) -> str:
@@ -128,11 +154,47 @@ class ImageFilter:
             parts.append(self.orientation)
         if self.formats:
             parts.append("type " + "/".join(self.formats))
+        if self.camera:
+            parts.append(f"camera {self.camera!r}")
+        if self.lens:
+            parts.append(f"lens {self.lens!r}")
+        for name, span in (("focal", self.focal), ("aperture", self.aperture), ("iso", self.iso)):
+            if span is not None:
+                parts.append(f"{name} {_span(span)}")
         return ", ".join(parts)
 
 
 _FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF"}
 _FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF", "RAW"}
+
+
+def parse_range(value: str, name: str) -> tuple[float | None, float | None]:
+    """``"20-35"``, ``"35"`` (exactly), ``"-800"`` (at most), ``"100-"`` (at least); a unit
+    after the numbers (``35mm``, ``f/2.8``) is allowed.
+
+    Raises:
+        InputError: not a number or a range of numbers, or a range that runs backwards.
+    """
+    match = _RANGE.fullmatch(value.strip().lower().removeprefix("f/"))
+    if not match or not (match["low"] or match["high"]):
+        raise InputError(f"{name} {value!r} is not a number or a range such as 20-35")
+    low = float(match["low"]) if match["low"] else None
+    high = float(match["high"]) if match["high"] else None
+    if match["dash"] is None:
+        high = low
+    if low is not None and high is not None and low > high:
+        raise InputError(f"{name} {value!r} runs backwards; write the lower number first")
+    return low, high
+
+
+def _span(span) -> str:
+    low, high = (f"{v:g}" if v is not None else "" for v in span)
+    return low if low == high else f"{low}–{high}"
+
+
+_RANGE = re.compile(
+    r"(?P<low>\d+(?:\.\d+)?)?\s*(?:mm)?\s*(?P<dash>-)?\s*(?P<high>\d+(?:\.\d+)?)?\s*(?:mm)?"
+)
 
 
 def _format_name(value: str) -> str:

@@ -21,7 +21,7 @@ from mmsearch.imaging.raw import RAW_EXTENSIONS
 from mmsearch.library import Library
 from mmsearch.results import MAX_RESULTS
 from mmsearch.search.fusion import DEFAULT_MODE
-from mmsearch.search.terms import ImageFilter, QueryTerm, Relevance
+from mmsearch.search.terms import ImageFilter, QueryTerm, Relevance, parse_range
 
 PAGE = Path(__file__).parent / "web" / "index.html"
 THUMBNAIL_SIZE = 256
@@ -240,11 +240,11 @@ def _thumbnail(cache: Path, image_id: int, path: str) -> bytes:
     return data
 
 
-def _count(value, name: str) -> int:
-    """A result count: 1 to MAX_RESULTS, the command line's rule too."""
+def _count(value, name: str, most: int = MAX_RESULTS) -> int:
+    """A whole number from 1 to ``most`` (a result count: MAX_RESULTS, the command line's rule)."""
     number = _id(value, name)
-    if not 1 <= number <= MAX_RESULTS:
-        raise _HTTPError(400, f"{name} must be between 1 and {MAX_RESULTS}")
+    if not 1 <= number <= most:
+        raise _HTTPError(400, f"{name} must be between 1 and {most}")
     return number
 
 
@@ -284,6 +284,11 @@ def _filter(params) -> ImageFilter | None:
         min_height=_size(get("min_height"), "min_height"),
         orientation=get("orientation"),
         formats=tuple(params.getlist("type")),
+        camera=get("camera"),
+        lens=get("lens"),
+        focal=parse_range(get("focal"), "focal") if get("focal") else None,
+        aperture=parse_range(get("aperture"), "aperture") if get("aperture") else None,
+        iso=(None, _count(get("iso_max"), "iso_max", 10**7)) if get("iso_max") else None,
     )
     return where or None
 

@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol
 
 import numpy as np
-from sqlalchemy import and_, delete, false, func, or_, select
+from sqlalchemy import and_, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from mmsearch.imaging.exif import CameraSettings
 from mmsearch.imaging.fingerprint import KnownContent
 from mmsearch.paths import as_folder, is_at_or_under
 from mmsearch.records import ImageRecord, Words
@@ -25,6 +26,7 @@ from mmsearch.storage.engine import bump_generation, chunked, get_setting, set_s
 from mmsearch.storage.schema import ImageRow, ImageText, SkippedFile
 from mmsearch.storage.transaction import WriteTransaction
 
+CAMERA_COLUMNS = tuple(f.name for f in dataclasses.fields(CameraSettings))
 # Words that come with a picture's content, which a copy of it shares (names do not).
 CONTENT_KINDS = ("metadata", "ocr")
 
@@ -146,6 +148,14 @@ class ImageCatalogue(StoragePart):
                 session.add(_row(image_id, words._replace(kind=kind)))
         return len(ids)
 
+    def set_camera(self, settings: dict[str, CameraSettings]) -> None:
+        """Store the camera settings of the images at these paths (read from their headers)."""
+        with self._write() as session:
+            for path, camera in settings.items():
+                session.execute(
+                    update(ImageRow).where(ImageRow.path == path).values(**camera.as_columns())
+                )
+
     def paths_without(self, kind: str, paths: Iterable[str]) -> list[str]:
         """Those of ``paths`` (stored images) that have no ``kind`` words yet, in their order.
         One statement for the whole library (every index run asks, and nearly always nothing
@@ -201,6 +211,8 @@ class ImageCatalogue(StoragePart):
                 row.width, row.height, row.format = record.width, record.height, record.format
                 row.content_hash = record.content_hash
                 row.taken_at, row.taken_from = record.taken_at, record.taken_from
+                for name in CAMERA_COLUMNS:
+                    setattr(row, name, getattr(record, name))
                 row.indexed_at, row.embedding = now, vector.tobytes()
                 session.add(row)
                 rows.append(row)

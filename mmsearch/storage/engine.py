@@ -91,6 +91,17 @@ _ADDED_COLUMNS = {
         "taken_at": "ALTER TABLE images ADD COLUMN taken_at VARCHAR(19)",
         "taken_from": "ALTER TABLE images ADD COLUMN taken_from VARCHAR(8)",
     },
+    5: {
+        **{
+            name: f"ALTER TABLE images ADD COLUMN {name} VARCHAR(120)"
+            for name in ("camera_make", "camera_model", "lens")
+        },
+        **{
+            name: f"ALTER TABLE images ADD COLUMN {name} FLOAT"
+            for name in ("focal_mm", "focal_35mm", "aperture", "exposure_s")
+        },
+        "iso": "ALTER TABLE images ADD COLUMN iso INTEGER",
+    },
 }
 
 

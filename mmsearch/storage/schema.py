@@ -21,7 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-# 2: images.content_hash; 3: images.taken_at, taken_from; 4: query_cache; 5: image_texts
+# 2: images.content_hash; 3: images.taken_at, taken_from; 4: query_cache;
+# 5: image_texts, and the camera columns of images
 SCHEMA_VERSION = 5
 
 
@@ -59,6 +60,15 @@ class ImageRow(Base):
     # it ("exif"), else its modification time ("mtime"). What date filters and --sort date use.
     taken_at: Mapped[str | None] = mapped_column(String(19), index=True)
     taken_from: Mapped[str | None] = mapped_column(String(8))
+    # How it was taken, from EXIF or RAW metadata (schema 5); NULL where the file does not say.
+    camera_make: Mapped[str | None] = mapped_column(String(120))
+    camera_model: Mapped[str | None] = mapped_column(String(120), index=True)
+    lens: Mapped[str | None] = mapped_column(String(120))
+    focal_mm: Mapped[float | None] = mapped_column(Float)
+    focal_35mm: Mapped[float | None] = mapped_column(Float)
+    aperture: Mapped[float | None] = mapped_column(Float)
+    exposure_s: Mapped[float | None] = mapped_column(Float)
+    iso: Mapped[int | None] = mapped_column(Integer)
     indexed_at: Mapped[float] = mapped_column(Float)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
 
