@@ -158,10 +158,18 @@ def raw_camera(raw, path: Path) -> CameraSettings:
             return found
     except (OSError, SyntaxError, ValueError, KeyError, TypeError, Image.DecompressionBombError):
         pass
-    other = raw.other
-    numbers = {"aperture": other.aperture, "exposure_s": other.shutter, "focal_mm": other.focal_len}
+    try:
+        other = raw.other  # rawpy's view of LibRaw's imgother
+        numbers = {
+            "aperture": other.aperture,
+            "exposure_s": other.shutter_speed,
+            "focal_mm": other.focal_length,
+        }
+        iso = other.iso_speed
+    except (AttributeError, ValueError):
+        return CameraSettings()
     kept = {k: round(float(v), 6) for k, v in numbers.items() if v and v > 0}
-    return CameraSettings(iso=int(other.iso_speed) if other.iso_speed > 0 else None, **kept)
+    return CameraSettings(iso=int(iso) if iso and iso > 0 else None, **kept)
 
 
 def _preview(raw, min_size: int) -> Image.Image | None:
