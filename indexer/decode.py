@@ -32,6 +32,7 @@ class Decoded:
     taken_at: str | None = None  # EXIF DateTimeOriginal, ISO 8601
     text: str = ""  # embedded metadata words (XMP, IPTC, EXIF descriptions)
     camera: CameraSettings = CameraSettings()
+    problems: tuple[str, ...] = ()  # metadata fields left out, and why
     ocr: Words | None = None  # text in the picture, when OCR was asked for and could run
     ocr_error: str | None = None  # why OCR could not run on it (the picture is indexed anyway)
     known: bool = False  # not decoded: the library already holds an embedding of this content
@@ -100,6 +101,7 @@ def decode_for_model(
         taken_at=picture.taken_at,
         text=picture.text,
         camera=picture.camera,
+        problems=picture.problems,
         ocr=words,
         ocr_error=error,
     )
@@ -120,8 +122,8 @@ def read_words(image) -> tuple[Words | None, str | None]:
 def metadata_for(path: str, max_pixels: int) -> Decoded:
     """Embedded metadata alone (words and camera settings), for an image stored before they
     were kept."""
-    text, camera = read_header_metadata(path)
-    return Decoded(path, None, text=text, camera=camera)
+    header = read_header_metadata(path)
+    return Decoded(path, None, text=header.text, camera=header.camera, problems=header.problems)
 
 
 def ocr_for(path: str, max_pixels: int) -> Decoded:

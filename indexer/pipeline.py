@@ -44,6 +44,14 @@ class IndexSummary:
     described: int = 0  # images given a description (index --descriptions)
     ocr_read: int = 0  # images whose text in the picture was read (index --ocr)
     metadata_read: int = 0  # stored images whose embedded metadata was read (older libraries)
+    # {path, message} of metadata fields left out (malformed XMP, f/0): the images are indexed
+    metadata_problems: list[dict] = field(default_factory=list)
+
+    def note_problems(self, decoded) -> None:
+        for message in decoded.problems:
+            if len(self.metadata_problems) < 1000:
+                self.metadata_problems.append({"path": decoded.path, "message": message})
+
     ocr_problem: str | None = None  # why OCR did not run (not installed) or failed, first one
     skipped: dict[str, int] = field(default_factory=dict)  # reason → count
     skipped_files: list[dict] = field(default_factory=list)  # {path, reason, message}
@@ -311,6 +319,7 @@ def _encode_and_store(library, todo, stored, summary, run: Run):
             source, vector = reuse.get(key) or (d, vectors[key])
             records.append(_record(d, source, by_path[d.path]))
             _count_ocr(summary, d)
+            summary.note_problems(d)
             rows.append(vector)
             _count(summary, stored.get(d.path), d, encoded_here=fresh.get(key) is d)
         if records:

@@ -38,6 +38,7 @@ def read_unread_words(library, paths: list[str], kind: str, summary, run) -> int
     try:
         for decoded in decode_all(unread, read, run.workers, 4 * BATCH, KnownContent()):
             words = _words(decoded, kind, summary)
+            summary.note_problems(decoded)
             if words is not None:
                 found[decoded.path] = words
                 cameras[decoded.path] = decoded.camera

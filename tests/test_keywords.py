@@ -59,8 +59,10 @@ def test_metadata_written_by_a_real_photo_tool_is_read(tmp_path):
 def test_malformed_metadata_is_skipped_and_the_picture_kept(tmp_path):
     photo = tmp_path / "broken.jpg"
     Image.new("RGB", (32, 24), "teal").save(photo, xmp=b"<x:xmpmeta><rdf:RDF><unclosed")
+    problems = []
     with Image.open(photo) as picture:
-        assert embedded_text(picture) == ""
+        assert embedded_text(picture, problems) == ""
+    assert problems and problems[0].startswith("XMP text skipped (")
     huge = tmp_path / "huge.jpg"
     Image.new("RGB", (8, 8)).save(huge, exif=_exif_description("word " * 12_000))
     with Image.open(huge) as picture:

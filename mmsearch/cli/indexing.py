@@ -141,6 +141,8 @@ def index(
     if verbose:
         for item in summary.skipped_files:
             typer.echo(f"skipped [{item['reason']}] {item['message']}")
+        for item in summary.metadata_problems:
+            typer.echo(f"metadata of {item['path']}: {item['message']}")
     elif summary.skipped_total:
         typer.echo("(--verbose lists the skipped files)")
 

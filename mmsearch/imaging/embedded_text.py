@@ -20,14 +20,16 @@ _XMP_KEYS = {"title", "description", "subject", "hierarchicalSubject", "Headline
 _IPTC = {(2, 5): "ObjectName", (2, 105): "Headline", (2, 120): "Caption", (2, 25): "Keywords"}
 
 
-def embedded_text(image: Image.Image) -> str:
-    """The picture's metadata words, one field value a line, duplicates dropped."""
+def embedded_text(image: Image.Image, problems: list[str] | None = None) -> str:
+    """The picture's metadata words, one field value a line, duplicates dropped; a block that
+    cannot be read is skipped, and why is added to ``problems`` (``index --verbose``)."""
     found: list[str] = []
-    for read in (_exif, _xmp, _iptc):
+    for block, read in (("EXIF", _exif), ("XMP", _xmp), ("IPTC", _iptc)):
         try:
             found += read(image)
-        except Exception:  # noqa: BLE001 - any malformed block: skip it, keep the picture
-            continue
+        except Exception as exc:  # noqa: BLE001 - any malformed block: skip it, keep the picture
+            if problems is not None:
+                problems.append(f"{block} text skipped ({type(exc).__name__}: {exc})"[:200])
     lines = dict.fromkeys(s.strip() for s in found if s and s.strip())
     return "\n".join(lines)[:MAX_CHARS]
 

@@ -57,15 +57,18 @@ _CAMERA_TAGS = {
 }
 
 
-def camera_settings(exif: Image.Exif) -> CameraSettings:
-    """The camera, lens and exposure the EXIF records; a field it cannot read is left None."""
+def camera_settings(exif: Image.Exif, problems: list[str] | None = None) -> CameraSettings:
+    """The camera, lens and exposure the EXIF records; a field it cannot read, or whose value
+    is impossible, is left None, and why is added to ``problems`` (``index --verbose``)."""
     found = {}
     for name, (ifd, tag, kind, lowest, highest) in _CAMERA_TAGS.items():
         try:
             value = (exif.get_ifd(ifd) if ifd else exif).get(tag)
             found[name] = _value(value, kind, lowest, highest)
-        except Exception:  # noqa: BLE001 - a malformed field is skipped, the picture kept
+        except Exception as exc:  # noqa: BLE001 - a malformed field is skipped, the picture kept
             found[name] = None
+            if problems is not None:
+                problems.append(f"{name} skipped ({exc})"[:200])
     return CameraSettings(**found)
 
 
@@ -81,5 +84,5 @@ def _value(value, kind: str, lowest, highest):
         return text[:120] or None
     number = float(value)
     if not math.isfinite(number) or not lowest <= number <= highest:
-        return None
+        raise ValueError(f"{value} is not a possible value")
     return int(number) if kind == "integer" else round(number, 6)

@@ -47,13 +47,14 @@ _QUARTER_TURNS = {5, 6, 7, 8}
 class Picture:
     """A decoded picture and what the file says of itself."""
 
-    image: Image.Image  # RGB, upright; possibly reduced (see ``min_size``)
+    image: Image.Image | None  # RGB, upright; maybe reduced (min_size); None: the header alone
     width: int  # of the upright full-size picture
     height: int
     format: str | None
     taken_at: str | None = None  # EXIF DateTimeOriginal as ISO 8601 local time, when present
     text: str = ""  # what photo tools wrote into it (see mmsearch.imaging.embedded_text)
     camera: CameraSettings = CameraSettings()  # camera, lens and exposure, where it says
+    problems: tuple[str, ...] = ()  # metadata fields left out, and why (index --verbose)
 
 
 def load_image(
@@ -141,7 +142,8 @@ def _picture(path: Path, image: Image.Image, min_size: int | None, max_pixels: i
                 reason="too-large",
             )
         file_format = image.format
-        text = embedded_text(image)
+        problems: list[str] = []
+        text = embedded_text(image, problems)
         taken_at = None
         camera = CameraSettings()
         try:
@@ -149,7 +151,7 @@ def _picture(path: Path, image: Image.Image, min_size: int | None, max_pixels: i
             if exif.get(0x0112) in _QUARTER_TURNS:
                 width, height = height, width
             taken_at = exif_taken_at(exif)
-            camera = camera_settings(exif)
+            camera = camera_settings(exif, problems)
         except (OSError, SyntaxError, ValueError, KeyError, TypeError):
             pass  # unreadable EXIF: the picture itself may still be fine
         try:
@@ -157,7 +159,9 @@ def _picture(path: Path, image: Image.Image, min_size: int | None, max_pixels: i
                 # We checked the size ourselves above, against our own limit.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 picture = _decode(image, min_size)
-                return Picture(picture, width, height, file_format, taken_at, text, camera)
+                return Picture(
+                    picture, width, height, file_format, taken_at, text, camera, tuple(problems)
+                )
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(
                 f"{path}: corrupt or truncated image data ({exc})", reason="corrupt"
@@ -178,17 +182,21 @@ def jpeg_rendering(path: str | os.PathLike[str], size: int, *, quality: int) -> 
     return buffer.getvalue()
 
 
-def read_header_metadata(path: str | os.PathLike[str]) -> tuple[str, CameraSettings]:
-    """The metadata words and camera settings of an image file, from its header alone (no pixel
-    is decoded); nothing for a file that cannot be opened (indexing says why)."""
+def read_header_metadata(path: str | os.PathLike[str]) -> Picture:
+    """The metadata words, camera settings and skipped fields of an image file, from its header
+    alone (no pixel is decoded, the Picture's image is None); nothing for a file that cannot
+    be opened (indexing says why)."""
     path = Path(path)
+    problems: list[str] = []
     try:
         if path.suffix.lower() in RAW_EXTENSIONS:
-            return "", raw_header_camera(path)
+            return Picture(None, 0, 0, RAW_FORMAT, camera=raw_header_camera(path))
         with _open_image(path) as image:
-            return embedded_text(image), camera_settings(image.getexif())
+            text = embedded_text(image, problems)
+            camera = camera_settings(image.getexif(), problems)
+        return Picture(None, 0, 0, None, text=text, camera=camera, problems=tuple(problems))
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, ImageError):
-        return "", CameraSettings()
+        return Picture(None, 0, 0, None)
 
 
 def _open_image(path: Path) -> Image.Image:
