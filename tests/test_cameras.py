@@ -115,3 +115,18 @@ def test_a_library_from_before_gets_its_cameras_without_encoding_again(tmp_path,
         assert (summary.added, summary.updated, summary.metadata_read) == (0, 0, 31)
         hits = lib.search_text("a photo", k=50, where=ImageFilter(camera="X100V"))
         assert _names(hits) == {"street.jpg"}
+
+
+def test_verbose_names_each_metadata_field_left_out(cli, shots):
+    """broken.jpg says f/0, ISO 0 and 0 mm: it is indexed, and --verbose says what was left out
+    and why."""
+    result = cli("index", str(shots), "--verbose")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("metadata of ")]
+    broken = [line for line in lines if line.startswith(f"metadata of {shots / 'broken.jpg'}: ")]
+    assert {line.split(": ", 1)[1].split(" ", 1)[0] for line in broken} == {
+        "focal_mm",
+        "aperture",
+        "iso",
+    }
+    assert all("is not a possible value" in line for line in broken)
