@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmsearch.errors import ImageError
-from mmsearch.imaging.exif import CameraSettings
+from mmsearch.imaging.exif import Shot
 from mmsearch.imaging.fingerprint import CONTENT_HASH, KnownContent, content_hash
 from mmsearch.imaging.ocr import INSTALL_HINT, OCR_SIDE, read_lines
 from mmsearch.imaging.pictures import open_picture, read_header_metadata
@@ -31,7 +31,7 @@ class Decoded:
     content_hash: str | None = None
     taken_at: str | None = None  # EXIF DateTimeOriginal, ISO 8601
     text: str = ""  # embedded metadata words (XMP, IPTC, EXIF descriptions)
-    camera: CameraSettings = CameraSettings()
+    shot: Shot = Shot()
     problems: tuple[str, ...] = ()  # metadata fields left out, and why
     ocr: Words | None = None  # text in the picture, when OCR was asked for and could run
     ocr_error: str | None = None  # why OCR could not run on it (the picture is indexed anyway)
@@ -100,7 +100,7 @@ def decode_for_model(
         content_hash=digest,
         taken_at=picture.taken_at,
         text=picture.text,
-        camera=picture.camera,
+        shot=picture.shot,
         problems=picture.problems,
         ocr=words,
         ocr_error=error,
@@ -123,7 +123,7 @@ def metadata_for(path: str, max_pixels: int) -> Decoded:
     """Embedded metadata alone (words and camera settings), for an image stored before they
     were kept."""
     header = read_header_metadata(path)
-    return Decoded(path, None, text=header.text, camera=header.camera, problems=header.problems)
+    return Decoded(path, None, text=header.text, shot=header.shot, problems=header.problems)
 
 
 def ocr_for(path: str, max_pixels: int) -> Decoded:

@@ -28,7 +28,7 @@ from mmsearch.imaging.raw import RAW_EXTENSIONS
 from mmsearch.library import Library
 from mmsearch.paths import is_at_or_under, is_under
 from mmsearch.records import ImageRecord, Words, mtime_iso
-from mmsearch.storage.catalogue import CAMERA_COLUMNS
+from mmsearch.storage.catalogue import SHOT_COLUMNS
 from mmsearch.words import name_words
 
 
@@ -233,11 +233,11 @@ def _count_ocr(summary: IndexSummary, decoded: Decoded) -> None:
         summary.ocr_problem = decoded.ocr_error
 
 
-def _camera(source) -> dict:
+def _shot(source) -> dict:
     """The camera columns of what was decoded, or of the stored copy reused."""
     if isinstance(source, Decoded):
-        return source.camera.as_columns()
-    return {name: getattr(source, name) for name in CAMERA_COLUMNS}
+        return source.shot.as_columns()
+    return {name: getattr(source, name) for name in SHOT_COLUMNS}
 
 
 def _record(decoded: Decoded, source, file: FoundFile) -> ImageRecord:
@@ -262,7 +262,7 @@ def _record(decoded: Decoded, source, file: FoundFile) -> ImageRecord:
         taken_at=exif_date or mtime_iso(file.mtime_ns),
         taken_from="exif" if exif_date else "mtime",
         texts=tuple(texts),
-        **_camera(source),
+        **_shot(source),
     )
 
 

@@ -25,12 +25,12 @@ def read_unread_words(library, paths: list[str], kind: str, summary, run) -> int
         return 0
     reader, what = _READERS[kind]
     bar = progress_bar(len(unread), run.progress, what)
-    read, found, cameras, stored = partial(reader, max_pixels=run.max_pixels), {}, {}, 0
+    read, found, shots, stored = partial(reader, max_pixels=run.max_pixels), {}, {}, 0
 
     def save() -> int:
         if kind == "metadata":  # the header read for the words has the camera settings too
-            library.images.set_camera(cameras)
-            cameras.clear()
+            library.images.set_shots(shots)
+            shots.clear()
         count = library.images.set_texts(kind, found)
         found.clear()
         return count
@@ -41,7 +41,7 @@ def read_unread_words(library, paths: list[str], kind: str, summary, run) -> int
             summary.note_problems(decoded)
             if words is not None:
                 found[decoded.path] = words
-                cameras[decoded.path] = decoded.camera
+                shots[decoded.path] = decoded.shot
             bar.update(1)
             if len(found) >= BATCH:
                 stored += save()

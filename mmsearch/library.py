@@ -134,6 +134,7 @@ class Library:
     image_vectors = _Delegate("images", ImageCatalogue.image_vectors)
     servable_paths = _Delegate("images", ImageCatalogue.servable_paths)
     forget = _Delegate("images", ImageCatalogue.forget)
+    places = _Delegate("images", ImageCatalogue.places)
     collections = _Delegate("texts", TextCollections.collections)
     remove_collection = _Delegate("texts", TextCollections.remove)
 

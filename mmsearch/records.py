@@ -9,8 +9,8 @@ from typing import NamedTuple
 
 class Words(NamedTuple):
     """Words that go with an image (ImageText): ``kind`` is ``name``, ``metadata``,
-    ``description`` or ``ocr``; an OCR text has one line per region, and ``regions`` holds each
-    line's box (left, top, right, bottom as fractions of the picture)."""
+    ``description``, ``ocr`` or ``place``; an OCR text has one line per region, and
+    ``regions`` holds each line's box (left, top, right, bottom as fractions of the picture)."""
 
     kind: str
     text: str
@@ -30,7 +30,7 @@ class ImageRecord:
     content_hash: str | None = None
     taken_at: str | None = None  # ISO 8601 local time (see ImageRow.taken_at)
     taken_from: str | None = None  # "exif" or "mtime"
-    # How it was taken (mmsearch.imaging.exif.CameraSettings), where the file says
+    # How it was taken (mmsearch.imaging.exif.Shot), where the file says
     camera_make: str | None = None
     camera_model: str | None = None
     lens: str | None = None
@@ -39,6 +39,8 @@ class ImageRecord:
     aperture: float | None = None
     exposure_s: float | None = None
     iso: int | None = None
+    latitude: float | None = None  # where (GPS); the place's name is the library's to derive
+    longitude: float | None = None
     texts: tuple[Words, ...] = ()  # the words that go with it, by kind
 
 

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 LAYERS = [
     {"mmsearch.errors", "mmsearch.records", "mmsearch.results", "mmsearch.paths",
      "mmsearch.temporary", "mmsearch.words"},
+    {"mmsearch.places"},
     {"mmsearch.imaging"},
     {"mmsearch.storage"},
     {"mmsearch.index", "mmsearch.encoders"},

@@ -13,7 +13,7 @@ from PIL import Image
 
 from indexer import index_paths
 from mmsearch import InputError, open_library
-from mmsearch.imaging.exif import camera_settings
+from mmsearch.imaging.exif import shot_details
 from mmsearch.search.terms import ImageFilter, parse_range
 
 EXIFTOOL = shutil.which("exiftool")
@@ -41,7 +41,7 @@ def shots(tmp_path, photos):
 
 def test_settings_come_from_the_exif_and_impossible_values_are_left_out(shots):
     with Image.open(shots / "street.jpg") as picture:
-        street = camera_settings(picture.getexif())
+        street = shot_details(picture.getexif())
     assert (street.camera_make, street.camera_model, street.lens) == (
         "FUJIFILM",
         "X100V",
@@ -50,7 +50,7 @@ def test_settings_come_from_the_exif_and_impossible_values_are_left_out(shots):
     assert (street.focal_mm, street.focal_35mm, street.aperture) == (23, 35, 2)
     assert (street.exposure_s, street.iso) == (0.004, 400)
     with Image.open(shots / "broken.jpg") as picture:
-        broken = camera_settings(picture.getexif())
+        broken = shot_details(picture.getexif())
     assert broken.camera_make == "Nikon"
     assert broken.aperture is broken.iso is broken.focal_mm is None  # f/0, ISO 0, 0 mm
 

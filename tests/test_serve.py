@@ -135,6 +135,21 @@ def test_search_with_terms_and_filters(served):
     assert status == 400 and "the query is empty" in error["error"]
 
 
+def test_places_are_listed_and_filter_every_search(served):
+    """The phone photo has a GPS position in Lisbon: /api/places lists it, and ``country`` and
+    ``near`` filter searches, searches by an upload and "more like this"."""
+    url, _, _ = served
+    status, places = _json(f"{url}/api/places")
+    assert status == 200
+    assert [(p["country_code"], p["region"], p["images"]) for p in places] == [("PT", "Lisbon", 1)]
+    for query in ("api/search?q=anything&country=pt", "api/search?q=anything&near=Lisbon",
+                  f"api/similar/{_id_of(url, 'camera.nef')}?place=Portugal"):  # fmt: skip
+        status, hits = _json(f"{url}/{query}")
+        assert status == 200 and [Path(h["path"]).name for h in hits] == ["phone.heic"], query
+    status, error = _json(f"{url}/api/search?q=anything&near=Qwzzyx")
+    assert status == 400 and "no town or city called 'Qwzzyx'" in error["error"]
+
+
 def test_a_query_is_never_taken_for_a_server_file(served):
     url, photos, _ = served
     star = next((photos / "shapes").rglob("*.png"))
@@ -336,6 +351,14 @@ def test_web_page_at_desktop_and_phone_widths(served, browser_page, screen, tmp_
         "document.querySelector('#status').textContent.includes('like the pasted image')"
     )
     page.screenshot(path=str(tmp_path / "pasted.png"))
+
+    assert page.locator("#where option").all_text_contents() == [
+        "anywhere", "Portugal (1)", "Baixa, Lisbon (1)"]  # fmt: skip
+    page.fill("#q", "a flag")
+    with page.expect_request(lambda r: "country=PT" in r.url):
+        page.select_option("#where", label="Portugal (1)")
+    page.wait_for_function("document.querySelectorAll('.hit').length === 1")
+    assert page.locator(".hit .meta").first.get_attribute("title").endswith("phone.heic")
     assert failed == []
 
 

@@ -100,6 +100,30 @@ ApertureOpt = Annotated[
 IsoMaxOpt = Annotated[
     int | None, typer.Option("--iso-max", min=1, help="Only pictures shot at this ISO or lower.")
 ]
+NearOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Only pictures taken near a town (Lisbon; Lisbon, PT) or a position (38.72,-9.14).",
+        show_default=False,
+    ),
+]
+RadiusOpt = Annotated[
+    str | None,
+    typer.Option(help="How near, with --near: 5km, 800m, 3mi (default 10km).", show_default=False),
+]
+CountryOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Only pictures taken in this country (ISO code: PT, JP).", show_default=False
+    ),
+]
+PlaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Only pictures taken at a place: a town, region or country name (Kyoto).",
+        show_default=False,
+    ),
+]
 WithinOpt = Annotated[
     float | None,
     typer.Option(min=0, help="Keep results within this score margin of the best one."),

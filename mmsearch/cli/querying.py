@@ -12,6 +12,7 @@ import typer
 from mmsearch.cli._common import (
     ApertureOpt,
     CameraOpt,
+    CountryOpt,
     DbUrlOpt,
     DedupOpt,
     DedupThresholdOpt,
@@ -29,9 +30,12 @@ from mmsearch.cli._common import (
     MinHeightOpt,
     MinWidthOpt,
     ModelOpt,
+    NearOpt,
     OpenOpt,
     OrientationOpt,
     PathsOnlyOpt,
+    PlaceOpt,
+    RadiusOpt,
     SortOpt,
     ToOpt,
     TopK,
@@ -85,6 +89,10 @@ def search(
     focal: FocalOpt = None,
     aperture: ApertureOpt = None,
     iso_max: IsoMaxOpt = None,
+    near: NearOpt = None,
+    radius: RadiusOpt = None,
+    country: CountryOpt = None,
+    place: PlaceOpt = None,
     within: WithinOpt = None,
     knee: KneeOpt = False,
     dedup: DedupOpt = False,
@@ -107,7 +115,7 @@ def search(
     terms = [QueryTerm.parse(query)]
     terms += [QueryTerm.parse(t) for t in plus or []]
     terms += [QueryTerm.parse(t, sign=-1.0) for t in minus or []]
-    shot = _shot(camera, lens, focal, aperture, iso_max)
+    shot = _shot(camera, lens, focal, aperture, iso_max) | _where(near, radius, country, place)
     where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type, shot)
     with open_library_for(library, model, device, db_url, query=True) as lib:
         relevance = _relevance(lib, within, knee, dedup, dedup_threshold, sort)
@@ -150,6 +158,16 @@ def _shot(camera, lens, focal, aperture, iso_max) -> dict:
     }
 
 
+def _where(near, radius, country, place) -> dict:
+    """The place filters (ImageFilter's near, country and place)."""
+    from mmsearch.places import parse_near
+
+    if radius and not near:
+        raise MMSearchError("--radius goes with --near: say near what (--near Lisbon)")
+    position = parse_near(near, radius) if near else None
+    return {"near": position, "country": country, "place": place}
+
+
 def _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type, shot):
     from mmsearch.search.terms import ImageFilter
 
@@ -190,6 +208,10 @@ def similar(
     focal: FocalOpt = None,
     aperture: ApertureOpt = None,
     iso_max: IsoMaxOpt = None,
+    near: NearOpt = None,
+    radius: RadiusOpt = None,
+    country: CountryOpt = None,
+    place: PlaceOpt = None,
     within: WithinOpt = None,
     knee: KneeOpt = False,
     dedup: DedupOpt = False,
@@ -207,7 +229,7 @@ def similar(
 ) -> None:
     """Find images that look like an image (the image itself is left out)."""
     check_output_options(as_json, paths_only)
-    shot = _shot(camera, lens, focal, aperture, iso_max)
+    shot = _shot(camera, lens, focal, aperture, iso_max) | _where(near, radius, country, place)
     where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type, shot)
     with open_library_for(library, model, device, db_url, query=True) as lib:
         relevance = _relevance(lib, within, knee, dedup, dedup_threshold, sort)

@@ -1,4 +1,4 @@
-"""Commands that look after a library: ``check`` and ``info``."""
+"""Commands that look after a library and say what it holds: ``check``, ``info``, ``places``."""
 
 from __future__ import annotations
 
@@ -92,3 +92,20 @@ def info(library: LibraryOpt = None, db_url: DbUrlOpt = None, as_json: JsonOpt =
     for f in details.index_files:
         state = "current" if f.current else "stale, rebuilt on next query"
         typer.echo(f"index:       {f.path} ({f.vectors} vectors, {f.bytes / 1e6:.1f} MB, {state})")
+
+
+@app.command()
+@command
+def places(library: LibraryOpt = None, db_url: DbUrlOpt = None, as_json: JsonOpt = False) -> None:
+    """List where the library's photos were taken (from their GPS positions), with counts."""
+    with open_library_for(library, db_url=db_url) as lib:
+        found = lib.places()
+    if as_json:
+        print_json([p._asdict() for p in found])
+        return
+    if not found:
+        typer.echo("No image in the library has a GPS position.")
+        return
+    for p in found:
+        where = ", ".join(n for n in (p.city, p.region, p.country) if n)
+        typer.echo(f"{p.images:>7}  {where or 'far from any town (at sea, in the wild)'}")

@@ -8,6 +8,8 @@ from dataclasses import dataclass, fields
 
 from PIL import Image
 
+from mmsearch.places import checked_position
+
 _EXIF_DATETIME = re.compile(r"(\d{4}):(\d\d):(\d\d)[ T](\d\d):(\d\d):(\d\d)")
 
 
@@ -27,9 +29,10 @@ def _exif_datetime(value) -> str | None:
 
 
 @dataclass(frozen=True)
-class CameraSettings:
-    """How a picture was taken, from its EXIF (or a RAW file's metadata); None where the file
-    does not say, or says something impossible (a zero denominator, an f/0 lens)."""
+class Shot:
+    """How and where a picture was taken, from its EXIF (or a RAW file's metadata); None where
+    the file does not say, or says something impossible (a zero denominator, an f/0 lens, a
+    latitude over 90)."""
 
     camera_make: str | None = None
     camera_model: str | None = None
@@ -39,6 +42,8 @@ class CameraSettings:
     aperture: float | None = None  # the f-number
     exposure_s: float | None = None
     iso: int | None = None
+    latitude: float | None = None  # GPS, decimal degrees (north and east positive)
+    longitude: float | None = None
 
     def as_columns(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -57,7 +62,7 @@ _CAMERA_TAGS = {
 }
 
 
-def camera_settings(exif: Image.Exif, problems: list[str] | None = None) -> CameraSettings:
+def shot_details(exif: Image.Exif, problems: list[str] | None = None) -> Shot:
     """The camera, lens and exposure the EXIF records; a field it cannot read, or whose value
     is impossible, is left None, and why is added to ``problems`` (``index --verbose``)."""
     found = {}
@@ -69,7 +74,40 @@ def camera_settings(exif: Image.Exif, problems: list[str] | None = None) -> Came
             found[name] = None
             if problems is not None:
                 problems.append(f"{name} skipped ({exc})"[:200])
-    return CameraSettings(**found)
+    found["latitude"], found["longitude"] = _gps_position(exif, problems)
+    return Shot(**found)
+
+
+_GPS_IFD = 0x8825
+
+
+def _gps_position(
+    exif: Image.Exif, problems: list[str] | None
+) -> tuple[float, float] | tuple[None, None]:
+    """(latitude, longitude) from the GPS IFD, or (None, None) when it has none or an impossible
+    one; why is added to ``problems``."""
+    try:
+        gps = exif.get_ifd(_GPS_IFD)
+        if not gps.get(2) or not gps.get(4):
+            return None, None
+        return checked_position(
+            _degrees(gps[2], gps.get(1), "S"), _degrees(gps[4], gps.get(3), "W")
+        )
+    except Exception as exc:  # noqa: BLE001 - a malformed field is skipped, the picture kept
+        if problems is not None:
+            problems.append(f"GPS position skipped ({exc})"[:200])
+        return None, None
+
+
+def _degrees(value, reference, negative: str) -> float:
+    """EXIF's (degrees, minutes, seconds) rationals as signed decimal degrees."""
+    parts = [float(v) for v in (value if isinstance(value, tuple | list) else (value,))]
+    if not parts or not all(math.isfinite(v) for v in parts):
+        raise ValueError(f"{value} is not a coordinate (a zero denominator?)")
+    degrees = sum(v / 60**i for i, v in enumerate(parts[:3]))
+    if isinstance(reference, bytes):
+        reference = reference.decode("ascii", errors="ignore")
+    return -degrees if str(reference or "").strip().upper().startswith(negative) else degrees
 
 
 def _value(value, kind: str, lowest, highest):

@@ -23,9 +23,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from mmsearch.errors import ImageError
 from mmsearch.imaging.embedded_text import embedded_text
-from mmsearch.imaging.exif import CameraSettings, camera_settings, exif_taken_at
+from mmsearch.imaging.exif import Shot, exif_taken_at, shot_details
 from mmsearch.imaging.raw import FORMAT as RAW_FORMAT
-from mmsearch.imaging.raw import RAW_EXTENSIONS, open_raw, raw_header_camera
+from mmsearch.imaging.raw import RAW_EXTENSIONS, open_raw, raw_header_shot
 
 _PICTURE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 IMAGE_EXTENSIONS = frozenset(_PICTURE_EXTENSIONS | {".heic", ".heif", ".avif"} | RAW_EXTENSIONS)
@@ -53,7 +53,7 @@ class Picture:
     format: str | None
     taken_at: str | None = None  # EXIF DateTimeOriginal as ISO 8601 local time, when present
     text: str = ""  # what photo tools wrote into it (see mmsearch.imaging.embedded_text)
-    camera: CameraSettings = CameraSettings()  # camera, lens and exposure, where it says
+    shot: Shot = Shot()  # camera, lens, exposure and place, where it says
     problems: tuple[str, ...] = ()  # metadata fields left out, and why (index --verbose)
 
 
@@ -95,9 +95,7 @@ def open_picture(
         if path.suffix.lower() in RAW_EXTENSIONS:
             raw = open_raw(path, min_size=min_size, max_pixels=max_pixels)
             image = _reduce(raw.image, min_size)
-            return Picture(
-                image, raw.width, raw.height, RAW_FORMAT, raw.taken_at, camera=raw.camera
-            )
+            return Picture(image, raw.width, raw.height, RAW_FORMAT, raw.taken_at, shot=raw.shot)
         with warnings.catch_warnings():
             # Our own limit is checked below, with a message that says how to raise it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -145,13 +143,13 @@ def _picture(path: Path, image: Image.Image, min_size: int | None, max_pixels: i
         problems: list[str] = []
         text = embedded_text(image, problems)
         taken_at = None
-        camera = CameraSettings()
+        shot = Shot()
         try:
             exif = image.getexif()
             if exif.get(0x0112) in _QUARTER_TURNS:
                 width, height = height, width
             taken_at = exif_taken_at(exif)
-            camera = camera_settings(exif, problems)
+            shot = shot_details(exif, problems)
         except (OSError, SyntaxError, ValueError, KeyError, TypeError):
             pass  # unreadable EXIF: the picture itself may still be fine
         try:
@@ -160,7 +158,7 @@ def _picture(path: Path, image: Image.Image, min_size: int | None, max_pixels: i
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 picture = _decode(image, min_size)
                 return Picture(
-                    picture, width, height, file_format, taken_at, text, camera, tuple(problems)
+                    picture, width, height, file_format, taken_at, text, shot, tuple(problems)
                 )
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(
@@ -190,11 +188,11 @@ def read_header_metadata(path: str | os.PathLike[str]) -> Picture:
     problems: list[str] = []
     try:
         if path.suffix.lower() in RAW_EXTENSIONS:
-            return Picture(None, 0, 0, RAW_FORMAT, camera=raw_header_camera(path))
+            return Picture(None, 0, 0, RAW_FORMAT, shot=raw_header_shot(path))
         with _open_image(path) as image:
             text = embedded_text(image, problems)
-            camera = camera_settings(image.getexif(), problems)
-        return Picture(None, 0, 0, None, text=text, camera=camera, problems=tuple(problems))
+            shot = shot_details(image.getexif(), problems)
+        return Picture(None, 0, 0, None, text=text, shot=shot, problems=tuple(problems))
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, ImageError):
         return Picture(None, 0, 0, None)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from mmsearch.errors import ImageError
-from mmsearch.imaging.exif import CameraSettings, camera_settings, exif_taken_at
+from mmsearch.imaging.exif import Shot, exif_taken_at, shot_details
 
 # The RAW formats of current and recent cameras that LibRaw reads.
 RAW_EXTENSIONS = frozenset(
@@ -56,7 +56,7 @@ class RawPhoto:
     width: int  # of the upright photo at full size
     height: int
     taken_at: str | None  # ISO 8601 local time, when the camera recorded one
-    camera: CameraSettings = CameraSettings()
+    shot: Shot = Shot()
 
 
 def open_raw(path: Path, *, min_size: int | None, max_pixels: int) -> RawPhoto:
@@ -118,7 +118,7 @@ def _decode(raw, path: Path, min_size: int | None, max_pixels: int) -> RawPhoto:
         half = bool(min_size) and min(width, height) // 2 >= min_size
         pixels = raw.postprocess(half_size=half, use_camera_wb=True, output_bps=8)
         image = Image.fromarray(pixels)  # LibRaw has turned it upright
-    return RawPhoto(image, width, height, _taken_at(raw, path), raw_camera(raw, path))
+    return RawPhoto(image, width, height, _taken_at(raw, path), raw_shot(raw, path))
 
 
 def _taken_at(raw, path: Path) -> str | None:
@@ -137,23 +137,23 @@ def _taken_at(raw, path: Path) -> str | None:
     return taken.strftime("%Y-%m-%dT%H:%M:%S") if taken.year > 1970 else None
 
 
-def raw_header_camera(path: Path) -> CameraSettings:
+def raw_header_shot(path: Path) -> Shot:
     """The camera settings of a RAW file, without decoding its sensor data."""
     import rawpy
 
     try:
         with rawpy.imread(str(path)) as raw:
-            return raw_camera(raw, path)
+            return raw_shot(raw, path)
     except (rawpy.LibRawError, OSError, ValueError):
-        return CameraSettings()
+        return Shot()
 
 
-def raw_camera(raw, path: Path) -> CameraSettings:
+def raw_shot(raw, path: Path) -> Shot:
     """The camera and exposure: from the EXIF of TIFF-based RAW files (Pillow reads their
     header), else what LibRaw read of the exposure (CR3, RAF, ORF: no make or lens there)."""
     try:
         with Image.open(path) as tiff:
-            found = camera_settings(tiff.getexif())
+            found = shot_details(tiff.getexif())
         if found.camera_model:
             return found
     except (OSError, SyntaxError, ValueError, KeyError, TypeError, Image.DecompressionBombError):
@@ -167,9 +167,9 @@ def raw_camera(raw, path: Path) -> CameraSettings:
         }
         iso = other.iso_speed
     except (AttributeError, ValueError):
-        return CameraSettings()
+        return Shot()
     kept = {k: round(float(v), 6) for k, v in numbers.items() if v and v > 0}
-    return CameraSettings(iso=int(iso) if iso and iso > 0 else None, **kept)
+    return Shot(iso=int(iso) if iso and iso > 0 else None, **kept)
 
 
 def _preview(raw, min_size: int) -> Image.Image | None:

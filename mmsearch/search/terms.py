@@ -9,6 +9,7 @@ ten thousand still returns k results instead of the few that survived a top-k.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from sqlalchemy import func, or_
 from mmsearch.errors import InputError
 from mmsearch.imaging.pictures import is_image_path
 from mmsearch.paths import as_folder
+from mmsearch.places import EARTH_RADIUS_KM, bounding_box
 from mmsearch.results import ImageHit
 from mmsearch.storage.schema import ImageRow
 
@@ -78,6 +80,11 @@ class ImageFilter:
     focal: tuple[float | None, float | None] | None = None
     aperture: tuple[float | None, float | None] | None = None
     iso: tuple[float | None, float | None] | None = None
+    # Where (GPS): within radius_km of a position; a country by its ISO code ("PT"); a place
+    # whose town, region or country name is this (any case).
+    near: tuple[float, float, float] | None = None  # (latitude, longitude, radius_km)
+    country: str | None = None
+    place: str | None = None
 
     def __post_init__(self):
         for name in ("date_from", "date_to"):
@@ -88,6 +95,11 @@ class ImageFilter:
         if self.orientation is not None and self.orientation not in ORIENTATIONS:
             raise InputError(
                 f"orientation {self.orientation!r} is not one of {', '.join(ORIENTATIONS)}"
+            )
+        if self.country is not None and not re.fullmatch(r"[A-Za-z]{2}", self.country.strip()):
+            raise InputError(
+                f"--country {self.country!r}: give the two-letter ISO code (PT, JP, US); "
+                "--place matches a country's name"
             )
         formats = tuple(_format_name(f) for f in self.formats)
         object.__setattr__(self, "formats", formats)
@@ -142,6 +154,14 @@ class ImageFilter:
                 low, high = span
                 found += [column >= low] if low is not None else []
                 found += [column <= high] if high is not None else []
+        if self.near is not None:
+            found += _within(*self.near)
+        if self.country:
+            found.append(ImageRow.country_code == self.country.strip().upper())
+        if self.place:
+            name = " ".join(self.place.split()).lower()
+            columns = (ImageRow.place_city, ImageRow.place_region, ImageRow.place_country)
+            found.append(or_(*(func.lower(c) == name for c in columns)))
         return found
 
     def describe(self) -> str:
@@ -161,7 +181,31 @@ class ImageFilter:
         for name, span in (("focal", self.focal), ("aperture", self.aperture), ("iso", self.iso)):
             if span is not None:
                 parts.append(f"{name} {_span(span)}")
+        if self.near is not None:
+            latitude, longitude, radius = self.near
+            parts.append(f"within {radius:g} km of {latitude:g},{longitude:g}")
+        if self.country:
+            parts.append(f"in country {self.country.upper()}")
+        if self.place:
+            parts.append(f"at {self.place!r}")
         return ", ".join(parts)
+
+
+def _within(latitude: float, longitude: float, radius_km: float) -> list:
+    """Conditions for "within ``radius_km``": a box the latitude index narrows, then the exact
+    great-circle (haversine) distance, in SQL (SQLite's math functions, see storage.engine)."""
+    south, north, west, east = bounding_box(latitude, longitude, radius_km)
+    lon = ImageRow.longitude
+    box = [ImageRow.latitude.between(south, north)]
+    box.append(lon.between(west, east) if west <= east else or_(lon >= west, lon <= east))
+    to_radians = math.pi / 180
+    lat1, lat2 = latitude * to_radians, ImageRow.latitude * to_radians
+    half_dlat = (lat2 - lat1) / 2
+    half_dlon = (lon - longitude) * (to_radians / 2)
+    a = func.sin(half_dlat) * func.sin(half_dlat) + math.cos(lat1) * func.cos(lat2) * func.sin(
+        half_dlon
+    ) * func.sin(half_dlon)
+    return [*box, a <= math.sin(min(radius_km / (2 * EARTH_RADIUS_KM), math.pi / 2)) ** 2]
 
 
 _FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF"}

@@ -19,6 +19,7 @@ from pathlib import Path
 from mmsearch.errors import EmptyLibraryError, InputError, MMSearchError
 from mmsearch.imaging.raw import RAW_EXTENSIONS
 from mmsearch.library import Library
+from mmsearch.places import parse_near
 from mmsearch.results import MAX_RESULTS
 from mmsearch.search.fusion import DEFAULT_MODE
 from mmsearch.search.terms import ImageFilter, QueryTerm, Relevance, parse_range
@@ -132,7 +133,9 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
     async def similar(request: Request):
         image_id = request.path_params["image_id"]
         path = await call(_required_path, library, image_id)
-        hits = await call(library.similar, path, k=_count(request.query_params.get("k", "20"), "k"))
+        params = request.query_params
+        k = _count(params.get("k", "20"), "k")
+        hits = await call(library.similar, path, k=k, where=_filter(params))
         return JSONResponse(await hits_json(hits))
 
     async def captions(request: Request):
@@ -146,6 +149,10 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
             collection=params.get("collection") or None,
         )
         return JSONResponse([{"rank": n, **h.to_dict()} for n, h in enumerate(hits, 1)])
+
+    async def places(request: Request):
+        found = await call(library.places)
+        return JSONResponse([p._asdict() for p in found])
 
     async def words(request: Request):
         path = await call(_required_path, library, request.path_params["image_id"])
@@ -187,6 +194,7 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
         Route("/api/captions/{image_id:int}", captions),
         Route("/api/image/{image_id:int}", image),
         Route("/api/words/{image_id:int}", words),
+        Route("/api/places", places),
         Route("/api/thumbnail/{image_id:int}", thumbnail),
     ]
     return Starlette(
@@ -289,6 +297,9 @@ def _filter(params) -> ImageFilter | None:
         focal=parse_range(get("focal"), "focal") if get("focal") else None,
         aperture=parse_range(get("aperture"), "aperture") if get("aperture") else None,
         iso=(None, _count(get("iso_max"), "iso_max", 10**7)) if get("iso_max") else None,
+        near=parse_near(get("near"), get("radius")) if get("near") else None,
+        country=get("country"),
+        place=get("place"),
     )
     return where or None
 

@@ -17,17 +17,24 @@ import numpy as np
 from sqlalchemy import and_, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from mmsearch.imaging.exif import CameraSettings
+from mmsearch.imaging.exif import Shot
 from mmsearch.imaging.fingerprint import KnownContent
 from mmsearch.paths import as_folder, is_at_or_under
 from mmsearch.records import ImageRecord, Words
 from mmsearch.results import ImageHit
 from mmsearch.storage.engine import bump_generation, chunked, get_setting, set_setting
+from mmsearch.storage.place_names import (
+    PlaceCount,
+    count_places,
+    place_columns,
+    replace_place_words,
+)
 from mmsearch.storage.schema import ImageRow, ImageText, SkippedFile
 from mmsearch.storage.transaction import WriteTransaction
 
-CAMERA_COLUMNS = tuple(f.name for f in dataclasses.fields(CameraSettings))
-# Words that come with a picture's content, which a copy of it shares (names do not).
+SHOT_COLUMNS = tuple(f.name for f in dataclasses.fields(Shot))
+# Words that come with a picture's content, which a copy of it shares (names do not; place
+# names are derived from the position, a shot column).
 CONTENT_KINDS = ("metadata", "ocr")
 
 
@@ -148,13 +155,19 @@ class ImageCatalogue(StoragePart):
                 session.add(_row(image_id, words._replace(kind=kind)))
         return len(ids)
 
-    def set_camera(self, settings: dict[str, CameraSettings]) -> None:
-        """Store the camera settings of the images at these paths (read from their headers)."""
+    def set_shots(self, settings: dict[str, Shot]) -> None:
+        """Store how and where the images at these paths were taken (read from their headers),
+        with the names of the places."""
+        paths, shots = list(settings), list(settings.values())
+        places = place_columns(shots)
         with self._write() as session:
-            for path, camera in settings.items():
-                session.execute(
-                    update(ImageRow).where(ImageRow.path == path).values(**camera.as_columns())
-                )
+            stmt = select(ImageRow.path, ImageRow.id).where(ImageRow.path.in_(paths))
+            ids = dict(session.execute(stmt).all())
+            for path, shot, place in zip(paths, shots, places, strict=True):
+                values = {**shot.as_columns(), **place}
+                session.execute(update(ImageRow).where(ImageRow.path == path).values(**values))
+            placed = zip(paths, places, strict=True)
+            replace_place_words(session, [(ids[p], place) for p, place in placed if p in ids])
 
     def paths_without(self, kind: str, paths: Iterable[str]) -> list[str]:
         """Those of ``paths`` (stored images) that have no ``kind`` words yet, in their order.
@@ -178,6 +191,11 @@ class ImageCatalogue(StoragePart):
             Words(kind, text, tuple(tuple(b) for b in regions) if regions is not None else None)
             for kind, text, regions in rows
         ]
+
+    def places(self) -> list[PlaceCount]:
+        """Where the images were taken (see :func:`count_places`)."""
+        with Session(self._engine) as session:
+            return count_places(session)
 
     def indexed_roots(self) -> list[str]:
         with Session(self._engine) as session:
@@ -205,14 +223,17 @@ class ImageCatalogue(StoragePart):
                 stmt = select(ImageRow.path, ImageRow).where(ImageRow.path.in_(chunk))
                 existing.update(session.execute(stmt).all())
             rows = []
-            for record, vector in zip(records, vectors, strict=True):
+            places = place_columns(records)
+            for record, vector, place in zip(records, vectors, places, strict=True):
                 row = existing.get(record.path) or ImageRow(path=record.path)
                 row.size, row.mtime_ns = record.size, record.mtime_ns
                 row.width, row.height, row.format = record.width, record.height, record.format
                 row.content_hash = record.content_hash
                 row.taken_at, row.taken_from = record.taken_at, record.taken_from
-                for name in CAMERA_COLUMNS:
+                for name in SHOT_COLUMNS:
                     setattr(row, name, getattr(record, name))
+                for name, value in place.items():
+                    setattr(row, name, value)
                 row.indexed_at, row.embedding = now, vector.tobytes()
                 session.add(row)
                 rows.append(row)
@@ -221,6 +242,7 @@ class ImageCatalogue(StoragePart):
             session.flush()
             ids = np.array([row.id for row in rows], dtype=np.int64)
             _replace_texts(session, ids.tolist(), records)
+            replace_place_words(session, list(zip(ids.tolist(), places, strict=True)))
             # Only updated rows have an old vector to drop (a removal scans the whole index).
             replaced = np.array([r.id for r in existing.values()], dtype=np.int64)
             generation = bump_generation(session, "images")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
@@ -102,6 +103,17 @@ _ADDED_COLUMNS = {
         },
         "iso": "ALTER TABLE images ADD COLUMN iso INTEGER",
     },
+    6: {
+        **{
+            name: f"ALTER TABLE images ADD COLUMN {name} FLOAT"
+            for name in ("latitude", "longitude")
+        },
+        **{
+            name: f"ALTER TABLE images ADD COLUMN {name} VARCHAR(120)"
+            for name in ("place_city", "place_region", "place_country")
+        },
+        "country_code": "ALTER TABLE images ADD COLUMN country_code VARCHAR(2)",
+    },
 }
 
 
@@ -141,6 +153,11 @@ def _upgrade(engine: Engine, version: int) -> None:
                     words.insert(),
                     [{"image_id": i, "kind": "name", "text": name_words(p)} for i, p in rows],
                 )
+        if 5 <= version < 6:
+            # GPS positions come from the headers the metadata pass reads (index, no
+            # re-encoding); it reads the images that have no metadata words.
+            words = ImageText.__table__
+            connection.execute(words.delete().where(words.c.kind == "metadata"))
         connection.execute(
             Setting.__table__.update()
             .where(Setting.key == "schema_version")
@@ -170,13 +187,25 @@ def _translate_error(context) -> None:
 
 
 def _read_only_pragmas(dbapi_connection, _record) -> None:
+    _math_functions(dbapi_connection)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA query_only=ON")  # a write fails at once, never half-way
     cursor.execute(BUSY_TIMEOUT_PRAGMA)
     cursor.close()
 
 
+def _math_functions(dbapi_connection) -> None:
+    """sin and cos in SQL (the --near filter's distance), where SQLite was built without its
+    math functions (they are optional before 3.35 and in some builds)."""
+    try:
+        dbapi_connection.execute("SELECT sin(0), cos(0)")
+    except Exception:  # noqa: BLE001 - "no such function": supply Python's
+        for name in ("sin", "cos"):
+            dbapi_connection.create_function(name, 1, getattr(math, name), deterministic=True)
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    _math_functions(dbapi_connection)
     cursor = dbapi_connection.cursor()
     # WAL: searches read a consistent snapshot while an index run writes.
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -22,8 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # 2: images.content_hash; 3: images.taken_at, taken_from; 4: query_cache;
-# 5: image_texts, and the camera columns of images
-SCHEMA_VERSION = 5
+# 5: image_texts, and the camera columns of images; 6: GPS positions and place names
+SCHEMA_VERSION = 6
 
 
 class Base(DeclarativeBase):
@@ -69,6 +69,13 @@ class ImageRow(Base):
     aperture: Mapped[float | None] = mapped_column(Float)
     exposure_s: Mapped[float | None] = mapped_column(Float)
     iso: Mapped[int | None] = mapped_column(Integer)
+    # Where (schema 6): GPS decimal degrees, and the nearest town's names (mmsearch.places)
+    latitude: Mapped[float | None] = mapped_column(Float, index=True)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    place_city: Mapped[str | None] = mapped_column(String(120))
+    place_region: Mapped[str | None] = mapped_column(String(120))
+    place_country: Mapped[str | None] = mapped_column(String(120))
+    country_code: Mapped[str | None] = mapped_column(String(2), index=True)
     indexed_at: Mapped[float] = mapped_column(Float)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
 
@@ -76,7 +83,8 @@ class ImageRow(Base):
 class ImageText(Base):
     """Words that go with an image, by kind: ``name`` (its file and folder names), ``metadata``
     (what photo tools wrote into it), ``description`` (given with ``index --descriptions``),
-    ``ocr`` (text in the picture, ``index --ocr``; empty when OCR found none).
+    ``ocr`` (text in the picture, ``index --ocr``; empty when OCR found none), ``place``
+    (the names of where it was taken, from its GPS position).
     On SQLite the keyword index ``image_words`` (FTS5, trigrams) follows this table through
     triggers, in the same transactions (see :data:`FTS_DDL`)."""
 

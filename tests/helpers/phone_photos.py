@@ -8,20 +8,25 @@ import sys
 from pathlib import Path
 
 from PIL import Image
+from PIL.TiffImagePlugin import IFDRational
 
 from mmsearch.imaging.pictures import open_picture
 
 DRAWING = next(Path(__file__).parents[2].glob("sample_corpus/images/animals/*/*.png"))
 TAKEN_AT = "2024-07-14T18:30:05"
+TAKEN_IN = (38.7139, -9.1394)  # downtown Lisbon, as the phone's GPS wrote it
 
 
 def save_phone_photo(path: Path) -> Image.Image:
     """Write DRAWING to ``path`` (HEIC or AVIF by its suffix) turned a quarter by EXIF, with a
-    date; returns the picture as it should decode: upright."""
+    date and a GPS position; returns the picture as it should decode: upright."""
     picture = open_picture(DRAWING).image
     exif = Image.Exif()
     exif[0x0112] = 6  # display rotated 90° clockwise
     exif.get_ifd(0x8769)[0x9003] = TAKEN_AT.replace("-", ":").replace("T", " ")  # DateTimeOriginal
+    gps, (latitude, longitude) = exif.get_ifd(0x8825), TAKEN_IN
+    gps[1], gps[2] = "N", (IFDRational(round(latitude * 10**4), 10**4), 0, 0)
+    gps[3], gps[4] = "W", (IFDRational(round(-longitude * 10**4), 10**4), 0, 0)
     if path.suffix == ".heic":
         import pillow_heif  # the encoder; mmsearch decodes with pi-heif
 
