@@ -20,6 +20,10 @@ class ImageHit:
     format: str | None = None  # JPEG, PNG, ...
     taken_at: str | None = None  # ISO 8601 local time: EXIF DateTimeOriginal, else file mtime
     taken_from: str | None = None  # "exif" (a capture date) or "mtime" (the file's date)
+    camera: str | None = None  # its maker and model, where the file says
+    lens: str | None = None
+    place: str | None = None  # "town, region, country", where it has a GPS position near one
+    position: tuple[float, float] | None = None  # GPS (latitude, longitude)
     duplicates: tuple[str, ...] = ()  # with --dedup: near-identical images folded into this one
     # Why it matched, in keyword and hybrid searches: (kind of words: "name", "metadata",
     # "description" → the text holding the query's words), and ("semantic", its rank there).
@@ -28,6 +32,7 @@ class ImageHit:
     def to_dict(self) -> dict:
         return {
             **asdict(self),
+            "position": list(self.position) if self.position else None,
             "duplicates": list(self.duplicates),
             "matched": dict(self.matched),
         }

@@ -92,10 +92,13 @@ def test_the_cli_filters_by_how_a_picture_was_taken(cli, shots):
     assert cli("index", str(shots)).exit_code == 0
     result = cli("search", "a photo", "--focal", "20-35", "--iso-max", "800", "--json")
     assert result.exit_code == 0, result.output
-    assert {h["path"].rsplit("/", 1)[1] for h in json.loads(result.stdout)} == {
-        "street.jpg",
-        "portrait.jpg",
-    }
+    hits = {h["path"].rsplit("/", 1)[1]: h for h in json.loads(result.stdout)}
+    assert set(hits) == {"street.jpg", "portrait.jpg"}
+    assert (hits["street.jpg"]["camera"], hits["street.jpg"]["lens"]) == (
+        "FUJIFILM X100V",
+        "XF23mmF2 R WR",
+    )
+    assert hits["portrait.jpg"]["camera"] == "SONY ILCE-7M3"
     bad = cli("search", "a photo", "--focal", "wide")
     assert bad.exit_code == 1 and "--focal 'wide' is not a number" in bad.stderr
 

@@ -144,6 +144,8 @@ def test_the_cli_filters_and_lists_places(cli, travels):
     assert found("--near", "38.7139,-9.1394", "--radius", "2km") == {"lisbon.jpg"}
     assert found("--country", "JP") == {"kyoto.jpg", "maker_note.jpg"}
     assert found("--place", "Kyoto") == {"kyoto.jpg"}
+    kyoto = json.loads(cli("search", "a photo", "--place", "Kyoto", "--json").stdout)[0]
+    assert (kyoto["place"], kyoto["position"]) == ("Kyoto, Kyoto, Japan", [35.0116, 135.7681])
     listed = cli("places", "--json")
     assert listed.exit_code == 0, listed.output
     rows = json.loads(listed.stdout)

@@ -311,26 +311,15 @@ class ImageCatalogue(StoragePart):
         """(id, score) pairs as hits, in their order; ids no longer stored are left out."""
         # Only the columns a hit shows: loading whole rows (their 2 KB vectors, ORM objects)
         # cost more than the vector search itself.
-        columns = (ImageRow.path, ImageRow.width, ImageRow.height, ImageRow.format)
-        stmt = select(ImageRow.id, *columns, ImageRow.taken_at, ImageRow.taken_from).where(
-            ImageRow.id.in_([i for i, _ in found])
-        )
+        shown = (ImageRow.path, ImageRow.width, ImageRow.height, ImageRow.format,
+                 ImageRow.taken_at, ImageRow.taken_from, ImageRow.lens)  # fmt: skip
+        described = (ImageRow.camera_make, ImageRow.camera_model, ImageRow.place_city,
+                     ImageRow.place_region, ImageRow.place_country, ImageRow.latitude,
+                     ImageRow.longitude)  # fmt: skip
+        stmt = select(ImageRow.id, *shown, *described).where(ImageRow.id.in_([i for i, _ in found]))
         with Session(self._engine) as session:
             rows = {row.id: row for row in session.execute(stmt)}
-        return [
-            ImageHit(
-                id=i,
-                path=rows[i].path,
-                score=s,
-                width=rows[i].width,
-                height=rows[i].height,
-                format=rows[i].format,
-                taken_at=rows[i].taken_at,
-                taken_from=rows[i].taken_from,
-            )
-            for i, s in found
-            if i in rows
-        ]
+        return [_hit(rows[i], s) for i, s in found if i in rows]
 
     def ids_where(self, conditions: Sequence) -> list[int]:
         """Ids of the images that meet SQLAlchemy ``conditions`` on ImageRow."""
@@ -423,6 +412,20 @@ def _at_or_below(path: str):
     folder = as_folder(os.path.abspath(path))
     below = folder[:-1] + chr(ord(folder[-1]) + 1)
     return or_(ImageRow.path == folder[:-1], and_(ImageRow.path >= folder, ImageRow.path < below))
+
+
+def _hit(row, score: float) -> ImageHit:
+    make, model = row.camera_make, row.camera_model
+    # Most makers repeat their name in the model ("Canon EOS R6"); Fujifilm and Sony do not.
+    camera = model if not make or (model and model.lower().startswith(make.lower())) else (
+        f"{make} {model}" if model else make)  # fmt: skip
+    place = ", ".join(n for n in (row.place_city, row.place_region, row.place_country) if n)
+    return ImageHit(
+        id=row.id, path=row.path, score=score, width=row.width, height=row.height,
+        format=row.format, taken_at=row.taken_at, taken_from=row.taken_from, camera=camera,
+        lens=row.lens, place=place or None,
+        position=(row.latitude, row.longitude) if row.latitude is not None else None,
+    )  # fmt: skip
 
 
 def _row(image_id: int, words: Words) -> ImageText:
