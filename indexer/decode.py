@@ -16,6 +16,7 @@ from mmsearch.imaging.fingerprint import CONTENT_HASH, KnownContent, content_has
 from mmsearch.imaging.ocr import INSTALL_HINT, OCR_SIDE, read_lines
 from mmsearch.imaging.pictures import open_picture, read_header_metadata
 from mmsearch.imaging.preprocess import PreprocessConfig, fit_to_model
+from mmsearch.imaging.sidecar import with_sidecar
 from mmsearch.records import Words
 
 
@@ -32,6 +33,7 @@ class Decoded:
     taken_at: str | None = None  # EXIF DateTimeOriginal, ISO 8601
     text: str = ""  # embedded metadata words (XMP, IPTC, EXIF descriptions)
     shot: Shot = Shot()
+    sidecar_mtime_ns: int | None = None  # of the XMP sidecar read with it
     problems: tuple[str, ...] = ()  # metadata fields left out, and why
     ocr: Words | None = None  # text in the picture, when OCR was asked for and could run
     ocr_error: str | None = None  # why OCR could not run on it (the picture is indexed anyway)
@@ -91,6 +93,8 @@ def decode_for_model(
             content_hash=digest,
         )
     words, error = read_words(picture.image) if ocr else (None, None)
+    problems = list(picture.problems)
+    text, shot, sidecar_mtime_ns = with_sidecar(path, picture.text, picture.shot, problems)
     return Decoded(
         path,
         pixels,
@@ -99,9 +103,10 @@ def decode_for_model(
         picture.format,
         content_hash=digest,
         taken_at=picture.taken_at,
-        text=picture.text,
-        shot=picture.shot,
-        problems=picture.problems,
+        text=text,
+        shot=shot,
+        sidecar_mtime_ns=sidecar_mtime_ns,
+        problems=tuple(problems),
         ocr=words,
         ocr_error=error,
     )
@@ -120,10 +125,13 @@ def read_words(image) -> tuple[Words | None, str | None]:
 
 
 def metadata_for(path: str, max_pixels: int) -> Decoded:
-    """Embedded metadata alone (words and camera settings), for an image stored before they
-    were kept."""
+    """Embedded metadata alone (words and shot, with the XMP sidecar's), for an image stored
+    before they were kept, or whose sidecar changed."""
     header = read_header_metadata(path)
-    return Decoded(path, None, text=header.text, shot=header.shot, problems=header.problems)
+    problems = list(header.problems)
+    text, shot, sidecar_mtime_ns = with_sidecar(path, header.text, header.shot, problems)
+    return Decoded(path, None, text=text, shot=shot, sidecar_mtime_ns=sidecar_mtime_ns,
+                   problems=tuple(problems))  # fmt: skip
 
 
 def ocr_for(path: str, max_pixels: int) -> Decoded:

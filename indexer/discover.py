@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mmsearch.errors import InputError
 from mmsearch.imaging.pictures import IMAGE_EXTENSIONS, is_image_path
+from mmsearch.imaging.sidecar import sidecar_names, sidecar_of
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class FoundFile:
     path: str  # absolute
     size: int
     mtime_ns: int
+    sidecar_mtime_ns: int | None = None  # of its XMP sidecar, when it has one
 
 
 @dataclass
@@ -66,7 +68,7 @@ def discover(
                     f"{given} is not an image file mmsearch indexes "
                     f"({', '.join(sorted(IMAGE_EXTENSIONS))})"
                 )
-            _add(root, found, seen)
+            _add(root, found, seen, sidecar_of(root))
     return found
 
 
@@ -111,6 +113,7 @@ def _walk(root, found, seen, include_hidden, exclude, never_ids) -> None:
             if (include_hidden or not d.startswith("."))
             and not _excluded(os.path.normpath(os.path.join(relative, d)), d, exclude)
         )
+        names = set(files)
         for name in sorted(files):
             if not include_hidden and name.startswith("."):
                 continue
@@ -118,14 +121,15 @@ def _walk(root, found, seen, include_hidden, exclude, never_ids) -> None:
                 continue
             if _excluded(os.path.normpath(os.path.join(relative, name)), name, exclude):
                 continue
-            _add(os.path.join(folder, name), found, seen)
+            sidecar = next((n for n in sidecar_names(name) if n in names), None)
+            _add(os.path.join(folder, name), found, seen, sidecar and os.path.join(folder, sidecar))
 
 
 def _excluded(relative: str, name: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(name, p) for p in patterns)
 
 
-def _add(path: str, found: Discovery, seen: set[str]) -> None:
+def _add(path: str, found: Discovery, seen: set[str], sidecar: str | None = None) -> None:
     if path in seen:
         return
     seen.add(path)
@@ -144,4 +148,8 @@ def _add(path: str, found: Discovery, seen: set[str]) -> None:
         message = f"{path}: {'dangling symbolic link' if Path(path).is_symlink() else exc.strerror}"
         found.problems.append((path, reason, message))
         return
-    found.files.append(FoundFile(path, stat.st_size, stat.st_mtime_ns))
+    try:
+        sidecar_mtime_ns = os.stat(sidecar).st_mtime_ns if sidecar else None
+    except OSError:
+        sidecar_mtime_ns = None  # gone since the folder was listed: as if it had none
+    found.files.append(FoundFile(path, stat.st_size, stat.st_mtime_ns, sidecar_mtime_ns))

@@ -183,10 +183,16 @@ def _index(library, paths, include_hidden, exclude, run: Run):
         todo.append(file)
 
     try:
-        _encode_and_store(library, todo, stored, summary, run)
+        # Copies that took a stored twin's words but have a sidecar (or whose twin had one).
+        sidecar_copies: list[str] = []
+        _encode_and_store(library, todo, stored, summary, run, sidecar_copies)
         encoded = {f.path for f in todo}
-        held = [f.path for f in found.files if f.path in stored and f.path not in encoded]
-        summary.metadata_read = read_unread_words(library, held, "metadata", summary, run)
+        held = [f for f in found.files if f.path in stored and f.path not in encoded]
+        # An unchanged picture whose sidecar changed (or came, or went): its metadata again.
+        edited = [f.path for f in held if stored[f.path].sidecar_mtime_ns != f.sidecar_mtime_ns]
+        again = [*edited, *sidecar_copies]
+        held = [f.path for f in held]
+        summary.metadata_read = read_unread_words(library, held, "metadata", summary, run, again)
         if run.ocr:
             summary.ocr_read += read_unread_words(library, held, "ocr", summary, run)
     except KeyboardInterrupt:
@@ -262,11 +268,12 @@ def _record(decoded: Decoded, source, file: FoundFile) -> ImageRecord:
         taken_at=exif_date or mtime_iso(file.mtime_ns),
         taken_from="exif" if exif_date else "mtime",
         texts=tuple(texts),
+        sidecar_mtime_ns=source.sidecar_mtime_ns if isinstance(source, Decoded) else None,
         **_shot(source),
     )
 
 
-def _encode_and_store(library, todo, stored, summary, run: Run):
+def _encode_and_store(library, todo, stored, summary, run: Run, sidecar_copies: list[str]):
     if not todo:
         return
     encoder = library.encoder
@@ -318,6 +325,8 @@ def _encode_and_store(library, todo, stored, summary, run: Run):
             key = d.content_hash or d.path
             source, vector = reuse.get(key) or (d, vectors[key])
             records.append(_record(d, source, by_path[d.path]))
+            if source is not d and (by_path[d.path].sidecar_mtime_ns or source.sidecar_mtime_ns):
+                sidecar_copies.append(d.path)
             _count_ocr(summary, d)
             summary.note_problems(d)
             rows.append(vector)

@@ -1,6 +1,6 @@
 """Reading the words of pictures the library already holds, never encoding them again: the
-embedded metadata and camera settings of images stored before they were kept (schema 5; file
-headers only), and the text in the
+embedded metadata and shots (camera, place, rating) of images stored before they were kept
+(schemas 5 and 6; file headers only) or whose XMP sidecar changed, and the text in the
 picture of images stored by a run without ``--ocr``. Each image is read once per kind: its
 words are stored even when empty."""
 
@@ -17,20 +17,23 @@ BATCH = 64  # images whose words are stored per transaction
 _READERS = {"metadata": (metadata_for, "Reading metadata"), "ocr": (ocr_for, "Reading text")}
 
 
-def read_unread_words(library, paths: list[str], kind: str, summary, run) -> int:
+def read_unread_words(library, paths: list[str], kind: str, summary, run, again=()) -> int:
     """Read ``kind`` words ("metadata" or "ocr") of the stored images at ``paths`` that have
-    none yet, and store them; returns how many images were read."""
-    unread = library.images.paths_without(kind, paths)
+    none yet, and of those at ``again`` (whose sidecar changed), and store them; returns how
+    many images were read."""
+    unread = list(dict.fromkeys([*library.images.paths_without(kind, paths), *again]))
     if not unread:
         return 0
     reader, what = _READERS[kind]
     bar = progress_bar(len(unread), run.progress, what)
-    read, found, shots, stored = partial(reader, max_pixels=run.max_pixels), {}, {}, 0
+    read, found, shots, sidecars = partial(reader, max_pixels=run.max_pixels), {}, {}, {}
+    stored = 0
 
     def save() -> int:
-        if kind == "metadata":  # the header read for the words has the camera settings too
-            library.images.set_shots(shots)
+        if kind == "metadata":  # the header read for the words has the shot too
+            library.images.set_shots(shots, sidecars)
             shots.clear()
+            sidecars.clear()
         count = library.images.set_texts(kind, found)
         found.clear()
         return count
@@ -42,6 +45,7 @@ def read_unread_words(library, paths: list[str], kind: str, summary, run) -> int
             if words is not None:
                 found[decoded.path] = words
                 shots[decoded.path] = decoded.shot
+                sidecars[decoded.path] = decoded.sidecar_mtime_ns
             bar.update(1)
             if len(found) >= BATCH:
                 stored += save()

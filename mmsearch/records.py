@@ -41,6 +41,8 @@ class ImageRecord:
     iso: int | None = None
     latitude: float | None = None  # where (GPS); the place's name is the library's to derive
     longitude: float | None = None
+    rating: int | None = None  # XMP stars, the sidecar's where it has one
+    sidecar_mtime_ns: int | None = None  # of the XMP sidecar read with it, when it has one
     texts: tuple[Words, ...] = ()  # the words that go with it, by kind
 
 

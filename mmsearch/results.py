@@ -24,6 +24,7 @@ class ImageHit:
     lens: str | None = None
     place: str | None = None  # "town, region, country", where it has a GPS position near one
     position: tuple[float, float] | None = None  # GPS (latitude, longitude)
+    rating: int | None = None  # XMP stars (-1 rejected)
     duplicates: tuple[str, ...] = ()  # with --dedup: near-identical images folded into this one
     # Why it matched, in keyword and hybrid searches: (kind of words: "name", "metadata",
     # "description" → the text holding the query's words), and ("semantic", its rank there).

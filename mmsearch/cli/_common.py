@@ -124,6 +124,11 @@ PlaceOpt = Annotated[
         show_default=False,
     ),
 ]
+MinRatingOpt = Annotated[
+    int | None,
+    typer.Option(min=-1, max=5, help="Only pictures rated this many stars or more (XMP).",
+                 show_default=False),
+]  # fmt: skip
 WithinOpt = Annotated[
     float | None,
     typer.Option(min=0, help="Keep results within this score margin of the best one."),

@@ -28,6 +28,7 @@ from mmsearch.cli._common import (
     LensOpt,
     LibraryOpt,
     MinHeightOpt,
+    MinRatingOpt,
     MinWidthOpt,
     ModelOpt,
     NearOpt,
@@ -93,6 +94,7 @@ def search(
     radius: RadiusOpt = None,
     country: CountryOpt = None,
     place: PlaceOpt = None,
+    min_rating: MinRatingOpt = None,
     within: WithinOpt = None,
     knee: KneeOpt = False,
     dedup: DedupOpt = False,
@@ -116,6 +118,7 @@ def search(
     terms += [QueryTerm.parse(t) for t in plus or []]
     terms += [QueryTerm.parse(t, sign=-1.0) for t in minus or []]
     shot = _shot(camera, lens, focal, aperture, iso_max) | _where(near, radius, country, place)
+    shot["min_rating"] = min_rating
     where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type, shot)
     with open_library_for(library, model, device, db_url, query=True) as lib:
         relevance = _relevance(lib, within, knee, dedup, dedup_threshold, sort)
@@ -212,6 +215,7 @@ def similar(
     radius: RadiusOpt = None,
     country: CountryOpt = None,
     place: PlaceOpt = None,
+    min_rating: MinRatingOpt = None,
     within: WithinOpt = None,
     knee: KneeOpt = False,
     dedup: DedupOpt = False,
@@ -230,6 +234,7 @@ def similar(
     """Find images that look like an image (the image itself is left out)."""
     check_output_options(as_json, paths_only)
     shot = _shot(camera, lens, focal, aperture, iso_max) | _where(near, radius, country, place)
+    shot["min_rating"] = min_rating
     where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type, shot)
     with open_library_for(library, model, device, db_url, query=True) as lib:
         relevance = _relevance(lib, within, knee, dedup, dedup_threshold, sort)

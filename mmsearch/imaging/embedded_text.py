@@ -85,3 +85,25 @@ def _text(value) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="ignore") or None
     return value if isinstance(value, str) else None
+
+
+def embedded_rating(image: Image.Image) -> int | None:
+    """The XMP rating written into the picture (Lightroom's exports), or None."""
+    if not hasattr(image, "getxmp"):
+        return None
+    found: list = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                found.append(value) if key == "Rating" else walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    try:
+        walk(image.getxmp())
+        rating = round(float(found[0])) if found else None
+    except Exception:  # noqa: BLE001 - malformed XMP was already reported with its words
+        return None
+    return rating if rating is not None and -1 <= rating <= 5 else None

@@ -30,9 +30,9 @@ def _exif_datetime(value) -> str | None:
 
 @dataclass(frozen=True)
 class Shot:
-    """How and where a picture was taken, from its EXIF (or a RAW file's metadata); None where
-    the file does not say, or says something impossible (a zero denominator, an f/0 lens, a
-    latitude over 90)."""
+    """How and where a picture was taken, from its EXIF (or a RAW file's metadata), and how
+    its photographer rated it (XMP); None where the file does not say, or says something
+    impossible (a zero denominator, an f/0 lens, a latitude over 90)."""
 
     camera_make: str | None = None
     camera_model: str | None = None
@@ -44,6 +44,7 @@ class Shot:
     iso: int | None = None
     latitude: float | None = None  # GPS, decimal degrees (north and east positive)
     longitude: float | None = None
+    rating: int | None = None  # the photographer's stars (XMP): 0 to 5, -1 rejected
 
     def as_columns(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

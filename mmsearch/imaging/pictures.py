@@ -15,14 +15,14 @@ import functools
 import io
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from mmsearch.errors import ImageError
-from mmsearch.imaging.embedded_text import embedded_text
+from mmsearch.imaging.embedded_text import embedded_rating, embedded_text
 from mmsearch.imaging.exif import Shot, exif_taken_at, shot_details
 from mmsearch.imaging.raw import FORMAT as RAW_FORMAT
 from mmsearch.imaging.raw import RAW_EXTENSIONS, open_raw, raw_header_shot
@@ -149,7 +149,7 @@ def _picture(path: Path, image: Image.Image, min_size: int | None, max_pixels: i
             if exif.get(0x0112) in _QUARTER_TURNS:
                 width, height = height, width
             taken_at = exif_taken_at(exif)
-            shot = shot_details(exif, problems)
+            shot = replace(shot_details(exif, problems), rating=embedded_rating(image))
         except (OSError, SyntaxError, ValueError, KeyError, TypeError):
             pass  # unreadable EXIF: the picture itself may still be fine
         try:
@@ -192,6 +192,7 @@ def read_header_metadata(path: str | os.PathLike[str]) -> Picture:
         with _open_image(path) as image:
             text = embedded_text(image, problems)
             shot = shot_details(image.getexif(), problems)
+            shot = replace(shot, rating=embedded_rating(image))
         return Picture(None, 0, 0, None, text=text, shot=shot, problems=tuple(problems))
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, ImageError):
         return Picture(None, 0, 0, None)

@@ -85,6 +85,7 @@ class ImageFilter:
     near: tuple[float, float, float] | None = None  # (latitude, longitude, radius_km)
     country: str | None = None
     place: str | None = None
+    min_rating: int | None = None  # at least this many XMP stars
 
     def __post_init__(self):
         for name in ("date_from", "date_to"):
@@ -158,6 +159,8 @@ class ImageFilter:
             found += _within(*self.near)
         if self.country:
             found.append(ImageRow.country_code == self.country.strip().upper())
+        if self.min_rating is not None:
+            found.append(ImageRow.rating >= self.min_rating)
         if self.place:
             name = " ".join(self.place.split()).lower()
             columns = (ImageRow.place_city, ImageRow.place_region, ImageRow.place_country)
@@ -188,6 +191,8 @@ class ImageFilter:
             parts.append(f"in country {self.country.upper()}")
         if self.place:
             parts.append(f"at {self.place!r}")
+        if self.min_rating is not None:
+            parts.append(f"rated {self.min_rating}+")
         return ", ".join(parts)
 
 

@@ -300,6 +300,7 @@ def _filter(params) -> ImageFilter | None:
         near=parse_near(get("near"), get("radius")) if get("near") else None,
         country=get("country"),
         place=get("place"),
+        min_rating=_id(get("min_rating"), "min_rating") if get("min_rating") else None,
     )
     return where or None
 

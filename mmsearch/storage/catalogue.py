@@ -57,6 +57,7 @@ class StoredFile(NamedTuple):
     size: int
     mtime_ns: int
     content_hash: str | None
+    sidecar_mtime_ns: int | None = None  # of the XMP sidecar read with it
 
 
 class StoredImage(NamedTuple):
@@ -101,9 +102,8 @@ class ImageCatalogue(StoragePart):
     def image_state(self, under: Sequence[str] | None = None) -> dict[str, StoredFile]:
         """path → what is stored of each image, optionally only those at or below the given
         absolute paths (folders or files)."""
-        stmt = select(
-            ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns, ImageRow.content_hash
-        )
+        stmt = select(ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns,
+                      ImageRow.content_hash, ImageRow.sidecar_mtime_ns)  # fmt: skip
         if under is not None:
             # Ranges of the path index: only the rows asked for are read, not the whole library.
             stmt = stmt.where(or_(false(), *(_at_or_below(p) for p in under)))
@@ -155,16 +155,16 @@ class ImageCatalogue(StoragePart):
                 session.add(_row(image_id, words._replace(kind=kind)))
         return len(ids)
 
-    def set_shots(self, settings: dict[str, Shot]) -> None:
-        """Store how and where the images at these paths were taken (read from their headers),
-        with the names of the places."""
+    def set_shots(self, settings: dict[str, Shot], sidecars: dict[str, int | None]) -> None:
+        """Store how and where the images at these paths were taken (read from their headers
+        and sidecars, whose modification times are ``sidecars``), with the places' names."""
         paths, shots = list(settings), list(settings.values())
         places = place_columns(shots)
         with self._write() as session:
             stmt = select(ImageRow.path, ImageRow.id).where(ImageRow.path.in_(paths))
             ids = dict(session.execute(stmt).all())
             for path, shot, place in zip(paths, shots, places, strict=True):
-                values = {**shot.as_columns(), **place}
+                values = {**shot.as_columns(), **place, "sidecar_mtime_ns": sidecars.get(path)}
                 session.execute(update(ImageRow).where(ImageRow.path == path).values(**values))
             placed = zip(paths, places, strict=True)
             replace_place_words(session, [(ids[p], place) for p, place in placed if p in ids])
@@ -230,6 +230,7 @@ class ImageCatalogue(StoragePart):
                 row.width, row.height, row.format = record.width, record.height, record.format
                 row.content_hash = record.content_hash
                 row.taken_at, row.taken_from = record.taken_at, record.taken_from
+                row.sidecar_mtime_ns = record.sidecar_mtime_ns
                 for name in SHOT_COLUMNS:
                     setattr(row, name, getattr(record, name))
                 for name, value in place.items():
@@ -311,8 +312,8 @@ class ImageCatalogue(StoragePart):
         """(id, score) pairs as hits, in their order; ids no longer stored are left out."""
         # Only the columns a hit shows: loading whole rows (their 2 KB vectors, ORM objects)
         # cost more than the vector search itself.
-        shown = (ImageRow.path, ImageRow.width, ImageRow.height, ImageRow.format,
-                 ImageRow.taken_at, ImageRow.taken_from, ImageRow.lens)  # fmt: skip
+        shown = (ImageRow.path, ImageRow.width, ImageRow.height, ImageRow.format, ImageRow.lens,
+                 ImageRow.taken_at, ImageRow.taken_from, ImageRow.rating)  # fmt: skip
         described = (ImageRow.camera_make, ImageRow.camera_model, ImageRow.place_city,
                      ImageRow.place_region, ImageRow.place_country, ImageRow.latitude,
                      ImageRow.longitude)  # fmt: skip
@@ -423,7 +424,7 @@ def _hit(row, score: float) -> ImageHit:
     return ImageHit(
         id=row.id, path=row.path, score=score, width=row.width, height=row.height,
         format=row.format, taken_at=row.taken_at, taken_from=row.taken_from, camera=camera,
-        lens=row.lens, place=place or None,
+        lens=row.lens, place=place or None, rating=row.rating,
         position=(row.latitude, row.longitude) if row.latitude is not None else None,
     )  # fmt: skip
 

@@ -113,6 +113,8 @@ _ADDED_COLUMNS = {
             for name in ("place_city", "place_region", "place_country")
         },
         "country_code": "ALTER TABLE images ADD COLUMN country_code VARCHAR(2)",
+        "rating": "ALTER TABLE images ADD COLUMN rating INTEGER",
+        "sidecar_mtime_ns": "ALTER TABLE images ADD COLUMN sidecar_mtime_ns BIGINT",
     },
 }
 

@@ -22,7 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # 2: images.content_hash; 3: images.taken_at, taken_from; 4: query_cache;
-# 5: image_texts, and the camera columns of images; 6: GPS positions and place names
+# 5: image_texts, and the camera columns of images; 6: GPS positions, place names, ratings
+# and XMP sidecars
 SCHEMA_VERSION = 6
 
 
@@ -76,6 +77,10 @@ class ImageRow(Base):
     place_region: Mapped[str | None] = mapped_column(String(120))
     place_country: Mapped[str | None] = mapped_column(String(120))
     country_code: Mapped[str | None] = mapped_column(String(2), index=True)
+    # The photographer's rating (XMP stars, -1 rejected), and the modification time of the XMP
+    # sidecar read with the file (schema 6): a changed sidecar is read again, nothing encoded.
+    rating: Mapped[int | None] = mapped_column(Integer)
+    sidecar_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
     indexed_at: Mapped[float] = mapped_column(Float)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
 
