@@ -5,6 +5,7 @@ This module must stay light (Pillow and numpy only): it is what each worker proc
 
 from __future__ import annotations
 
+import os
 import signal
 from dataclasses import dataclass
 
@@ -68,13 +69,15 @@ def decode_for_model(
 ) -> Decoded:
     """Hash and decode one file for the model; failures come back as values, never as exceptions.
 
-    A file whose content the library probably holds (see KnownContent) is not decoded
-    (``known`` is set).
+    A file is hashed only when its size says it could be a copy (KnownContent.worth_hashing);
+    one whose content the library probably holds is not decoded (``known`` is set).
     """
+    digest = None
     try:
-        digest = content_hash(path, hash_algorithm)
+        if _known_content.worth_hashing(os.path.getsize(path)):
+            digest = content_hash(path, hash_algorithm)
     except OSError:
-        digest = None  # open_picture below says precisely what is wrong with the file
+        pass  # open_picture below says precisely what is wrong with the file
     if use_known and digest in _known_content:
         return Decoded(path, None, content_hash=digest, known=True)
     try:
@@ -122,6 +125,14 @@ def read_words(image) -> tuple[Words | None, str | None]:
         return None, f"OCR failed ({type(exc).__name__}: {exc})"
     text = "\n".join(line.text for line in lines)
     return Words("ocr", text, tuple(line.box for line in lines)), None
+
+
+def hash_for(path: str, algorithm: str) -> Decoded:
+    """The content hash alone, of a stored image hashed only when a file of its size came."""
+    try:
+        return Decoded(path, None, content_hash=content_hash(path, algorithm))
+    except OSError as exc:
+        return Decoded(path, None, reason="unreadable", message=str(exc))
 
 
 def metadata_for(path: str, max_pixels: int) -> Decoded:

@@ -23,6 +23,7 @@ class FoundFile:
     size: int
     mtime_ns: int
     sidecar_mtime_ns: int | None = None  # of its XMP sidecar, when it has one
+    inode: int | None = None  # recognises it renamed or moved (mmsearch.storage.identity)
 
 
 @dataclass
@@ -152,4 +153,5 @@ def _add(path: str, found: Discovery, seen: set[str], sidecar: str | None = None
         sidecar_mtime_ns = os.stat(sidecar).st_mtime_ns if sidecar else None
     except OSError:
         sidecar_mtime_ns = None  # gone since the folder was listed: as if it had none
-    found.files.append(FoundFile(path, stat.st_size, stat.st_mtime_ns, sidecar_mtime_ns))
+    inode = stat.st_ino or None  # 0 where the file system has no inodes
+    found.files.append(FoundFile(path, stat.st_size, stat.st_mtime_ns, sidecar_mtime_ns, inode))

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
 import numpy as np
 
-from indexer.decode import Decoded, decode_for_model
+from indexer.decode import Decoded, decode_for_model, hash_for
 from indexer.discover import FoundFile, discover
 from indexer.text_pass import read_unread_words
 from indexer.workers import decode_all, progress_bar
 from mmsearch.errors import InputError
+from mmsearch.imaging.fingerprint import KnownContent
 from mmsearch.imaging.ocr import INSTALL_HINT, ocr_available
 from mmsearch.imaging.pictures import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from mmsearch.imaging.raw import RAW_EXTENSIONS
@@ -40,6 +42,7 @@ class IndexSummary:
     updated: int = 0
     removed: int = 0
     unchanged: int = 0
+    moved: int = 0  # renamed or moved within their file system: recognised, nothing read
     reused: int = 0  # of added and updated: took a stored embedding of the same content
     described: int = 0  # images given a description (index --descriptions)
     ocr_read: int = 0  # images whose text in the picture was read (index --ocr)
@@ -182,10 +185,17 @@ def _index(library, paths, include_hidden, exclude, run: Run):
             continue
         todo.append(file)
 
+    moves = library.images.moved_files(f for f in todo if f.path not in stored)
+    if moves:
+        library.images.move_images(moves)
+        summary.moved = len(moves)
+        todo = [f for f in todo if f.path not in moves]
+        stored = library.images.image_state(under=[os.path.abspath(p) for p in paths])
     try:
         # Copies that took a stored twin's words but have a sidecar (or whose twin had one).
         sidecar_copies: list[str] = []
-        _encode_and_store(library, todo, stored, summary, run, sidecar_copies)
+        known = _known_content(library, todo, run) if todo else KnownContent()
+        _encode_and_store(library, todo, stored, summary, run, known, sidecar_copies)
         encoded = {f.path for f in todo}
         held = [f for f in found.files if f.path in stored and f.path not in encoded]
         # An unchanged picture whose sidecar changed (or came, or went): its metadata again.
@@ -268,12 +278,44 @@ def _record(decoded: Decoded, source, file: FoundFile) -> ImageRecord:
         taken_at=exif_date or mtime_iso(file.mtime_ns),
         taken_from="exif" if exif_date else "mtime",
         texts=tuple(texts),
+        inode=file.inode,
         sidecar_mtime_ns=source.sidecar_mtime_ns if isinstance(source, Decoded) else None,
         **_shot(source),
     )
 
 
-def _encode_and_store(library, todo, stored, summary, run: Run, sidecar_copies: list[str]):
+def _known_content(library, todo: list[FoundFile], run: Run) -> KnownContent:
+    """What the decoders need to recognise copies (see mmsearch.storage.identity): the stored
+    hashes, and the sizes worth hashing (those of stored images, and those two files of this
+    run share). Stored twins that were never hashed are hashed now, where unchanged on disk."""
+    sizes = Counter(f.size for f in todo)
+    held_sizes = library.images.stored_sizes()
+    copy_sizes = held_sizes | {size for size, count in sizes.items() if count > 1}
+    candidates = {f.size for f in todo if f.size in held_sizes}
+    twins = {
+        path: state
+        for path, state in library.images.unhashed(candidates).items()
+        if _unchanged_on_disk(path, *state)
+    }
+    if twins:
+        hash_file = partial(hash_for, algorithm=library.images.hash_algorithm)
+        hashes = {}
+        for decoded in decode_all(list(twins), hash_file, run.workers, 256, KnownContent()):
+            if decoded.content_hash:
+                hashes[decoded.path] = (decoded.content_hash, *twins[decoded.path])
+        library.images.set_hashes(hashes)
+    return library.images.known_content().hashing_only(copy_sizes)
+
+
+def _unchanged_on_disk(path: str, size: int, mtime_ns: int) -> bool:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return (stat.st_size, stat.st_mtime_ns) == (size, mtime_ns)
+
+
+def _encode_and_store(library, todo, stored, summary, run: Run, known, sidecar_copies):
     if not todo:
         return
     encoder = library.encoder
@@ -342,7 +384,7 @@ def _encode_and_store(library, todo, stored, summary, run: Run, sidecar_copies: 
             decode,
             run.workers,
             4 * run.batch_size,
-            library.images.known_content(),
+            known,
         ):
             if decoded.reason is not None:
                 skip(decoded)
@@ -358,7 +400,11 @@ def _encode_and_store(library, todo, stored, summary, run: Run, sidecar_copies: 
 
 
 def _count(summary: IndexSummary, before, decoded: Decoded, *, encoded_here: bool) -> None:
-    if before is not None and before.content_hash == decoded.content_hash:
+    if (
+        before is not None
+        and before.content_hash is not None
+        and (before.content_hash == decoded.content_hash)
+    ):
         summary.unchanged += 1  # touched, not changed
         return
     if before is None:

@@ -43,6 +43,7 @@ class ImageRecord:
     longitude: float | None = None
     rating: int | None = None  # XMP stars, the sidecar's where it has one
     sidecar_mtime_ns: int | None = None  # of the XMP sidecar read with it, when it has one
+    inode: int | None = None  # recognises the file renamed or moved (storage.identity)
     texts: tuple[Words, ...] = ()  # the words that go with it, by kind
 
 

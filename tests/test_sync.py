@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sqlite3
+from collections import Counter
 
 from indexer import index_paths
 from mmsearch import open_library
@@ -19,15 +20,20 @@ def _stored(library, path):
 
 
 def test_moved_file_reuses_its_embedding(library, photos):
+    """Renamed on the same disk, it is recognised by its inode: its row moves, id and all."""
     before = _stored(library, photos / "red_circle_0.png")
     (photos / "sub").mkdir()
     (photos / "red_circle_0.png").rename(photos / "sub" / "renamed.png")
 
     summary = index_paths(library, [photos], workers=0)
 
-    assert (summary.added, summary.reused, summary.removed) == (1, 1, 1)
+    assert (summary.moved, summary.added, summary.removed) == (1, 0, 0)
     after = _stored(library, photos / "sub" / "renamed.png")
-    assert after.content_hash == before.content_hash
+    assert (after.id, after.content_hash) == (before.id, before.content_hash)
+    names = [
+        w.text for w in library.image_texts(photos / "sub" / "renamed.png") if w.kind == "name"
+    ]
+    assert names == ["photos sub renamed"]
     hits = library.search_text("a red circle", k=3)
     assert str(photos / "sub" / "renamed.png") in [h.path for h in hits]
 
@@ -61,17 +67,39 @@ def test_changed_content_is_encoded(library, photos):
     shapes.draw("green", "triangle", __import__("random").Random(4)).save(path)
     summary = index_paths(library, [photos], workers=0)
     assert (summary.updated, summary.reused) == (1, 0)
-    assert _stored(library, path).content_hash != before.content_hash
+    after = _stored(library, path)
+    assert after.content_hash is None or after.content_hash != before.content_hash
     hits = library.search_text("a green triangle", k=4)
     assert str(path) in [h.path for h in hits]
 
 
-def test_moves_with_worker_processes(library, photos):
-    """The known hashes reach spawned decoder processes: a whole moved folder is reused."""
-    moved = photos.parent / "moved"
-    photos.rename(moved)
+def test_copies_with_worker_processes(library, photos):
+    """Copies are recognised by their full hashes, computed in spawned decoder processes: the
+    copies', and the never hashed originals' (hashed once a file of their size came)."""
+    shutil.copytree(photos, photos.parent / "copies")
     summary = index_paths(library, [photos.parent], workers=2)
-    assert (summary.added, summary.reused, summary.removed) == (27, 27, 27)
+    assert (summary.moved, summary.added, summary.reused, summary.removed) == (0, 27, 27, 0)
+    state = library.images.image_state()
+    for original in photos.glob("*.png"):
+        copy = state[str(photos.parent / "copies" / original.name)]
+        assert copy.content_hash == state[str(original)].content_hash is not None
+
+
+def test_a_file_moved_to_another_disk_is_encoded_again_unless_it_was_hashed(library, photos):
+    """Copied to another disk, then deleted (a new inode): a file the first scan hashed (its
+    size was shared) is recognised, one it did not hash cannot be, and is encoded again rather
+    than matched on a guess."""
+    state = library.images.image_state()
+    sizes = Counter(s.size for s in state.values())
+    shared = next(p for p, s in state.items() if sizes[s.size] > 1)
+    alone = next(p for p, s in state.items() if sizes[s.size] == 1)
+    assert state[shared].content_hash is not None and state[alone].content_hash is None
+    (photos / "elsewhere").mkdir()
+    for path in (shared, alone):
+        shutil.copy2(path, photos / "elsewhere" / os.path.basename(path))
+        os.unlink(path)
+    summary = index_paths(library, [photos], workers=0)
+    assert (summary.moved, summary.added, summary.reused, summary.removed) == (0, 2, 1, 2)
 
 
 def test_twin_gone_during_run_is_decoded_after_all(library, photos, monkeypatch):
@@ -159,7 +187,8 @@ def test_a_whole_folder_moved_at_once_stays_within_sqlites_bound_values(
     library, photos, monkeypatch
 ):
     """SQLite refuses statements with more bound values than its limit (999 in SQLite before
-    3.32): the paths and hashes of a large move are bound a slice at a time."""
+    3.32): the paths, inodes, sizes and hashes of a large move and copy are bound a slice at a
+    time."""
     from sqlalchemy import event
 
     import mmsearch.storage.engine
@@ -176,13 +205,15 @@ def test_a_whole_folder_moved_at_once_stays_within_sqlites_bound_values(
     )
     library.engine.dispose()  # new connections get the limit
     (photos / "moved").mkdir()
+    (photos / "copies").mkdir()
     for picture in list(photos.glob("*.png")):
-        picture.rename(photos / "moved" / picture.name)
+        shutil.copy2(picture, photos / "copies" / picture.name)  # hashed with the originals
+        picture.rename(photos / "moved" / picture.name)  # recognised by their inodes
 
     summary = index_paths(library, [photos], workers=0)
 
-    assert (summary.added, summary.reused, summary.removed) == (40, 40, 40)
-    assert all("/moved/" in path for path in library.images.image_state())
+    assert (summary.moved, summary.added, summary.reused, summary.removed) == (40, 40, 40, 0)
+    assert {path.split("/")[-2] for path in library.images.image_state()} == {"moved", "copies"}
 
 
 def test_a_folder_that_emptied_is_refused_not_wiped(cli, photos):
@@ -259,9 +290,11 @@ def test_a_folder_that_cannot_be_listed_keeps_its_images(library, photos, monkey
 def test_new_libraries_hash_with_blake3(library, photos):
     import blake3
 
-    stored = _stored(library, photos / "red_circle_0.png").content_hash
+    shutil.copy(photos / "red_circle_0.png", photos / "copy.png")  # a copy: both are hashed
+    index_paths(library, [photos], workers=0)
     content = (photos / "red_circle_0.png").read_bytes()
-    assert stored == blake3.blake3(content).hexdigest(16)
+    for name in ("red_circle_0.png", "copy.png"):
+        assert _stored(library, photos / name).content_hash == blake3.blake3(content).hexdigest(16)
 
 
 def test_a_library_made_before_blake3_keeps_blake2b_and_still_recognises_moves(
@@ -282,14 +315,16 @@ def test_a_library_made_before_blake3_keeps_blake2b_and_still_recognises_moves(
         session.execute(delete(Setting).where(Setting.key == "content_hash"))
         session.commit()
     with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
-        index_paths(lib, [photos], workers=0)
+        shutil.copy(photos / "red_circle_0.png", photos / "copy.png")  # both are hashed
+        summary = index_paths(lib, [photos], workers=0)
+        assert (summary.added, summary.reused) == (28, 1)
         content = (photos / "red_circle_0.png").read_bytes()
         assert _stored(lib, photos / "red_circle_0.png").content_hash == (
             hashlib.blake2b(content, digest_size=16).hexdigest()
         )
-        (photos / "red_circle_0.png").rename(photos / "moved.png")
+        shutil.copy(photos / "red_circle_0.png", photos / "another.png")
         summary = index_paths(lib, [photos])  # worker processes hash too
-        assert (summary.added, summary.reused, summary.removed) == (1, 1, 1)
+        assert (summary.added, summary.reused) == (1, 1)
 
 
 def test_library_folder_inside_an_indexed_folder_is_never_indexed(cli, photos):

@@ -120,10 +120,15 @@ def index(
         f"unchanged {summary.unchanged}, skipped {summary.skipped_total}"
         + (f" ({reasons})" if reasons else "")
     )
+    if summary.moved:
+        typer.echo(
+            f"{summary.moved} files moved or renamed on the same disk: recognised by their "
+            "inode, size and time, nothing read"
+        )
     if summary.reused:
         typer.echo(
             f"{summary.reused} of the added and updated files reused a stored embedding "
-            "(moved, renamed or duplicate files: not encoded again)"
+            "(copies, or files moved across disks: recognised by their hash, not encoded again)"
         )
     if summary.metadata_read:
         typer.echo(f"metadata read for {summary.metadata_read} images already stored")

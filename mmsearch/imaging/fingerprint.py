@@ -46,6 +46,21 @@ class KnownContent:
     def __init__(self, hashes: Iterable[str] = ()):
         keys = np.fromiter((int(h[:16], 16) for h in hashes), dtype=np.uint64)
         self._keys = np.unique(keys)
+        self._sizes: np.ndarray | None = None  # every size is worth hashing
+
+    def hashing_only(self, sizes: Iterable[int]) -> KnownContent:
+        """These hashes, with only files of these sizes worth hashing (a file of any other
+        size can be no copy of a stored image, nor of another file of the run)."""
+        known = KnownContent()
+        known._keys = self._keys
+        known._sizes = np.unique(np.fromiter(sizes, dtype=np.int64))
+        return known
+
+    def worth_hashing(self, size: int) -> bool:
+        if self._sizes is None:
+            return True
+        at = int(np.searchsorted(self._sizes, size))
+        return at < len(self._sizes) and self._sizes[at] == size
 
     def __len__(self) -> int:
         return len(self._keys)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple, Protocol
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import and_, delete, false, func, or_, select, update
@@ -23,6 +23,7 @@ from mmsearch.paths import as_folder, is_at_or_under
 from mmsearch.records import ImageRecord, Words
 from mmsearch.results import ImageHit
 from mmsearch.storage.engine import bump_generation, chunked, get_setting, set_setting
+from mmsearch.storage.identity import FileIdentity
 from mmsearch.storage.place_names import (
     PlaceCount,
     count_places,
@@ -30,26 +31,11 @@ from mmsearch.storage.place_names import (
     replace_place_words,
 )
 from mmsearch.storage.schema import ImageRow, ImageText, SkippedFile
-from mmsearch.storage.transaction import WriteTransaction
 
 SHOT_COLUMNS = tuple(f.name for f in dataclasses.fields(Shot))
 # Words that come with a picture's content, which a copy of it shares (names do not; place
 # names are derived from the position, a shot column).
 CONTENT_KINDS = ("metadata", "ocr")
-
-
-class IndexUpdates(Protocol):
-    """What a write tells the derived vector indexes
-    (:class:`~mmsearch.index.derived.DerivedIndexes`)."""
-
-    def apply(self, modality: str, generation: int, *, remove=None, add=None) -> None: ...
-
-
-class VectorAdmission(Protocol):
-    """Who vouches for vectors before they are stored
-    (:class:`~mmsearch.library_model.LibraryModel`)."""
-
-    def admit(self, session: Session, vectors: np.ndarray) -> None: ...
 
 
 class StoredFile(NamedTuple):
@@ -70,25 +56,7 @@ class StoredImage(NamedTuple):
     vector: np.ndarray
 
 
-class StoragePart:
-    """A part of a library's database with vectors: it reads through ``engine``, writes through
-    ``write`` (a transaction under the writer lock), has ``model`` vouch for new vectors, and
-    tells ``indexes`` what each committed write changed."""
-
-    def __init__(
-        self,
-        engine,
-        write: Callable[[], WriteTransaction],
-        indexes: IndexUpdates,
-        model: VectorAdmission,
-    ):
-        self._engine = engine
-        self._write = write
-        self._indexes = indexes
-        self._model = model
-
-
-class ImageCatalogue(StoragePart):
+class ImageCatalogue(FileIdentity):
     """The images of one library (see the module docstring)."""
 
     def __init__(self, *args, **kwargs):
@@ -230,7 +198,7 @@ class ImageCatalogue(StoragePart):
                 row.width, row.height, row.format = record.width, record.height, record.format
                 row.content_hash = record.content_hash
                 row.taken_at, row.taken_from = record.taken_at, record.taken_from
-                row.sidecar_mtime_ns = record.sidecar_mtime_ns
+                row.sidecar_mtime_ns, row.inode = record.sidecar_mtime_ns, record.inode
                 for name in SHOT_COLUMNS:
                     setattr(row, name, getattr(record, name))
                 for name, value in place.items():

@@ -115,6 +115,7 @@ _ADDED_COLUMNS = {
         "country_code": "ALTER TABLE images ADD COLUMN country_code VARCHAR(2)",
         "rating": "ALTER TABLE images ADD COLUMN rating INTEGER",
         "sidecar_mtime_ns": "ALTER TABLE images ADD COLUMN sidecar_mtime_ns BIGINT",
+        "inode": "ALTER TABLE images ADD COLUMN inode BIGINT",
     },
 }
 

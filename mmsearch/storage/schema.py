@@ -81,6 +81,9 @@ class ImageRow(Base):
     # sidecar read with the file (schema 6): a changed sidecar is read again, nothing encoded.
     rating: Mapped[int | None] = mapped_column(Integer)
     sidecar_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    # The file's inode (schema 6): a renamed or moved file is recognised without reading it
+    # (mmsearch.storage.identity). NULL where the file system has none.
+    inode: Mapped[int | None] = mapped_column(BigInteger, index=True)
     indexed_at: Mapped[float] = mapped_column(Float)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
 

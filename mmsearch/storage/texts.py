@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 from mmsearch.errors import InputError
 from mmsearch.records import TextRecord
 from mmsearch.results import CollectionInfo, TextHit
-from mmsearch.storage.catalogue import StoragePart, as_vectors
+from mmsearch.storage.catalogue import as_vectors
 from mmsearch.storage.engine import bump_generation
+from mmsearch.storage.part import StoragePart
 from mmsearch.storage.schema import Collection, TextRow
 
 
