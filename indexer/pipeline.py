@@ -172,10 +172,13 @@ def _index(library, paths, include_hidden, exclude, run: Run):
 
     skipped_before = library.images.skipped_state()
     todo: list[FoundFile] = []
+    inodes = {}  # of unchanged images stored before inodes were kept
     for file in found.files:
         known = stored.get(file.path)
         if known and (known.size, known.mtime_ns) == (file.size, file.mtime_ns):
             summary.unchanged += 1
+            if known.inode != file.inode:
+                inodes[file.path] = file.inode
             continue
         earlier = skipped_before.get(file.path)
         # A file skipped for want of a decoder is retried: installing one changes the outcome.
@@ -185,6 +188,8 @@ def _index(library, paths, include_hidden, exclude, run: Run):
             continue
         todo.append(file)
 
+    if inodes:
+        library.images.set_inodes(inodes)
     moves = library.images.moved_files(f for f in todo if f.path not in stored)
     if moves:
         library.images.move_images(moves)

@@ -340,3 +340,14 @@ def test_library_folder_inside_an_indexed_folder_is_never_indexed(cli, photos):
     assert f"the library folder {library} lies inside an indexed folder" in result.stdout
     found = cli("search", "a red circle", "-k", "30", "--paths-only", library_dir=library)
     assert not any("thumbnails" in p for p in found.stdout.splitlines())
+
+
+def test_a_library_from_before_inodes_learns_them_and_then_recognises_renames(library, photos):
+    db = sqlite3.connect(library.library_dir / "library.db")
+    db.execute("UPDATE images SET inode = NULL")  # as schema 5 had none
+    db.commit()
+    db.close()
+    assert index_paths(library, [photos], workers=0).unchanged == 27  # inodes learnt, no read
+    (photos / "blue_circle_1.png").rename(photos / "renamed.png")
+    summary = index_paths(library, [photos], workers=0)
+    assert (summary.moved, summary.added, summary.removed) == (1, 0, 0)

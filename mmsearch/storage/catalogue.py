@@ -44,6 +44,7 @@ class StoredFile(NamedTuple):
     mtime_ns: int
     content_hash: str | None
     sidecar_mtime_ns: int | None = None  # of the XMP sidecar read with it
+    inode: int | None = None
 
 
 class StoredImage(NamedTuple):
@@ -71,7 +72,7 @@ class ImageCatalogue(FileIdentity):
         """path → what is stored of each image, optionally only those at or below the given
         absolute paths (folders or files)."""
         stmt = select(ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns,
-                      ImageRow.content_hash, ImageRow.sidecar_mtime_ns)  # fmt: skip
+                      ImageRow.content_hash, ImageRow.sidecar_mtime_ns, ImageRow.inode)  # fmt: skip
         if under is not None:
             # Ranges of the path index: only the rows asked for are read, not the whole library.
             stmt = stmt.where(or_(false(), *(_at_or_below(p) for p in under)))

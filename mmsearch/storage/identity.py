@@ -75,6 +75,12 @@ class FileIdentity(StoragePart):
                         moves[new.path] = old
         return moves
 
+    def set_inodes(self, inodes: Mapping[str, int]) -> None:
+        """Store the inodes of unchanged images (rows from before inodes were kept)."""
+        with self._write() as session:
+            for path, inode in inodes.items():
+                session.execute(update(ImageRow).where(ImageRow.path == path).values(inode=inode))
+
     def move_images(self, moves: Mapping[str, str]) -> None:
         """Give stored images their new paths (new → old), with their file and folder names."""
         with self._write() as session:
