@@ -11,6 +11,7 @@ the report says so.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from mmsearch.encoders.registry import weights_id
 from mmsearch.errors import DatabaseError
+from mmsearch.imaging.fingerprint import content_hash
 from mmsearch.index.derived import MODALITIES, ROWS
 from mmsearch.index.faiss_index import FaissIndex
 from mmsearch.library import Library
@@ -42,10 +44,12 @@ class Problem:
         return asdict(self)
 
 
-def check_library(library: Library) -> list[Problem]:
-    """Everything wrong with the library; an empty list means it is consistent."""
+def check_library(library: Library, *, files: bool = False) -> list[Problem]:
+    """Everything wrong with the library; an empty list means it is consistent. ``files``
+    also reads every unchanged image file whose hash is stored, to prove it (``--files``)."""
     try:
-        return _check_all(library)
+        problems = _check_all(library)
+        return problems + _check_files(library) if files and not problems else problems
     except DatabaseError as exc:
         return [damaged_database(str(exc.orig))]
 
@@ -78,6 +82,8 @@ def repair_library(library: Library, problems: list[Problem]) -> list[str]:
     """Repair what the problems allow; returns what was done, one line each."""
     done = []
     parts = {p.part for p in problems if p.repairable}
+    if "files" in parts:
+        parts.add("images:files")  # image rows removed: their index is rebuilt too
     dim = _stored_dim(library)
     if "images" in parts:
         bad = _bad_vectors(library, "images", dim)
@@ -85,6 +91,13 @@ def repair_library(library: Library, problems: list[Problem]) -> list[str]:
         done.append(
             f"removed {removed} images with damaged vectors; `mmsearch index` on their folders "
             "encodes them again"
+        )
+    if "files" in parts:
+        wrong = _files_changed_in_place(library)
+        removed = library.images.remove_images(library.images.paths_of(wrong))
+        done.append(
+            f"removed {removed} images whose files changed under an unchanged time; `mmsearch "
+            "index` on their folders encodes them again"
         )
     if "texts" in parts:
         done.append(_reencode_texts(library, _bad_vectors(library, "texts", dim)))
@@ -103,7 +116,7 @@ def repair_library(library: Library, problems: list[Problem]) -> list[str]:
             gone = session.execute(delete(SkippedFile).where(SkippedFile.path.in_(indexed)))
         done.append(f"dropped {gone.rowcount} skip records of files that are indexed")
     for modality in MODALITIES:
-        if f"{modality}.faiss" in parts or modality in parts:
+        if f"{modality}.faiss" in parts or modality in parts or f"{modality}:files" in parts:
             count = library.rebuild_index(modality)
             done.append(f"rebuilt {library.index_path(modality).name} from the database ({count})")
     return done
@@ -223,6 +236,42 @@ def _check_index(library: Library, modality: str, dim, *, exclude) -> list[Probl
         message = f"{len(mismatched)} items have other vectors in {path} (ids {_some(mismatched)})"
         problems.append(Problem(part, message, repairable=True))
     return problems
+
+
+def _check_files(library: Library) -> list[Problem]:
+    wrong = _files_changed_in_place(library)
+    if not wrong:
+        return []
+    return [
+        Problem(
+            "files",
+            f"{len(wrong)} files no longer hold the content stored for them, though their size "
+            f"and time are unchanged (damaged on disk?), ids {_some(wrong)}",
+            repairable=True,
+        )
+    ]
+
+
+def _files_changed_in_place(library: Library) -> list[int]:
+    """Stored hashes against the files: a file whose size and modification time are as
+    stored but whose bytes are not (bit rot, a tool that kept the time) would never be encoded
+    again, since indexing trusts size and time. Files that are gone or changed are left to
+    ``index``; files stored without a hash (no copy of them was ever possible) are not read."""
+    stmt = select(ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns,
+                  ImageRow.content_hash).where(ImageRow.content_hash.is_not(None))  # fmt: skip
+    with Session(library.engine) as session:
+        rows = session.execute(stmt).all()
+    wrong = []
+    for image_id, path, size, mtime_ns, stored in rows:
+        try:
+            stat = os.stat(path)
+            if (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns):
+                continue
+            if content_hash(path, library.images.hash_algorithm) != stored:
+                wrong.append(image_id)
+        except OSError:
+            continue
+    return wrong
 
 
 def _check_skipped(library: Library) -> list[Problem]:

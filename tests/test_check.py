@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 
@@ -158,3 +159,25 @@ def test_corrupt_database_is_reported_not_repaired(cli, indexed):
     assert search.exit_code == 1
     assert search.stderr.startswith("Error: the library database cannot be read or written (")
     assert search.stderr.rstrip().endswith("`mmsearch check` says what is wrong")
+
+
+def test_files_prove_their_stored_hashes(cli, indexed, photos):
+    """``--files`` reads every file with a stored hash: one changed under an unchanged size and
+    time (damage on disk) is found and, repaired, encoded again by the next index."""
+    original = photos / "red_circle_0.png"
+    shutil.copy(original, photos / "copy.png")  # a copy: both files are hashed
+    assert cli("index", str(photos)).exit_code == 0
+    code, out = _check(cli, "--files")
+    assert code == 0, out
+    stat = original.stat()
+    data = bytearray(original.read_bytes())
+    data[-20] ^= 0xFF  # one flipped byte, inside the PNG's last chunk
+    original.write_bytes(bytes(data))
+    os.utime(original, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the time kept
+    assert _check(cli)[0] == 0  # nothing else reads the files
+    code, out = _check(cli, "--files")
+    assert code == 1 and "problem [files]: 1 files no longer hold the content stored" in out
+    code, out = _check(cli, "--files", "--repair")
+    assert code == 0 and "removed 1 images whose files changed" in out, out
+    summary = json.loads(cli("index", str(photos), "--json").stdout)
+    assert summary["added"] == 1

@@ -26,6 +26,12 @@ def check(
     repair: Annotated[
         bool, typer.Option("--repair", help="Rebuild what is derived: indexes, damaged vectors.")
     ] = False,
+    files: Annotated[
+        bool,
+        typer.Option(
+            "--files", help="Also read every image file with a stored hash, to prove it (slow)."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify the library: database, model, vectors and indexes. Exit 1 if anything is wrong."""
@@ -35,10 +41,10 @@ def check(
     repaired, where, counts = [], resolve_library_dir(library), ""
     try:
         with open_library_for(library, db_url=db_url) as lib:
-            problems = check_library(lib)
+            problems = check_library(lib, files=files)
             if repair and any(p.repairable for p in problems):
                 repaired = repair_library(lib, problems)
-                problems = check_library(lib)
+                problems = check_library(lib, files=files)
             if not problems:
                 details = lib.info()
                 counts = f"{details.images} images, {details.texts} texts"
