@@ -68,6 +68,7 @@ def measure(folder: str, model: str, limit: int, image_precision: str = "auto") 
     from indexer.decode import decode_for_model
     from indexer.workers import decode_all
     from mmsearch import open_library
+    from mmsearch.imaging.fingerprint import KnownContent
 
     logging.getLogger().setLevel(logging.ERROR)
     Image.MAX_IMAGE_PIXELS = None  # the naive path decodes what the others accepted
@@ -77,7 +78,8 @@ def measure(folder: str, model: str, limit: int, image_precision: str = "auto") 
     decode = partial(decode_for_model, cfg=cfg, max_pixels=2 * 89_478_485)
 
     started = time.perf_counter()
-    decoded = decode_all(files, decode, None, 4 * BATCH, frozenset())  # one worker per core
+    # One worker per core; nothing known, every file hashed (as a run that could meet copies)
+    decoded = decode_all(files, decode, None, 4 * BATCH, KnownContent())
     decoded = [d for d in decoded if d.reason is None]
     decode_s = time.perf_counter() - started
     pictures = np.stack([d.pixels for d in decoded])

@@ -140,7 +140,9 @@ def test_sigkill_at_random_moments(folder, tmp_path, tiny_model):
     assert got["skipped"] == expected["skipped"] and len(expected["skipped"]) == 2
     assert got["images"].keys() == expected["images"].keys()
     for path, (digest, vector) in expected["images"].items():
-        assert got["images"][path][0] == digest
+        # A hash is stored where a copy was possible, which depends on the files a run met;
+        # where stored, it is the file's.
+        assert {digest, got["images"][path][0]} <= {None, content_hash(path)}
         np.testing.assert_allclose(got["images"][path][1], vector, atol=1e-5)
     _assert_answers_consistently(library, tiny_model)
 

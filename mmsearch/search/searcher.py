@@ -343,11 +343,29 @@ class Searcher:
             vector, twins = self.images.with_content(digest)
             if vector is not None:
                 return vector, twins
+            twin = self._unhashed_twin(path, digest)
+            if twin is not None:
+                return twin.vector, {twin.id}
         try:
             picture = load_image(path, min_size=self.model.encoder.preprocess.size)
         except ImageError as exc:
             raise InputError(f"cannot use {image} as a query image: {exc}") from exc
         return self._encode_picture(picture), set()
+
+    def _unhashed_twin(self, path: str, digest: str):
+        """A stored image with this content that was stored without a hash (no copy of it was
+        possible then): its file, if unchanged, is hashed now to compare (not stored: a query
+        never writes). Few files share a size, so this reads one file or none."""
+        for twin_path, (size, mtime_ns) in self.images.unhashed([os.path.getsize(path)]).items():
+            try:
+                stat = os.stat(twin_path)
+                if (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns):
+                    continue
+                if content_hash(twin_path, self.images.hash_algorithm) == digest:
+                    return self.images.stored_image(twin_path)
+            except OSError:
+                continue
+        return None
 
     def _encode_picture(self, picture: Image.Image) -> np.ndarray:
         pixels = fit_to_model(picture, self.model.encoder.preprocess)
