@@ -14,7 +14,7 @@ from PIL import Image
 from indexer import index_paths
 from mmsearch import InputError, open_library
 from mmsearch.imaging.exif import shot_details
-from mmsearch.search.terms import ImageFilter, parse_range
+from mmsearch.search.terms import ImageFilter, parse_exposure, parse_range
 
 EXIFTOOL = shutil.which("exiftool")
 pytestmark = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool (.ci/run installs it)")
@@ -64,6 +64,16 @@ def test_ranges_are_read_as_photographers_write_them():
         parse_range("35-20", "--focal")
     with pytest.raises(InputError, match="--focal 'wide' is not a number"):
         parse_range("wide", "--focal")
+    assert parse_exposure("1/250") == (0.004, 0.004)
+    assert parse_exposure("1/250-1/60") == (0.004, 1 / 60)
+    assert parse_exposure("-1/500") == (None, 0.002)
+    assert parse_exposure("30s-") == (30, None)
+    with pytest.raises(InputError, match="runs backwards"):
+        parse_exposure("1/60-1/250")
+    with pytest.raises(InputError, match="divides by zero"):
+        parse_exposure("1/0")
+    with pytest.raises(InputError, match="is not a time"):
+        parse_exposure("fast")
 
 
 def _names(hits) -> set[str]:
@@ -83,6 +93,8 @@ def test_filters_by_camera_lens_focal_aperture_and_iso(tmp_path, tiny_model, sho
         assert only(focal=(20, 35)) == {"street.jpg", "portrait.jpg"}  # 35 mm equivalents
         assert only(aperture=(1.4, 2.8)) == {"street.jpg", "portrait.jpg"}
         assert only(iso=(None, 800)) == {"street.jpg", "portrait.jpg"}
+        assert only(exposure=(None, 1 / 500)) == {"portrait.jpg"}  # 1/1000
+        assert only(exposure=(1 / 250, 1 / 60)) == {"street.jpg", "wedding.jpg"}
         assert only(camera="sony", iso=(None, 800)) == {"portrait.jpg"}
         with pytest.raises(InputError, match="no image in the library matches the filters"):
             only(camera="Leica")
@@ -99,6 +111,8 @@ def test_the_cli_filters_by_how_a_picture_was_taken(cli, shots):
         "XF23mmF2 R WR",
     )
     assert hits["portrait.jpg"]["camera"] == "SONY ILCE-7M3"
+    fast = cli("search", "a photo", "--exposure", "-1/500", "--json")
+    assert [h["path"].rsplit("/", 1)[1] for h in json.loads(fast.stdout)] == ["portrait.jpg"]
     bad = cli("search", "a photo", "--focal", "wide")
     assert bad.exit_code == 1 and "--focal 'wide' is not a number" in bad.stderr
 

@@ -97,6 +97,12 @@ FocalOpt = Annotated[
 ApertureOpt = Annotated[
     str | None, typer.Option(help="F-number: 2.8, 1.4-2.8.", show_default=False)
 ]
+ExposureOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Exposure time in seconds: 1/250, 1/250-1/60, -1/500, 1-.", show_default=False
+    ),
+]
 IsoMaxOpt = Annotated[
     int | None, typer.Option("--iso-max", min=1, help="Only pictures shot at this ISO or lower.")
 ]

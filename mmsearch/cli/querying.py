@@ -18,6 +18,7 @@ from mmsearch.cli._common import (
     DedupThresholdOpt,
     DeviceOpt,
     ExactOpt,
+    ExposureOpt,
     FocalOpt,
     FromOpt,
     HtmlOpt,
@@ -89,6 +90,7 @@ def search(
     lens: LensOpt = None,
     focal: FocalOpt = None,
     aperture: ApertureOpt = None,
+    exposure: ExposureOpt = None,
     iso_max: IsoMaxOpt = None,
     near: NearOpt = None,
     radius: RadiusOpt = None,
@@ -117,7 +119,8 @@ def search(
     terms = [QueryTerm.parse(query)]
     terms += [QueryTerm.parse(t) for t in plus or []]
     terms += [QueryTerm.parse(t, sign=-1.0) for t in minus or []]
-    shot = _shot(camera, lens, focal, aperture, iso_max) | _where(near, radius, country, place)
+    shot = _shot(camera, lens, focal, aperture, exposure, iso_max)
+    shot |= _where(near, radius, country, place)
     shot["min_rating"] = min_rating
     where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type, shot)
     with open_library_for(library, model, device, db_url, query=True) as lib:
@@ -148,15 +151,16 @@ def _contact_sheet(hits, title: str, html: Path | None, open_results: bool, word
         typer.launch(str(html), wait=True)  # the viewer forks; no zombie
 
 
-def _shot(camera, lens, focal, aperture, iso_max) -> dict:
-    """The camera filters (ImageFilter's camera, lens, focal, aperture and iso)."""
-    from mmsearch.search.terms import parse_range
+def _shot(camera, lens, focal, aperture, exposure, iso_max) -> dict:
+    """The camera filters (ImageFilter's camera, lens, focal, aperture, exposure and iso)."""
+    from mmsearch.search.terms import parse_exposure, parse_range
 
     return {
         "camera": camera,
         "lens": lens,
         "focal": parse_range(focal, "--focal") if focal else None,
         "aperture": parse_range(aperture, "--aperture") if aperture else None,
+        "exposure": parse_exposure(exposure) if exposure else None,
         "iso": (None, iso_max) if iso_max else None,
     }
 
@@ -210,6 +214,7 @@ def similar(
     lens: LensOpt = None,
     focal: FocalOpt = None,
     aperture: ApertureOpt = None,
+    exposure: ExposureOpt = None,
     iso_max: IsoMaxOpt = None,
     near: NearOpt = None,
     radius: RadiusOpt = None,
@@ -233,7 +238,8 @@ def similar(
 ) -> None:
     """Find images that look like an image (the image itself is left out)."""
     check_output_options(as_json, paths_only)
-    shot = _shot(camera, lens, focal, aperture, iso_max) | _where(near, radius, country, place)
+    shot = _shot(camera, lens, focal, aperture, exposure, iso_max)
+    shot |= _where(near, radius, country, place)
     shot["min_rating"] = min_rating
     where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type, shot)
     with open_library_for(library, model, device, db_url, query=True) as lib:

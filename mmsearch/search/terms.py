@@ -80,6 +80,7 @@ class ImageFilter:
     focal: tuple[float | None, float | None] | None = None
     aperture: tuple[float | None, float | None] | None = None
     iso: tuple[float | None, float | None] | None = None
+    exposure: tuple[float | None, float | None] | None = None  # seconds
     # Where (GPS): within radius_km of a position; a country by its ISO code ("PT"); a place
     # whose town, region or country name is this (any case).
     near: tuple[float, float, float] | None = None  # (latitude, longitude, radius_km)
@@ -150,7 +151,8 @@ class ImageFilter:
             found.append(lens.contains(squeezed, autoescape=True))
         focal = func.coalesce(ImageRow.focal_35mm, ImageRow.focal_mm)
         for column, span in ((focal, self.focal), (ImageRow.aperture, self.aperture),
-                             (ImageRow.iso, self.iso)):  # fmt: skip
+                             (ImageRow.iso, self.iso),
+                             (ImageRow.exposure_s, self.exposure)):  # fmt: skip
             if span is not None:
                 low, high = span
                 found += [column >= low] if low is not None else []
@@ -181,7 +183,8 @@ class ImageFilter:
             parts.append(f"camera {self.camera!r}")
         if self.lens:
             parts.append(f"lens {self.lens!r}")
-        for name, span in (("focal", self.focal), ("aperture", self.aperture), ("iso", self.iso)):
+        for name, span in (("focal", self.focal), ("aperture", self.aperture), ("iso", self.iso),
+                           ("exposure", self.exposure)):  # fmt: skip
             if span is not None:
                 parts.append(f"{name} {_span(span)}")
         if self.near is not None:
@@ -234,6 +237,39 @@ def parse_range(value: str, name: str) -> tuple[float | None, float | None]:
     if low is not None and high is not None and low > high:
         raise InputError(f"{name} {value!r} runs backwards; write the lower number first")
     return low, high
+
+
+_EXPOSURE = re.compile(
+    r"(?P<low>\d+(?:\.\d+)?(?:/\d+)?)?\s*s?\s*(?P<dash>-)?\s*(?P<high>\d+(?:\.\d+)?(?:/\d+)?)?\s*s?"
+)
+
+
+def parse_exposure(value: str) -> tuple[float | None, float | None]:
+    """An exposure time or range in seconds as cameras write it: ``1/250``, ``1/250-1/60``,
+    ``-1/500`` (that fast or faster), ``1-`` (a second or longer), ``30s``.
+
+    Raises:
+        InputError: not a time or a range of times, or a range that runs backwards.
+    """
+    match = _EXPOSURE.fullmatch(value.strip().lower())
+    if not match or not (match["low"] or match["high"]):
+        raise InputError(f"--exposure {value!r} is not a time or a range such as 1/250-1/60")
+    try:
+        low, high = (_seconds(match[end]) for end in ("low", "high"))
+    except ZeroDivisionError:
+        raise InputError(f"--exposure {value!r} divides by zero") from None
+    if match["dash"] is None:
+        high = low
+    if low is not None and high is not None and low > high:
+        raise InputError(f"--exposure {value!r} runs backwards; write the shorter time first")
+    return low, high
+
+
+def _seconds(text: str | None) -> float | None:
+    if text is None:
+        return None
+    number, _, denominator = text.partition("/")
+    return float(number) / float(denominator) if denominator else float(number)
 
 
 def _span(span) -> str:

@@ -22,7 +22,13 @@ from mmsearch.library import Library
 from mmsearch.places import parse_near
 from mmsearch.results import MAX_RESULTS
 from mmsearch.search.fusion import DEFAULT_MODE
-from mmsearch.search.terms import ImageFilter, QueryTerm, Relevance, parse_range
+from mmsearch.search.terms import (
+    ImageFilter,
+    QueryTerm,
+    Relevance,
+    parse_exposure,
+    parse_range,
+)
 
 PAGE = Path(__file__).parent / "web" / "index.html"
 THUMBNAIL_SIZE = 256
@@ -296,6 +302,7 @@ def _filter(params) -> ImageFilter | None:
         lens=get("lens"),
         focal=parse_range(get("focal"), "focal") if get("focal") else None,
         aperture=parse_range(get("aperture"), "aperture") if get("aperture") else None,
+        exposure=parse_exposure(get("exposure")) if get("exposure") else None,
         iso=(None, _count(get("iso_max"), "iso_max", 10**7)) if get("iso_max") else None,
         near=parse_near(get("near"), get("radius")) if get("near") else None,
         country=get("country"),
