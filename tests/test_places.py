@@ -1,6 +1,7 @@
-"""Places: GPS positions read from EXIF (written by exiftool, or by Pillow where a photo needs to
-be malformed), named offline after the nearest town, filtered inside the search, searchable as
-words, listed by ``mmsearch places``, and filled in for libraries made before."""
+"""Places: GPS positions read from the EXIF of JPEG and DNG files (written by exiftool, or by
+Pillow where a photo must be malformed), named offline after the nearest town, filtered inside
+the search, searchable as words, listed by ``mmsearch places``, and filled in for libraries
+made before."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from mmsearch import InputError, open_library
 from mmsearch.imaging.exif import shot_details
 from mmsearch.places import bounding_box, distance_km, find_place, name_places, parse_radius
 from mmsearch.search.terms import ImageFilter
+from tests.helpers.raw_photos import drawing, save_camera_raw
 
 EXIFTOOL = shutil.which("exiftool")
 pytestmark = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool (.ci/run installs it)")
@@ -62,6 +64,8 @@ def travels(photos):
                            ("zero_denominator.jpg", IFDRational(38, 0))):  # fmt: skip
         Image.open(source).convert("RGB").save(photos / name)
         _pillow_position(photos / name, latitude, IFDRational(10))
+    save_camera_raw(photos / "porto.dng", drawing(), preview_size=400)  # a RAW file's EXIF
+    _exiftool_position(photos / "porto.dng", 41.1496, -8.6110)
     Image.open(source).convert("RGB").save(photos / "maker_note.jpg")
     _pillow_position(photos / "maker_note.jpg", IFDRational(35, 1), IFDRational(13976, 100),
                      maker_note=b"\xff\xfe\x80\x81 not UTF-8")  # fmt: skip
@@ -121,15 +125,16 @@ def test_filters_by_place_run_inside_the_search(tmp_path, tiny_model, travels):
         def only(**where) -> set[str]:
             return _names(lib.search_text("a photo", k=50, where=ImageFilter(**where)))
 
-        assert only(country="pt") == {"lisbon.jpg", "belem.jpg"}
+        assert only(country="pt") == {"lisbon.jpg", "belem.jpg", "porto.dng"}
         assert only(place="kyoto") == {"kyoto.jpg"}
-        assert only(place="Portugal") == {"lisbon.jpg", "belem.jpg"}  # a country's name
+        assert only(place="Portugal") == {"lisbon.jpg", "belem.jpg", "porto.dng"}  # a country
+        assert only(place="porto") == {"porto.dng"}
         assert only(near=(38.7139, -9.1394, 2)) == {"lisbon.jpg"}  # Belém is 6 km away
         assert only(near=(38.7139, -9.1394, 10)) == {"lisbon.jpg", "belem.jpg"}
         assert only(near=(40.0, -40.0, 5)) == {"atlantic.jpg"}  # no place name, still near
         places = {(p.city, p.country_code): p.images for p in lib.places()}
         assert places[("Kehl", "DE")] == 1 and places[(None, None)] == 1  # the one at sea
-        assert sum(places.values()) == 6  # maker_note.jpg (Tokyo) too; null island is none
+        assert sum(places.values()) == 7  # maker_note.jpg (Tokyo) too; null island is none
 
 
 def test_the_cli_filters_and_lists_places(cli, travels):
@@ -149,8 +154,8 @@ def test_the_cli_filters_and_lists_places(cli, travels):
     listed = cli("places", "--json")
     assert listed.exit_code == 0, listed.output
     rows = json.loads(listed.stdout)
-    assert sum(r["images"] for r in rows if r["country_code"] == "PT") == 2
-    assert {r["region"] for r in rows if r["country_code"] == "PT"} == {"Lisbon"}
+    assert sum(r["images"] for r in rows if r["country_code"] == "PT") == 3
+    assert {r["region"] for r in rows if r["country_code"] == "PT"} == {"Lisbon", "Porto"}
     assert rows[-1]["city"] is None  # the one at sea comes last
     table = cli("places").stdout
     assert "far from any town" in table and "Kehl" in table
