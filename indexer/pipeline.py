@@ -3,9 +3,11 @@
 The encoder is the expensive step, so decoding runs ahead of it in worker processes with a
 bounded number of files in flight (memory stays flat however large the folder). Every batch is
 stored in its own transaction, so an interrupted run loses at most the batch in flight and the
-next run carries on from there: unchanged files are recognised by size and modification time.
-A file that did change is hashed; content the library already holds (a moved, renamed, duplicated
-or merely touched file) takes its stored embedding instead of being decoded and encoded again.
+next run carries on from there: unchanged files are recognised by size and modification time,
+files renamed or moved on their disk by their inode too. A new or changed file that could be a
+copy (see :mod:`mmsearch.storage.identity`) is hashed; content the library already holds (a
+duplicate, a file moved from another disk or merely touched) takes its stored embedding instead
+of being decoded and encoded again.
 """
 
 from __future__ import annotations
@@ -255,7 +257,8 @@ def _count_ocr(summary: IndexSummary, decoded: Decoded) -> None:
 
 
 def _shot(source) -> dict:
-    """The camera columns of what was decoded, or of the stored copy reused."""
+    """The shot columns (camera, exposure, position, rating) of what was decoded, or of the
+    stored copy reused."""
     if isinstance(source, Decoded):
         return source.shot.as_columns()
     return {name: getattr(source, name) for name in SHOT_COLUMNS}
