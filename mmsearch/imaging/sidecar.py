@@ -2,9 +2,9 @@
 ``IMG_1234.xmp`` as Lightroom does) where photo tools keep what a user adds: keywords, a
 title, a description, a rating, a GPS position from geotagging.
 
-The same reading serves XMP embedded in a picture (a rating Lightroom exported into a JPEG).
-Parsed with defusedxml (no entity tricks); a sidecar that cannot be read is left out, with
-why, and the photo indexed without it.
+The sidecar's words follow the picture's own (``embedded_text``), and its rating and geotag
+replace the picture's. Parsed with defusedxml (no entity tricks); a sidecar that cannot be
+read is left out, with why, and the photo indexed without it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from mmsearch.imaging.exif import Shot
 from mmsearch.places import checked_position
 
 _WORD_KEYS = {"title", "description", "subject", "hierarchicalSubject", "Headline", "Label"}
-_SKIPPED = {"lang", "about", "xmptk", "parseType"}
 MAX_SIDECAR_BYTES = 4 * 2**20  # a sidecar is a few kilobytes; more is not one
 
 
