@@ -130,8 +130,10 @@ class ImageCatalogue(FileIdentity):
         paths, shots = list(settings), list(settings.values())
         places = place_columns(shots)
         with self._write() as session:
-            stmt = select(ImageRow.path, ImageRow.id).where(ImageRow.path.in_(paths))
-            ids = dict(session.execute(stmt).all())
+            ids = {}
+            for chunk in chunked(paths):
+                stmt = select(ImageRow.path, ImageRow.id).where(ImageRow.path.in_(chunk))
+                ids.update(session.execute(stmt).all())
             for path, shot, place in zip(paths, shots, places, strict=True):
                 values = {**shot.as_columns(), **place, "sidecar_mtime_ns": sidecars.get(path)}
                 session.execute(update(ImageRow).where(ImageRow.path == path).values(**values))
