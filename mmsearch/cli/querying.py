@@ -74,7 +74,8 @@ def search(
     mode: Annotated[
         str,
         typer.Option(
-            help="hybrid: the picture's meaning and its words (names, metadata, descriptions) "
+            help="hybrid: the picture's meaning and its words (names, metadata, descriptions, "
+            "places) "
             "together; semantic: meaning only; keyword: words only."
         ),
     ] = DEFAULT_MODE,
@@ -286,7 +287,8 @@ def text(
     db_url: DbUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the words the library keeps for an image: names, metadata, descriptions, OCR."""
+    """Show the words the library keeps for an image: names, metadata, descriptions, OCR,
+    places."""
     with open_library_for(library, db_url=db_url) as lib:
         texts = lib.image_texts(image)
     if as_json:

@@ -49,7 +49,7 @@ def thumbnail_uri(path: str, size: int = THUMBNAIL) -> str | None:
 
 
 KIND_NAMES = {"name": "name", "metadata": "keywords", "description": "description",
-              "ocr": "text in the picture"}  # fmt: skip
+              "ocr": "text in the picture", "place": "place"}  # fmt: skip
 
 
 def why(hit: ImageHit, words: Sequence[str]) -> str:
