@@ -75,8 +75,7 @@ def search(
         str,
         typer.Option(
             help="hybrid: the picture's meaning and its words (names, metadata, descriptions, "
-            "places) "
-            "together; semantic: meaning only; keyword: words only."
+            "places) together; semantic: meaning only; keyword: words only."
         ),
     ] = DEFAULT_MODE,
     k: TopK = 10,
