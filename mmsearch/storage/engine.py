@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 from sqlalchemy import bindparam, create_engine, event, inspect, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
 
@@ -43,10 +43,14 @@ def open_engine(url: str, *, create: bool) -> Engine:
         LibraryError: the URL is malformed, the database cannot be opened, or it was written by
             a newer mmsearch.
     """
+    shown = url
     try:
-        engine = create_engine(url)
+        shown = make_url(url).render_as_string(hide_password=True)  # messages never show it
+        server = not url.startswith("sqlite")
+        # A server that does not answer is an error within seconds, never a hang.
+        engine = create_engine(url, connect_args={"connect_timeout": 10} if server else {})
     except (ArgumentError, ImportError) as exc:
-        raise LibraryError(f"cannot use database URL {url!r}: {exc}") from exc
+        raise LibraryError(f"cannot use database URL {shown!r}: {exc}") from exc
     event.listen(engine, "handle_error", _translate_error)
     read_only = engine.dialect.name == "sqlite" and "mode=ro" in url  # see location.sqlite_url
     if engine.dialect.name == "sqlite":
@@ -63,25 +67,29 @@ def open_engine(url: str, *, create: bool) -> Engine:
                 session.add(Setting(key="content_hash", value=CONTENT_HASH))
                 session.commit()
             elif version is None:
-                raise LibraryError(f"{url} is not an mmsearch library (no schema version)")
+                raise LibraryError(f"{shown} is not an mmsearch library (no schema version)")
             elif int(version.value) > SCHEMA_VERSION:
                 raise LibraryError(
-                    f"{url} was written by a newer mmsearch (schema {version.value}, this one "
+                    f"{shown} was written by a newer mmsearch (schema {version.value}, this one "
                     f"reads {SCHEMA_VERSION}); upgrade mmsearch"
                 )
             elif int(version.value) < SCHEMA_VERSION:
                 if read_only:
                     raise LibraryError(
-                        f"{url} was written by an older mmsearch (schema {version.value}) and "
+                        f"{shown} was written by an older mmsearch (schema {version.value}) and "
                         "must be upgraded, which a read-only library cannot be; open it once "
                         "where it can be written"
                     )
                 _upgrade(engine, int(version.value))
     except DatabaseError as exc:
-        raise LibraryError(
-            f"cannot open library database {url}: {exc.orig} (is the disk full, the folder "
-            "read-only, or the file damaged? `mmsearch check` says more)"
-        ) from exc
+        hint = (
+            "is the server running and reachable, and the user, password (PGPASSWORD or "
+            "~/.pgpass) and database right?"
+            if server
+            else "is the disk full, the folder read-only, or the file damaged? `mmsearch "
+            "check` says more"
+        )
+        raise LibraryError(f"cannot open library database {shown}: {exc.orig} ({hint})") from exc
     return engine
 
 
