@@ -39,6 +39,7 @@ from mmsearch.storage.catalogue import ImageCatalogue
 from mmsearch.storage.engine import get_setting
 from mmsearch.storage.keywords import KeywordIndex
 from mmsearch.storage.query_cache import QueryCache
+from mmsearch.storage.server_lock import ServerLock
 from mmsearch.storage.texts import TextCollections
 from mmsearch.storage.transaction import WriteTransaction
 from mmsearch.storage.writer_lock import WriterLock
@@ -74,7 +75,8 @@ class Library:
         self.library_dir = library_dir
         self.engine = engine
         self.read_only = read_only  # searches work; writes raise LibraryError (see WriterLock)
-        self._writer_lock = WriterLock(library_dir, read_only=read_only)
+        server = ServerLock(engine) if engine.dialect.name == "postgresql" else None
+        self._writer_lock = WriterLock(library_dir, read_only=read_only, server=server)
         self._indexes = DerivedIndexes(engine, library_dir, self._writer_lock)
         self._query_cache = QueryCache(engine)
         self._model = LibraryModel(library_dir, engine, model=model, device=device, encoder=encoder)

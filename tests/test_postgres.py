@@ -128,3 +128,30 @@ def test_a_library_of_the_previous_schema_is_upgraded(cli, photos, tmp_path, db_
     assert (summary["added"], summary["updated"], summary["metadata_read"]) == (0, 0, 27)
     found = cli("search", "a shape", "--country", "JP", "--json", library_dir=tmp_path / "lib")
     assert [h["path"] for h in json.loads(found.stdout)] == [str(photos / "red_circle_0.png")]
+
+
+def test_writers_on_two_machines_are_serialised_by_the_server(tiny_model, photos, tmp_path, db_url):
+    """Two machines share the library through the database, each with its own library folder
+    (so no file lock is shared): the server's advisory lock lets one write at a time, and the
+    other is told who writes."""
+    import os
+    import socket
+
+    from indexer import index_paths
+    from mmsearch import LibraryBusyError, open_library
+
+    with (
+        open_library(tmp_path / "machine-a", model=str(tiny_model), db_url=db_url) as a,
+        open_library(tmp_path / "machine-b", model=str(tiny_model), db_url=db_url) as b,
+    ):
+        with a.writing():
+            who = f"{socket.gethostname()} pid {os.getpid()}"
+            with pytest.raises(
+                LibraryBusyError, match=f"written by another mmsearch process \\({who}"
+            ):
+                index_paths(b, [photos], workers=0)
+            assert b.writing().writer_elsewhere() == who  # what a waiting reader is told
+        assert index_paths(b, [photos], workers=0).added == 27  # released: b writes
+        assert b.writing().writer_elsewhere() is None
+        assert index_paths(a, [photos], workers=0).unchanged == 27  # a sees b's work
+        assert len(a.search_text("a red circle", k=5)) == 5

@@ -1,4 +1,6 @@
-"""One writer per library at a time: an advisory lock on ``write.lock`` in the library folder.
+"""One writer per library at a time: an advisory lock on ``write.lock`` in the library folder,
+and for a library on a database server, the server's lock too (:mod:`.server_lock`), which
+other machines see.
 
 Readers never wait for it (SQLite's WAL gives them a consistent snapshot); they only ask whether
 a writer is at work (:meth:`WriterLock.held_elsewhere`). Writers take it for the whole of a
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 
 from mmsearch.errors import LibraryBusyError, LibraryError
+from mmsearch.storage.server_lock import ServerLock
 
 try:
     import fcntl
@@ -27,9 +30,12 @@ class WriterLock:
     """A reentrant, non-blocking, process-wide writer lock: ``with lock: ...``. Every write
     takes it, so a read-only library's lock refuses with a message that says why."""
 
-    def __init__(self, library_dir: Path, *, read_only: bool = False):
+    def __init__(
+        self, library_dir: Path, *, read_only: bool = False, server: ServerLock | None = None
+    ):
         self._library_dir = library_dir
         self._read_only = read_only
+        self._server = server  # a database server's lock, which other machines see too
         self._fd: int | None = None
         self._depth = 0
 
@@ -41,9 +47,12 @@ class WriterLock:
 
     def __exit__(self, *exc) -> None:
         self._depth -= 1
-        if self._depth == 0 and self._fd is not None:
-            os.close(self._fd)  # closing releases the lock
-            self._fd = None
+        if self._depth == 0:
+            if self._server is not None:
+                self._server.release()
+            if self._fd is not None:
+                os.close(self._fd)  # closing releases the lock
+                self._fd = None
 
     def _acquire(self) -> int | None:
         if self._read_only:
@@ -71,6 +80,14 @@ class WriterLock:
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
+        holder = self._server.acquire() if self._server is not None else None
+        if holder is not None:
+            os.close(fd)
+            raise LibraryBusyError(
+                f"library {self._library_dir} is being written by another mmsearch process "
+                f"({holder}, through the same database); wait for it to finish and try again "
+                "(searching works meanwhile)"
+            )
         return fd
 
     def held_elsewhere(self) -> bool:
@@ -85,13 +102,14 @@ class WriterLock:
         try:
             fd = os.open(self._library_dir / LOCK_FILE, os.O_RDONLY)
         except OSError:
-            return None  # never written, or unreadable: nobody to wait for
-        try:
-            if _flock(fd, fcntl.LOCK_SH):
-                return None
-            return os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-        finally:
-            os.close(fd)  # closing releases the shared lock
+            fd = None  # never written, or unreadable: nobody to wait for here
+        if fd is not None:
+            try:
+                if not _flock(fd, fcntl.LOCK_SH):
+                    return os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            finally:
+                os.close(fd)  # closing releases the shared lock
+        return self._server.holder() if self._server is not None else None
 
 
 _ATTEMPTS = 20  # a writer retries for about 0.1 s: readers' shared locks last microseconds
