@@ -59,9 +59,14 @@ def _answers(cli, library_dir, photos, captions) -> dict:
         "duplicates": json.loads(run("duplicates", "--json")),
         "places": json.loads(run("places", "--json")),
         "text": json.loads(run("text", star, "--json")),
+        "tag": json.loads(run("tag", star, "--labels", "circle,square,triangle", "--json")),
+        "map": run("map", "--html", str(library_dir / "map.html")).count(" images")
+        + (library_dir / "map.html").read_text().count("<img"),
+        "collections": json.loads(run("collections", "--json")),
         "check": run("check").split(" is consistent ")[1],
         "forget": json.loads(run("forget", star, "--json")),
         "info": json.loads(run("info", "--json"))["images"],
+        "removed collection": run("remove-collection", "captions"),
     }
 
 
@@ -100,6 +105,21 @@ def test_an_unreachable_server_is_a_clear_error_and_leaves_nothing(cli, photos, 
     assert result.stderr.startswith("Error: cannot open library database postgresql+psycopg://")
     assert "no-server-here" in result.stderr and "is the server running" in result.stderr
     assert not (tmp_path / "lib" / "library.json").exists()
+
+
+def test_a_library_of_a_newer_schema_is_refused(cli, photos, tmp_path, db_url):
+    assert (
+        cli("index", str(photos), "--db-url", db_url, library_dir=tmp_path / "lib").exit_code == 0
+    )
+    engine = sqlalchemy.create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(
+            sqlalchemy.text("UPDATE settings SET value = '99' WHERE key = 'schema_version'")
+        )
+    engine.dispose()
+    result = cli("search", "a red circle", library_dir=tmp_path / "lib")
+    assert result.exit_code == 1 and "written by a newer mmsearch (schema 99" in result.stderr
+    assert "upgrade mmsearch" in result.stderr
 
 
 def test_a_library_of_the_previous_schema_is_upgraded(cli, photos, tmp_path, db_url):

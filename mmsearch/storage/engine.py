@@ -89,7 +89,11 @@ def open_engine(url: str, *, create: bool) -> Engine:
             else "is the disk full, the folder read-only, or the file damaged? `mmsearch "
             "check` says more"
         )
+        engine.dispose()
         raise LibraryError(f"cannot open library database {shown}: {exc.orig} ({hint})") from exc
+    except LibraryError:
+        engine.dispose()  # a server's connection is closed, not left to the garbage collector
+        raise
     return engine
 
 
