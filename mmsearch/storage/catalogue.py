@@ -186,6 +186,7 @@ class ImageCatalogue(FileIdentity):
         """Insert or update images (matched by path) with their vectors, in one transaction."""
         vectors = as_vectors(vectors, len(records))
         now = time.time()
+        places = place_columns(records)  # before the transaction: it may load the geocoder
         with self._write() as session:
             self._model.admit(session, vectors)
             paths = [r.path for r in records]
@@ -194,7 +195,6 @@ class ImageCatalogue(FileIdentity):
                 stmt = select(ImageRow.path, ImageRow).where(ImageRow.path.in_(chunk))
                 existing.update(session.execute(stmt).all())
             rows = []
-            places = place_columns(records)
             for record, vector, place in zip(records, vectors, places, strict=True):
                 row = existing.get(record.path) or ImageRow(path=record.path)
                 row.size, row.mtime_ns = record.size, record.mtime_ns
