@@ -1,6 +1,7 @@
 """Index a real folder with the real CLI and report what happened: time, outcome, peak memory.
 
     python bench/index_run.py /usr/share/openclipart/png [--model clipart-mini] [--workers N]
+        [--ocr]
 
 Runs ``mmsearch index FOLDER --json`` into a fresh library in a subprocess and samples the
 resident memory of its whole process tree (the indexer and its decoder workers) from /proc five
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--model", default="clipart-mini")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--library", help="library folder (default: a fresh temporary one)")
+    parser.add_argument("--ocr", action="store_true", help="index with --ocr")
     args = parser.parse_args()
 
     library = args.library or tempfile.mkdtemp(prefix="mmsearch-bench-")
@@ -68,6 +70,7 @@ def main() -> None:
     command += ["--library", library, "--model", args.model]
     if args.workers is not None:
         command += ["--workers", str(args.workers)]
+    command += ["--ocr"] if args.ocr else []
     started = time.monotonic()
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak: dict[str, int] = {}
