@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from mmsearch.encoders.registry import weights_id
 from mmsearch.errors import DatabaseError
 from mmsearch.imaging.fingerprint import content_hash
+from mmsearch.index import pgvector_index
 from mmsearch.index.derived import MODALITIES, ROWS
 from mmsearch.index.faiss_index import FaissIndex
 from mmsearch.library import Library
@@ -115,10 +116,14 @@ def repair_library(library: Library, problems: list[Problem]) -> list[str]:
             indexed = select(ImageRow.path)
             gone = session.execute(delete(SkippedFile).where(SkippedFile.path.in_(indexed)))
         done.append(f"dropped {gone.rowcount} skip records of files that are indexed")
+    if "image_vectors" in parts:
+        parts.add("images")
     for modality in MODALITIES:
         if f"{modality}.faiss" in parts or modality in parts or f"{modality}:files" in parts:
             count = library.rebuild_index(modality)
-            done.append(f"rebuilt {library.index_path(modality).name} from the database ({count})")
+            where = pgvector_index.TABLE if library.index_in_database(modality) else (
+                library.index_path(modality).name)  # fmt: skip
+            done.append(f"rebuilt {where} from the database ({count})")
     return done
 
 
@@ -192,6 +197,8 @@ def _bad_vectors(library: Library, modality: str, dim: int | None) -> list[int]:
 
 
 def _check_index(library: Library, modality: str, dim, *, exclude) -> list[Problem]:
+    if library.index_in_database(modality):
+        return _check_vectors_in_database(library, modality, exclude)
     path = library.index_path(modality)
     part = path.name
     with Session(library.engine) as session:
@@ -234,6 +241,29 @@ def _check_index(library: Library, modality: str, dim, *, exclude) -> list[Probl
         problems.append(Problem(part, message, repairable=True))
     if mismatched:
         message = f"{len(mismatched)} items have other vectors in {path} (ids {_some(mismatched)})"
+        problems.append(Problem(part, message, repairable=True))
+    return problems
+
+
+def _check_vectors_in_database(library: Library, modality: str, exclude) -> list[Problem]:
+    """pgvector's copy of each vector against the row's (the truth)."""
+    held = pgvector_index.stored(library.engine)
+    mismatched, missing = [], []
+    for ids, blobs in _stored_vectors(library, modality):
+        for id_, blob in zip(ids, blobs, strict=True):
+            vector = held.pop(id_, None)
+            if vector is None:
+                missing.append(id_)
+            elif id_ not in exclude and not np.allclose(
+                vector, np.frombuffer(blob, np.float32), atol=INDEX_TOLERANCE
+            ):
+                mismatched.append(id_)
+    part, problems = pgvector_index.TABLE, []
+    if missing:
+        message = f"{len(missing)} stored images have no vector in {part} (ids {_some(missing)})"
+        problems.append(Problem(part, message, repairable=True))
+    if mismatched:
+        message = f"{len(mismatched)} images have other vectors in {part} (ids {_some(mismatched)})"
         problems.append(Problem(part, message, repairable=True))
     return problems
 

@@ -198,6 +198,10 @@ class Library:
 
     # -- the derived indexes -------------------------------------------------------------------
 
+    def index_in_database(self, modality: str) -> bool:
+        """Whether the database itself searches this modality's vectors (pgvector)."""
+        return self._indexes.in_database(modality)
+
     def index_path(self, modality: str) -> Path:
         """Where the modality's vector index file lives."""
         return self._indexes.path(modality)
@@ -232,7 +236,7 @@ class Library:
         files = []
         for modality in MODALITIES:
             path = self.index_path(modality)
-            if path.exists():
+            if path.exists() and not self.index_in_database(modality):
                 header = FaissIndex.read_header(path) or {}
                 files.append(
                     IndexFileInfo(
@@ -258,4 +262,5 @@ class Library:
             collections=self.collections(),
             index_files=files,
             read_only=self.read_only,
+            vector_store=self._indexes.vector_store,
         )

@@ -26,6 +26,7 @@ def open_library(
     device: str | None = None,
     encoder: Encoder | None = None,
     create: bool = True,
+    vector_store: str | None = None,
 ) -> Library:
     """Open (or create) a library.
 
@@ -38,6 +39,10 @@ def open_library(
         device: ``cpu`` or ``cuda``; default CUDA when available.
         encoder: an :class:`~mmsearch.encoders.base.Encoder` to use instead of ``model``.
         create: create the folder and database when missing (False: raise instead).
+        vector_store: where image vectors are searched, chosen when the library is created:
+            ``pgvector`` (PostgreSQL searches them; the default for a PostgreSQL library whose
+            database has or can create the extension) or ``faiss`` (FAISS files in the folder,
+            the only choice on SQLite).
 
     A library whose folder or database cannot be written (a read-only mount, a backup) opens
     read-only: searches, ``info`` and ``check`` work, and a write raises a LibraryError that
@@ -70,11 +75,53 @@ def open_library(
     url = db_url or config.get("db_url")
     read_only = url is None and is_read_only(library_dir)
     engine = open_engine(url or sqlite_url(library_dir, read_only=read_only), create=create)
+    try:
+        _settle_vector_store(engine, vector_store, writable=not read_only)
+    except LibraryError:
+        engine.dispose()
+        raise
     if remembered and "db_url" not in config:  # only once the database answered
         write_config(library_dir, {**config, "db_url": remembered})
     return Library(
         library_dir, engine, model=model, device=device, encoder=encoder, read_only=read_only
     )
+
+
+VECTOR_STORES = ("pgvector", "faiss")
+
+
+def _settle_vector_store(engine, wanted: str | None, *, writable: bool) -> None:
+    """Record the vector store of a new library on PostgreSQL, or check ``wanted`` against the
+    library's (no setting: FAISS files, as every SQLite library and older ones have)."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from mmsearch.index.pgvector_index import extension_available, require_extension
+    from mmsearch.storage.engine import get_setting, set_setting
+    from mmsearch.storage.schema import ImageRow
+
+    if wanted is not None and wanted not in VECTOR_STORES:
+        raise LibraryError(f"--vector-store {wanted!r}: use pgvector or faiss")
+    server = engine.dialect.name == "postgresql"
+    if wanted == "pgvector" and not server:
+        raise LibraryError("--vector-store pgvector needs a library on PostgreSQL (--db-url)")
+    with Session(engine) as session:
+        recorded = get_setting(session, "vector_store")
+        new = not session.execute(select(func.count()).select_from(ImageRow)).scalar_one()
+    if recorded is not None or not (server and new and writable):
+        if wanted is not None and wanted != (recorded or "faiss"):
+            raise LibraryError(
+                f"this library searches its vectors with {recorded or 'faiss'}, not {wanted}; "
+                "omit --vector-store"
+            )
+        return
+    if wanted == "pgvector":
+        require_extension(engine)
+    elif wanted is None:
+        wanted = "pgvector" if extension_available(engine) else "faiss"
+    with Session(engine) as session:
+        set_setting(session, "vector_store", wanted)
+        session.commit()
 
 
 def without_password(url: str) -> str:

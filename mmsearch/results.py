@@ -90,6 +90,7 @@ class LibraryInfo:
     collections: list[CollectionInfo] = field(default_factory=list)
     index_files: list[IndexFileInfo] = field(default_factory=list)
     read_only: bool = False  # the folder or database cannot be written: searches only
+    vector_store: str = "faiss"  # where image vectors are searched: "faiss" files or "pgvector"
 
     def to_dict(self) -> dict:
         return asdict(self)

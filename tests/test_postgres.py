@@ -175,3 +175,70 @@ def test_writers_on_two_machines_are_serialised_by_the_server(tiny_model, photos
         assert b.writing().writer_elsewhere() is None
         assert index_paths(a, [photos], workers=0).unchanged == 27  # a sees b's work
         assert len(a.search_text("a red circle", k=5)) == 5
+
+
+def _sql(db_url: str, *statements: str) -> list:
+    """Each statement's rows (None for a statement that returns none), in one transaction."""
+    engine = sqlalchemy.create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            results = [connection.execute(sqlalchemy.text(s)) for s in statements]
+            return [r.fetchall() if r.returns_rows else None for r in results]
+    finally:
+        engine.dispose()
+
+
+def test_pgvector_searches_in_the_database(cli, photos, tmp_path, db_url):
+    """The default where the extension is there: vectors in image_vectors with an HNSW index, no
+    index file; filters, --exact, check and repair work on it."""
+    lib = tmp_path / "lib"
+    assert cli("index", str(photos), "--db-url", db_url, library_dir=lib).exit_code == 0
+    info = json.loads(cli("info", "--json", library_dir=lib).stdout)
+    assert info["vector_store"] == "pgvector" and not (lib / "images.faiss").exists()
+    assert "searched by PostgreSQL (pgvector" in cli("info", library_dir=lib).stdout
+    (count,), (index,) = _sql(db_url, "SELECT count(*) FROM image_vectors",
+                              "SELECT indexdef FROM pg_indexes WHERE indexname = "
+                              "'image_vectors_hnsw'")  # fmt: skip
+    assert count[0] == 27 and "hnsw" in index[0] and "vector_ip_ops" in index[0]
+
+    def paths(*options):
+        result = cli("search", "a red circle", "--json", *options, library_dir=lib)
+        assert result.exit_code == 0, result.output
+        return [h["path"] for h in json.loads(result.stdout)]
+
+    assert paths("-k", "5") == paths("-k", "5", "--exact")
+    one = str(photos / "blue_square_0.png")
+    assert paths("-k", "3", "--type", "png", "--in", str(photos)) == paths("-k", "3")
+    assert len(paths("-k", "5", "--orientation", "square")) == 5  # a filter still fills k
+
+    _sql(db_url, "DELETE FROM image_vectors WHERE image_id = 1",
+         "UPDATE image_vectors SET embedding = (SELECT embedding FROM image_vectors WHERE "
+         "image_id = 3) WHERE image_id = 2")  # fmt: skip
+    check = cli("check", library_dir=lib)
+    assert check.exit_code == 1
+    assert "1 stored images have no vector in image_vectors" in check.stdout
+    assert "1 images have other vectors in image_vectors" in check.stdout
+    repaired = cli("check", "--repair", library_dir=lib)
+    assert repaired.exit_code == 0 and "rebuilt image_vectors from the database (27)" in (
+        repaired.stdout
+    )
+    assert cli("forget", one, library_dir=lib).exit_code == 0  # its vector goes with its row
+    assert _sql(db_url, "SELECT count(*) FROM image_vectors")[0][0][0] == 26
+
+
+def test_faiss_files_on_postgresql_when_asked(cli, photos, tmp_path, db_url):
+    lib = tmp_path / "lib"
+    result = cli("index", str(photos), "--db-url", db_url, "--vector-store", "faiss",
+                 library_dir=lib)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (lib / "images.faiss").exists()
+    assert json.loads(cli("info", "--json", library_dir=lib).stdout)["vector_store"] == "faiss"
+    assert "searched by FAISS" in cli("info", library_dir=lib).stdout
+    other = cli("index", str(photos), "--vector-store", "pgvector", library_dir=lib)
+    assert other.exit_code == 1 and "searches its vectors with faiss, not pgvector" in other.stderr
+
+
+def test_pgvector_needs_postgresql(cli, photos, tmp_path):
+    result = cli("index", str(photos), "--vector-store", "pgvector", library_dir=tmp_path / "l")
+    assert result.exit_code == 1
+    assert "--vector-store pgvector needs a library on PostgreSQL" in result.stderr

@@ -184,11 +184,15 @@ def command(func):
     return wrapper
 
 
-def open_library_for(library, model=None, device=None, db_url=None, *, create=False, query=False):
+def open_library_for(
+    library, model=None, device=None, db_url=None, *, create=False, query=False, vector_store=None
+):
     """The library for a command; a ``query`` command notes on stderr when it is read-only."""
     from mmsearch.opening import open_library
 
-    lib = open_library(library, model=model, device=device, db_url=db_url, create=create)
+    lib = open_library(
+        library, model=model, device=device, db_url=db_url, create=create, vector_store=vector_store
+    )
     if query and lib.read_only:
         typer.echo(
             f"Note: library {lib.library_dir} is read-only: new queries are not cached", err=True

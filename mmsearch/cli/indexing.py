@@ -69,6 +69,16 @@ def index(
             "pip install 'mmsearch[ocr]').",
         ),
     ] = False,
+    vector_store: Annotated[
+        str | None,
+        typer.Option(
+            "--vector-store",
+            help="Where a new library's image vectors are searched: pgvector (PostgreSQL "
+            "itself; the default on PostgreSQL with the extension) or faiss (files in the "
+            "library folder; always on SQLite).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index image folders: new and changed files are encoded, files that are gone removed."""
@@ -85,7 +95,9 @@ def index(
 
     stored_before_interrupt = None
     existed = library_exists(library)
-    with open_library_for(library, model, device, db_url, create=True) as lib:
+    with open_library_for(
+        library, model, device, db_url, create=True, vector_store=vector_store
+    ) as lib:
         try:
             summary = index_paths(
                 lib,

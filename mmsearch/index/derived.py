@@ -20,6 +20,7 @@ import numpy as np
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from mmsearch.index import pgvector_index
 from mmsearch.index.faiss_index import FaissIndex, IndexChanges
 from mmsearch.storage.engine import get_setting
 from mmsearch.storage.schema import ImageRow, TextRow
@@ -41,6 +42,19 @@ class DerivedIndexes:
         self._writer_lock = writer_lock
         self._loaded: dict[str, FaissIndex] = {}
         self._pending: dict[str, tuple[int, int, IndexChanges]] = {}  # base, new generation, ...
+        with Session(engine) as session:
+            # "pgvector": the images' vectors are searched by PostgreSQL (pgvector_index),
+            # nothing derived; "faiss": FAISS files in the library folder.
+            self.vector_store = get_setting(session, "vector_store", "faiss")
+
+    def in_database(self, modality: str) -> bool:
+        """Whether the database searches this modality itself (no index file)."""
+        return modality == "images" and self.vector_store == "pgvector"
+
+    def write_in(self, session: Session, modality: str, ids, vectors) -> None:
+        """Write vectors that the database searches, in the transaction storing them."""
+        if self.in_database(modality):
+            pgvector_index.write(session, ids, vectors)
 
     def path(self, modality: str) -> Path:
         return self._library_dir / f"{modality}.faiss"
@@ -57,6 +71,11 @@ class DerivedIndexes:
         here (k-means and the whole file, at every query) would only be redone by it. Hits on
         items it has removed meanwhile find no row and are left out.
         """
+        if self.in_database(modality):
+            with Session(self._engine) as session:
+                model = get_setting(session, "model")
+            dim = int(model["dim"]) if model else 1
+            return pgvector_index.PgvectorIndex(self._engine, self.generation(modality), dim)
         self._write_pending(modality)
         generation = self.generation(modality)
         index = self._loaded.get(modality)
@@ -73,13 +92,27 @@ class DerivedIndexes:
         self._loaded[modality] = index
         return index
 
-    def rebuild(self, modality: str) -> FaissIndex:
+    def rebuild(self, modality: str):
         """Rebuild the modality's index from the database and save it, whatever is loaded."""
+        if self.in_database(modality):
+            pgvector_index.rebuild(self._engine, lambda: self._stored_chunks(modality))
+            return self.get(modality)
         index = self._loaded[modality] = self._rebuild(modality)
         return index
 
+    def _stored_chunks(self, modality: str):
+        row = ROWS[modality]
+        with Session(self._engine) as session:
+            stored = session.execute(select(row.id, row.embedding).order_by(row.id))
+            for part in stored.yield_per(_REBUILD_CHUNK).partitions():
+                ids, blobs = zip(*part, strict=True)
+                vectors = np.frombuffer(b"".join(blobs), np.float32).reshape(len(ids), -1)
+                yield np.array(ids), vectors
+
     def apply(self, modality: str, generation: int, *, remove=None, add=None) -> None:
         """Record a change committed at ``generation``, to be written into the index file."""
+        if self.in_database(modality):
+            return  # written with the rows (write_in), removed with them (a foreign key)
         base, last, changes = self._pending.get(modality, (None, None, None))
         if changes is None:
             header = FaissIndex.read_header(self.path(modality))

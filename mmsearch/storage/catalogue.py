@@ -213,6 +213,7 @@ class ImageCatalogue(FileIdentity):
                 session.execute(delete(SkippedFile).where(SkippedFile.path.in_(chunk)))
             session.flush()
             ids = np.array([row.id for row in rows], dtype=np.int64)
+            self._indexes.write_in(session, "images", ids, vectors)
             _replace_texts(session, ids.tolist(), records)
             replace_place_words(session, list(zip(ids.tolist(), places, strict=True)))
             # Only updated rows have an old vector to drop (a removal scans the whole index).

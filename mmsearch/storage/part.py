@@ -19,6 +19,9 @@ class IndexUpdates(Protocol):
 
     def apply(self, modality: str, generation: int, *, remove=None, add=None) -> None: ...
 
+    def write_in(self, session: Session, modality: str, ids, vectors) -> None:
+        """Vectors the database searches itself, written in the storing transaction."""
+
 
 class VectorAdmission(Protocol):
     """Who vouches for vectors before they are stored
