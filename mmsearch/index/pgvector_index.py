@@ -24,7 +24,8 @@ from mmsearch.errors import LibraryError
 TABLE = "image_vectors"
 HNSW_M = 16  # pgvector's defaults; see BENCHMARKS.md, "pgvector"
 HNSW_EF_CONSTRUCTION = 64
-EF_SEARCH = 100
+# Measured at 100,000 CLIP-like vectors: recall@10 0.90 at 100, 0.97 at 200, 0.98 at 400 (5 ms)
+EF_SEARCH = 400
 EXACT_BELOW = 20_000  # allowed ids: scanning them exactly is cheaper and exact
 _CHUNK = 5_000
 
