@@ -221,16 +221,7 @@ def _check_index(library: Library, modality: str, dim, *, exclude) -> list[Probl
             )
         ]
     indexed = dict(zip(*index.items(), strict=True))
-    mismatched, missing = [], []
-    for ids, blobs in _stored_vectors(library, modality):
-        for id_, blob in zip(ids, blobs, strict=True):
-            vector = indexed.pop(id_, None)
-            if vector is None:
-                missing.append(id_)
-            elif id_ not in exclude and not np.allclose(
-                vector, np.frombuffer(blob, np.float32), atol=INDEX_TOLERANCE
-            ):
-                mismatched.append(id_)
+    missing, mismatched = _compare(library, modality, indexed, exclude)
     problems = []
     if missing:
         message = f"{len(missing)} stored items are missing from {path} (ids {_some(missing)})"
@@ -248,16 +239,7 @@ def _check_index(library: Library, modality: str, dim, *, exclude) -> list[Probl
 def _check_vectors_in_database(library: Library, modality: str, exclude) -> list[Problem]:
     """pgvector's copy of each vector against the row's (the truth)."""
     held = pgvector_index.stored(library.engine)
-    mismatched, missing = [], []
-    for ids, blobs in _stored_vectors(library, modality):
-        for id_, blob in zip(ids, blobs, strict=True):
-            vector = held.pop(id_, None)
-            if vector is None:
-                missing.append(id_)
-            elif id_ not in exclude and not np.allclose(
-                vector, np.frombuffer(blob, np.float32), atol=INDEX_TOLERANCE
-            ):
-                mismatched.append(id_)
+    missing, mismatched = _compare(library, modality, held, exclude)
     part, problems = pgvector_index.TABLE, []
     if missing:
         message = f"{len(missing)} stored images have no vector in {part} (ids {_some(missing)})"
@@ -266,6 +248,22 @@ def _check_vectors_in_database(library: Library, modality: str, exclude) -> list
         message = f"{len(mismatched)} images have other vectors in {part} (ids {_some(mismatched)})"
         problems.append(Problem(part, message, repairable=True))
     return problems
+
+
+def _compare(library: Library, modality: str, indexed: dict, exclude) -> tuple[list, list]:
+    """(missing, mismatched) ids of the stored vectors against ``indexed`` (id → vector), from
+    which every stored id is popped: what remains has no row."""
+    missing, mismatched = [], []
+    for ids, blobs in _stored_vectors(library, modality):
+        for id_, blob in zip(ids, blobs, strict=True):
+            vector = indexed.pop(id_, None)
+            if vector is None:
+                missing.append(id_)
+            elif id_ not in exclude and not np.allclose(
+                vector, np.frombuffer(blob, np.float32), atol=INDEX_TOLERANCE
+            ):
+                mismatched.append(id_)
+    return missing, mismatched
 
 
 def _check_files(library: Library) -> list[Problem]:
