@@ -207,9 +207,12 @@ def _index(library, paths, include_hidden, exclude, run: Run):
         held = [f for f in found.files if f.path in stored and f.path not in encoded]
         # An unchanged picture whose sidecar changed (or came, or went): its metadata again.
         edited = [f.path for f in held if stored[f.path].sidecar_mtime_ns != f.sidecar_mtime_ns]
-        again = [*edited, *sidecar_copies]
         held = [f.path for f in held]
+        outdated = library.images.headers_outdated()  # a schema upgrade: read every header
+        again = [*(held if outdated else edited), *sidecar_copies]
         summary.metadata_read = read_unread_words(library, held, "metadata", summary, run, again)
+        if outdated:
+            library.images.headers_read()
         if run.ocr:
             summary.ocr_read += read_unread_words(library, held, "ocr", summary, run)
     except KeyboardInterrupt:

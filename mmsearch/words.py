@@ -15,6 +15,16 @@ import re
 _SEPARATORS = re.compile(r"[\s_\-.+,;()\[\]{}]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])")
 _QUOTED = re.compile(r'"([^"]*)"')
+# English function words of three letters or more: as substrings of names they match what the
+# query is not about ("a harbour with boats" finding dog_drawn_with_pen.png), so only a quoted
+# phrase keeps them.
+STOP_WORDS = frozenset({
+    "the", "and", "with", "for", "from", "that", "this", "these", "those", "are", "was", "were",
+    "has", "have", "had", "into", "onto", "over", "under", "its", "our", "your", "their", "his",
+    "her", "him", "she", "they", "them", "who", "whom", "what", "which", "where", "when", "how",
+    "very", "can", "could", "not", "but", "about", "than", "then", "also", "there", "here",
+    "some", "any", "all",
+})  # fmt: skip
 
 
 def name_words(path: str, folders: int = 2) -> str:
@@ -32,13 +42,13 @@ def name_words(path: str, folders: int = 2) -> str:
 
 def query_terms(query: str) -> tuple[list[str], list[str]]:
     """(phrases that must occur: the ``"quoted"`` ones, words that may), lower-cased. Latin
-    words of one or two letters (``a``, ``of``) are left out unless quoted: as substrings they
-    match nearly everything."""
+    words of one or two letters (``a``, ``of``) and English function words (STOP_WORDS) are
+    left out unless quoted: as substrings they match nearly everything."""
     required = [p.strip().lower() for p in _QUOTED.findall(query) if p.strip()]
     rest = _QUOTED.sub(" ", query)
     optional = []
     for word in rest.split():
         word = word.strip(".,;:!?()[]{}'\"").lower()
-        if word and not (word.isascii() and len(word) <= 2):
+        if word and not (word.isascii() and len(word) <= 2) and word not in STOP_WORDS:
             optional.append(word)
     return required, list(dict.fromkeys(optional))

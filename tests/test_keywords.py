@@ -30,9 +30,11 @@ def test_names_are_split_the_way_people_read_them():
 def test_a_query_has_phrases_that_must_occur_and_words_that_may():
     assert query_terms('the "Hotel Sakura" receipt 京都 a of') == (
         ["hotel sakura"],
-        ["the", "receipt", "京都"],
+        ["receipt", "京都"],
     )
-    assert query_terms('!!! ?? "" AND OR NEAR(*)') == ([], ["and", "near(*"])
+    assert query_terms('!!! ?? "" AND OR NEAR(*)') == ([], ["near(*"])
+    # Function words match names they are not about ("dog_drawn_with_pen"), unless quoted.
+    assert query_terms('a harbour with boats "with love"') == (["with love"], ["harbour", "boats"])
 
 
 @pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not installed (.ci/run installs it)")

@@ -202,8 +202,12 @@ def test_a_library_from_before_gets_its_places_without_encoding_again(
     db.commit()
     db.close()
     with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
+        assert lib.images.headers_outdated()  # the upgrade asks for every header again...
+        assert len(lib.image_texts(travels / "kyoto.jpg")) == 2  # ...its words kept meanwhile
         summary = index_paths(lib, [travels], workers=0)
         assert (summary.added, summary.updated) == (0, 0)
         assert summary.metadata_read == summary.unchanged  # every header read once, nothing else
+        assert not lib.images.headers_outdated()
+        assert index_paths(lib, [travels], workers=0).metadata_read == 0
         hits = lib.search_text("a photo", k=50, where=ImageFilter(country="DE"))
         assert _names(hits) == {"kehl.jpg"}

@@ -22,7 +22,13 @@ from mmsearch.imaging.fingerprint import KnownContent
 from mmsearch.paths import as_folder, is_at_or_under
 from mmsearch.records import ImageRecord, Words
 from mmsearch.results import ImageHit
-from mmsearch.storage.engine import bump_generation, chunked, get_setting, set_setting
+from mmsearch.storage.engine import (
+    HEADERS_OUTDATED,
+    bump_generation,
+    chunked,
+    get_setting,
+    set_setting,
+)
 from mmsearch.storage.identity import FileIdentity
 from mmsearch.storage.place_names import (
     PlaceCount,
@@ -30,7 +36,7 @@ from mmsearch.storage.place_names import (
     place_columns,
     replace_place_words,
 )
-from mmsearch.storage.schema import ImageRow, ImageText, SkippedFile
+from mmsearch.storage.schema import ImageRow, ImageText, Setting, SkippedFile
 
 SHOT_COLUMNS = tuple(f.name for f in dataclasses.fields(Shot))
 # Words that come with a picture's content, which a copy of it shares (names do not; place
@@ -139,6 +145,15 @@ class ImageCatalogue(FileIdentity):
                 session.execute(update(ImageRow).where(ImageRow.path == path).values(**values))
             placed = zip(paths, places, strict=True)
             replace_place_words(session, [(ids[p], place) for p, place in placed if p in ids])
+
+    def headers_outdated(self) -> bool:
+        """Whether every stored image's header is to be read again (after a schema upgrade)."""
+        with Session(self._engine) as session:
+            return bool(get_setting(session, HEADERS_OUTDATED, False))
+
+    def headers_read(self) -> None:
+        with self._write() as session:
+            session.execute(delete(Setting).where(Setting.key == HEADERS_OUTDATED))
 
     def paths_without(self, kind: str, paths: Iterable[str]) -> list[str]:
         """Those of ``paths`` (stored images) that have no ``kind`` words yet, in their order.

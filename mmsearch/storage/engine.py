@@ -97,6 +97,9 @@ def open_engine(url: str, *, create: bool) -> Engine:
     return engine
 
 
+# A setting: every stored image's header is to be read again (what a schema added to read).
+HEADERS_OUTDATED = "headers_outdated"
+
 # Columns added since schema 1, by the version that added them (constant DDL, no user data).
 _ADDED_COLUMNS = {
     2: {"content_hash": "ALTER TABLE images ADD COLUMN content_hash VARCHAR(32)"},
@@ -136,9 +139,9 @@ def _upgrade(engine: Engine, version: int) -> None:
     """Bring a library written by an older mmsearch up to the current schema, in one transaction."""
     with engine.begin() as connection:
         columns = {c["name"] for c in inspect(connection).get_columns("images")}
-        for added_in, statements in sorted(_ADDED_COLUMNS.items()):
+        for _, statements in sorted(_ADDED_COLUMNS.items()):
             for name, ddl in statements.items():
-                if version < added_in and name not in columns:
+                if name not in columns:  # whatever the version says: what is missing
                     connection.execute(text(ddl))
         if version < 3:
             # Dates from the modification time; EXIF dates come as files are indexed again.
@@ -169,10 +172,9 @@ def _upgrade(engine: Engine, version: int) -> None:
                     [{"image_id": i, "kind": "name", "text": name_words(p)} for i, p in rows],
                 )
         if 5 <= version < 6:
-            # GPS positions come from the headers the metadata pass reads (index, no
-            # re-encoding); it reads the images that have no metadata words.
-            words = ImageText.__table__
-            connection.execute(words.delete().where(words.c.kind == "metadata"))
+            # GPS positions, ratings and sidecars come from the headers, which the next index
+            # reads again (no re-encoding); the stored words stay searchable meanwhile.
+            connection.execute(Setting.__table__.insert().values(key=HEADERS_OUTDATED, value=True))
         connection.execute(
             Setting.__table__.update()
             .where(Setting.key == "schema_version")
