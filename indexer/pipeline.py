@@ -298,16 +298,12 @@ def _record(decoded: Decoded, source, file: FoundFile) -> ImageRecord:
 def _known_content(library, todo: list[FoundFile], run: Run) -> KnownContent:
     """What the decoders need to recognise copies (see mmsearch.storage.identity): the stored
     hashes, and the sizes worth hashing (those of stored images, and those two files of this
-    run share). Stored twins that were never hashed are hashed now, where unchanged on disk."""
+    run share). Stored twins that were never hashed, and are unchanged on disk, are hashed now."""
     sizes = Counter(f.size for f in todo)
     held_sizes = library.images.stored_sizes()
     copy_sizes = held_sizes | {size for size, count in sizes.items() if count > 1}
     candidates = {f.size for f in todo if f.size in held_sizes}
-    twins = {
-        path: state
-        for path, state in library.images.unhashed(candidates).items()
-        if _unchanged_on_disk(path, *state)
-    }
+    twins = library.images.unhashed(candidates)
     if twins:
         hash_file = partial(hash_for, algorithm=library.images.hash_algorithm)
         hashes = {}
@@ -316,14 +312,6 @@ def _known_content(library, todo: list[FoundFile], run: Run) -> KnownContent:
                 hashes[decoded.path] = (decoded.content_hash, *twins[decoded.path])
         library.images.set_hashes(hashes)
     return library.images.known_content().hashing_only(copy_sizes)
-
-
-def _unchanged_on_disk(path: str, size: int, mtime_ns: int) -> bool:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return False
-    return (stat.st_size, stat.st_mtime_ns) == (size, mtime_ns)
 
 
 def _encode_and_store(library, todo, stored, summary, run: Run, known, sidecar_copies):

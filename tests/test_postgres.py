@@ -33,6 +33,17 @@ def db_url(server):
     return f"postgresql+psycopg://postgres@/{name}?host={folder}"
 
 
+def _sql(db_url: str, *statements: str) -> list:
+    """Each statement's rows (None for a statement that returns none), in one transaction."""
+    engine = sqlalchemy.create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            results = [connection.execute(sqlalchemy.text(s)) for s in statements]
+            return [r.fetchall() if r.returns_rows else None for r in results]
+    finally:
+        engine.dispose()
+
+
 def _answers(cli, library_dir, photos, captions) -> dict:
     """What a library answers, command by command, after the same index and add-texts."""
 
@@ -111,12 +122,7 @@ def test_a_library_of_a_newer_schema_is_refused(cli, photos, tmp_path, db_url):
     assert (
         cli("index", str(photos), "--db-url", db_url, library_dir=tmp_path / "lib").exit_code == 0
     )
-    engine = sqlalchemy.create_engine(db_url)
-    with engine.begin() as connection:
-        connection.execute(
-            sqlalchemy.text("UPDATE settings SET value = '99' WHERE key = 'schema_version'")
-        )
-    engine.dispose()
+    _sql(db_url, "UPDATE settings SET value = '99' WHERE key = 'schema_version'")
     result = cli("search", "a red circle", library_dir=tmp_path / "lib")
     assert result.exit_code == 1 and "written by a newer mmsearch (schema 99" in result.stderr
     assert "upgrade mmsearch" in result.stderr
@@ -133,15 +139,12 @@ def test_a_library_of_the_previous_schema_is_upgraded(cli, photos, tmp_path, db_
     )
     added = ("latitude", "longitude", "place_city", "place_region", "place_country",
              "country_code", "rating", "sidecar_mtime_ns", "inode")  # fmt: skip
-    engine = sqlalchemy.create_engine(db_url)
-    with engine.begin() as connection:
-        for column in added:
-            connection.execute(sqlalchemy.text(f"ALTER TABLE images DROP COLUMN {column}"))
-        connection.execute(sqlalchemy.text("DELETE FROM image_texts WHERE kind = 'place'"))
-        connection.execute(
-            sqlalchemy.text("UPDATE settings SET value = '5' WHERE key = 'schema_version'")
-        )
-    engine.dispose()
+    _sql(
+        db_url,
+        *(f"ALTER TABLE images DROP COLUMN {column}" for column in added),
+        "DELETE FROM image_texts WHERE kind = 'place'",
+        "UPDATE settings SET value = '5' WHERE key = 'schema_version'",
+    )
     result = cli("index", str(photos), "--json", library_dir=tmp_path / "lib")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -175,17 +178,6 @@ def test_writers_on_two_machines_are_serialised_by_the_server(tiny_model, photos
         assert b.writing().writer_elsewhere() is None
         assert index_paths(a, [photos], workers=0).unchanged == 27  # a sees b's work
         assert len(a.search_text("a red circle", k=5)) == 5
-
-
-def _sql(db_url: str, *statements: str) -> list:
-    """Each statement's rows (None for a statement that returns none), in one transaction."""
-    engine = sqlalchemy.create_engine(db_url)
-    try:
-        with engine.begin() as connection:
-            results = [connection.execute(sqlalchemy.text(s)) for s in statements]
-            return [r.fetchall() if r.returns_rows else None for r in results]
-    finally:
-        engine.dispose()
 
 
 def test_pgvector_searches_in_the_database(cli, photos, tmp_path, db_url):

@@ -119,10 +119,7 @@ def search(
     terms = [QueryTerm.parse(query)]
     terms += [QueryTerm.parse(t) for t in plus or []]
     terms += [QueryTerm.parse(t, sign=-1.0) for t in minus or []]
-    shot = _shot(camera, lens, focal, aperture, exposure, iso_max)
-    shot |= _where(near, radius, country, place)
-    shot["min_rating"] = min_rating
-    where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type, shot)
+    where = _filter(locals())
     with open_library_for(library, model, device, db_url, query=True) as lib:
         relevance = _relevance(lib, within, knee, dedup, dedup_threshold, sort)
         hits = lib.search(terms, k=k, where=where, relevance=relevance, exact=exact, mode=mode)
@@ -151,43 +148,34 @@ def _contact_sheet(hits, title: str, html: Path | None, open_results: bool, word
         typer.launch(str(html), wait=True)  # the viewer forks; no zombie
 
 
-def _shot(camera, lens, focal, aperture, exposure, iso_max) -> dict:
-    """The camera filters (ImageFilter's camera, lens, focal, aperture, exposure and iso)."""
-    from mmsearch.search.terms import parse_exposure, parse_range
-
-    return {
-        "camera": camera,
-        "lens": lens,
-        "focal": parse_range(focal, "--focal") if focal else None,
-        "aperture": parse_range(aperture, "--aperture") if aperture else None,
-        "exposure": parse_exposure(exposure) if exposure else None,
-        "iso": (None, iso_max) if iso_max else None,
-    }
-
-
-def _where(near, radius, country, place) -> dict:
-    """The place filters (ImageFilter's near, country and place)."""
+def _filter(options: dict):
+    """The ImageFilter of a query command's filter options (its ``locals()``: search and
+    similar take the same ones)."""
     from mmsearch.places import parse_near
+    from mmsearch.search.terms import ImageFilter, parse_exposure, parse_range
 
-    if radius and not near:
+    o = options
+    if o["radius"] and not o["near"]:
         raise MMSearchError("--radius goes with --near: say near what (--near Lisbon)")
-    position = parse_near(near, radius) if near else None
-    return {"near": position, "country": country, "place": place}
-
-
-def _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type, shot):
-    from mmsearch.search.terms import ImageFilter
-
-    formats = [f for value in file_type or [] for f in value.split(",") if f.strip()]
+    formats = [f for value in o["file_type"] or [] for f in value.split(",") if f.strip()]
     return ImageFilter(
-        folders=tuple(str(f) for f in folder or []),
-        date_from=date_from,
-        date_to=date_to,
-        min_width=min_width,
-        min_height=min_height,
-        orientation=orientation,
+        folders=tuple(str(f) for f in o["folder"] or []),
+        date_from=o["date_from"],
+        date_to=o["date_to"],
+        min_width=o["min_width"],
+        min_height=o["min_height"],
+        orientation=o["orientation"],
         formats=tuple(formats),
-        **shot,
+        camera=o["camera"],
+        lens=o["lens"],
+        focal=parse_range(o["focal"], "--focal") if o["focal"] else None,
+        aperture=parse_range(o["aperture"], "--aperture") if o["aperture"] else None,
+        exposure=parse_exposure(o["exposure"]) if o["exposure"] else None,
+        iso=(None, o["iso_max"]) if o["iso_max"] else None,
+        near=parse_near(o["near"], o["radius"]) if o["near"] else None,
+        country=o["country"],
+        place=o["place"],
+        min_rating=o["min_rating"],
     )
 
 
@@ -238,10 +226,7 @@ def similar(
 ) -> None:
     """Find images that look like an image (the image itself is left out)."""
     check_output_options(as_json, paths_only)
-    shot = _shot(camera, lens, focal, aperture, exposure, iso_max)
-    shot |= _where(near, radius, country, place)
-    shot["min_rating"] = min_rating
-    where = _filter(folder, date_from, date_to, min_width, min_height, orientation, file_type, shot)
+    where = _filter(locals())
     with open_library_for(library, model, device, db_url, query=True) as lib:
         relevance = _relevance(lib, within, knee, dedup, dedup_threshold, sort)
         hits = lib.similar(image, k=k, where=where, relevance=relevance, exact=exact)

@@ -356,11 +356,8 @@ class Searcher:
         """A stored image with this content that was stored without a hash (no copy of it was
         possible then): its file, if unchanged, is hashed now to compare (not stored: a query
         never writes). Few files share a size, so this reads one file or none."""
-        for twin_path, (size, mtime_ns) in self.images.unhashed([os.path.getsize(path)]).items():
+        for twin_path in self.images.unhashed([os.path.getsize(path)]):
             try:
-                stat = os.stat(twin_path)
-                if (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns):
-                    continue
                 if content_hash(twin_path, self.images.hash_algorithm) == digest:
                     return self.images.stored_image(twin_path)
             except OSError:

@@ -37,7 +37,8 @@ class FileIdentity(StoragePart):
 
     def unhashed(self, sizes: Iterable[int]) -> dict[str, tuple[int, int]]:
         """path → (size, mtime_ns) of the stored images without a hash whose size is one of
-        ``sizes``: the twins a new file of that size may have."""
+        ``sizes`` and whose files are unchanged on disk: the twins a new file of that size may
+        have, which can be hashed now."""
         found = {}
         with Session(self._engine) as session:
             for chunk in chunked(sorted(set(sizes))):
@@ -45,7 +46,7 @@ class FileIdentity(StoragePart):
                     ImageRow.content_hash.is_(None), ImageRow.size.in_(chunk)
                 )
                 found.update((p, (s, m)) for p, s, m in session.execute(stmt).all())
-        return found
+        return {path: state for path, state in found.items() if _unchanged(path, *state)}
 
     def set_hashes(self, hashes: Mapping[str, tuple[str, int, int]]) -> None:
         """Store path → (hash, size, mtime_ns), where the row still describes that file."""
@@ -97,6 +98,14 @@ class FileIdentity(StoragePart):
                     )
                 )
                 session.add(ImageText(image_id=image_id, kind="name", text=name_words(new)))
+
+
+def _unchanged(path: str, size: int, mtime_ns: int) -> bool:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return (stat.st_size, stat.st_mtime_ns) == (size, mtime_ns)
 
 
 def _holds(path: str, inode: int) -> bool:
