@@ -18,13 +18,16 @@ from mmsearch.imaging.ocr import INSTALL_HINT, OCR_SIDE, read_lines
 from mmsearch.imaging.pictures import open_picture, read_header_metadata
 from mmsearch.imaging.preprocess import PreprocessConfig, fit_to_model
 from mmsearch.imaging.sidecar import with_sidecar
+from mmsearch.imaging.video import is_video_path, sample_video, video_metadata
 from mmsearch.records import Words
 
 
 @dataclass(frozen=True)
 class Decoded:
     path: str
-    pixels: np.ndarray | None  # HxWx3 uint8 fitted to the model; None when decoding failed
+    # HxWx3 uint8 fitted to the model (a video: N x H x W x 3, its moments); None when decoding
+    # failed
+    pixels: np.ndarray | None
     width: int = 0
     height: int = 0
     format: str | None = None
@@ -39,6 +42,12 @@ class Decoded:
     ocr: Words | None = None  # text in the picture, when OCR was asked for and could run
     ocr_error: str | None = None  # why OCR could not run on it (the picture is indexed anyway)
     known: bool = False  # not decoded: the library already holds an embedding of this content
+    duration_s: float | None = None  # a video: its length
+    moment_times: tuple[float, ...] = ()  # a video: when each of its moments (pixels) is
+
+    @property
+    def is_video(self) -> bool:
+        return self.duration_s is not None
 
 
 # Content the library already has embeddings for, set once per worker process (see
@@ -80,6 +89,8 @@ def decode_for_model(
         pass  # open_picture below says precisely what is wrong with the file
     if use_known and digest in _known_content:
         return Decoded(path, None, content_hash=digest, known=True)
+    if is_video_path(path):
+        return _decode_video(path, cfg, digest)
     try:
         # OCR reads text at up to OCR_SIDE pixels: decode that much more, only then.
         min_size = max(cfg.size, OCR_SIDE // 2) if ocr else cfg.size
@@ -115,6 +126,40 @@ def decode_for_model(
     )
 
 
+def _decode_video(path: str, cfg: PreprocessConfig, digest: str | None) -> Decoded:
+    """A video's moments fitted to the model, with what its container says (no OCR: the text
+    in a video is left to a later version)."""
+    try:
+        video = sample_video(path, cfg.size)
+    except ImageError as exc:
+        return Decoded(path, None, reason=exc.reason, message=str(exc), content_hash=digest)
+    except MemoryError:
+        message = f"{path}: out of memory decoding"
+        return Decoded(path, None, reason="too-large", message=message, content_hash=digest)
+    problems = list(video.problems)
+    text, shot, sidecar_mtime_ns = with_sidecar(path, video.text, _placed(video.position), problems)
+    return Decoded(
+        path,
+        np.stack([fit_to_model(m.image, cfg) for m in video.moments]),
+        video.width,
+        video.height,
+        video.format,
+        content_hash=digest,
+        taken_at=video.taken_at,
+        text=text,
+        shot=shot,
+        sidecar_mtime_ns=sidecar_mtime_ns,
+        problems=tuple(problems),
+        duration_s=video.duration_s,
+        moment_times=tuple(m.t for m in video.moments),
+    )
+
+
+def _placed(position: tuple[float, float] | None) -> Shot:
+    latitude, longitude = position or (None, None)
+    return Shot(latitude=latitude, longitude=longitude)
+
+
 def read_words(image) -> tuple[Words | None, str | None]:
     """The picture's OCR lines as Words (empty when it has no text), or why OCR failed."""
     try:
@@ -138,9 +183,18 @@ def hash_for(path: str, algorithm: str) -> Decoded:
 def metadata_for(path: str, max_pixels: int) -> Decoded:
     """Embedded metadata alone (words and shot, with the XMP sidecar's), for an image stored
     before they were kept, or whose sidecar changed."""
-    header = read_header_metadata(path)
-    problems = list(header.problems)
-    text, shot, sidecar_mtime_ns = with_sidecar(path, header.text, header.shot, problems)
+    problems: list[str] = []
+    if is_video_path(path):
+        try:
+            own_text, position = video_metadata(path)
+        except ImageError as exc:
+            return Decoded(path, None, reason=exc.reason, message=str(exc))
+        own_shot = _placed(position)
+    else:
+        header = read_header_metadata(path)
+        problems += header.problems
+        own_text, own_shot = header.text, header.shot
+    text, shot, sidecar_mtime_ns = with_sidecar(path, own_text, own_shot, problems)
     return Decoded(path, None, text=text, shot=shot, sidecar_mtime_ns=sidecar_mtime_ns,
                    problems=tuple(problems))  # fmt: skip
 

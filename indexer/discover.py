@@ -15,6 +15,7 @@ from pathlib import Path
 from mmsearch.errors import InputError
 from mmsearch.imaging.pictures import IMAGE_EXTENSIONS, is_image_path
 from mmsearch.imaging.sidecar import sidecar_names, sidecar_of
+from mmsearch.imaging.video import VIDEO_EXTENSIONS, is_video_path
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,11 @@ def discover(
     include_hidden: bool = False,
     exclude: list[str] = (),
     never: list[str | os.PathLike[str]] = (),
+    videos: bool = True,
 ) -> Discovery:
-    """Image files under ``paths`` (files given directly are taken as they are), never from
-    inside the folders ``never`` (mmsearch's own: the library folder, with its thumbnails).
+    """Image (and, with ``videos``, video) files under ``paths`` (files given directly are taken
+    as they are), never from inside the folders ``never`` (mmsearch's own: the library folder,
+    with its thumbnails).
 
     Raises:
         InputError: a path does not exist.
@@ -60,14 +63,15 @@ def discover(
             raise InputError(f"path not found: {given}")
         if os.path.isdir(root):
             found.roots.append(root)
-            _walk(root, found, seen, include_hidden, list(exclude), never_ids)
+            _walk(root, found, seen, include_hidden, list(exclude), never_ids, videos)
         elif not os.path.exists(root):
             found.problems.append((root, "unreadable", f"{root}: dangling symbolic link"))
         else:
-            if not is_image_path(root):
+            if not _indexed(root, videos):
+                kinds = IMAGE_EXTENSIONS | (VIDEO_EXTENSIONS if videos else set())
+                what = "" if videos or not is_video_path(root) else " (a video, and --no-videos)"
                 raise InputError(
-                    f"{given} is not an image file mmsearch indexes "
-                    f"({', '.join(sorted(IMAGE_EXTENSIONS))})"
+                    f"{given} is not a file mmsearch indexes{what} ({', '.join(sorted(kinds))})"
                 )
             _add(root, found, seen, sidecar_of(root))
     return found
@@ -81,7 +85,11 @@ def _folder_id(path) -> tuple[int, int] | None:
     return (stat.st_dev, stat.st_ino)
 
 
-def _walk(root, found, seen, include_hidden, exclude, never_ids) -> None:
+def _indexed(name: str, videos: bool) -> bool:
+    return is_image_path(name) or (videos and is_video_path(name))
+
+
+def _walk(root, found, seen, include_hidden, exclude, never_ids, videos) -> None:
     visited: set[tuple[int, int]] = set()
 
     def on_error(error: OSError) -> None:
@@ -118,7 +126,7 @@ def _walk(root, found, seen, include_hidden, exclude, never_ids) -> None:
         for name in sorted(files):
             if not include_hidden and name.startswith("."):
                 continue
-            if not is_image_path(name):
+            if not _indexed(name, videos):
                 continue
             if _excluded(os.path.normpath(os.path.join(relative, name)), name, exclude):
                 continue

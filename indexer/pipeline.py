@@ -29,9 +29,10 @@ from mmsearch.imaging.fingerprint import KnownContent
 from mmsearch.imaging.ocr import INSTALL_HINT, ocr_available
 from mmsearch.imaging.pictures import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from mmsearch.imaging.raw import RAW_EXTENSIONS
+from mmsearch.imaging.video import VIDEO_EXTENSIONS, is_video_path
 from mmsearch.library import Library
 from mmsearch.paths import is_at_or_under, is_under
-from mmsearch.records import ImageRecord, Words, mtime_iso
+from mmsearch.records import ImageRecord, MomentRecord, Words, mtime_iso
 from mmsearch.storage.catalogue import SHOT_COLUMNS
 from mmsearch.words import name_words
 
@@ -95,6 +96,7 @@ def index_paths(
     progress: bool = False,
     descriptions: dict[str, str] | None = None,
     ocr: bool = False,
+    videos: bool = True,
 ) -> IndexSummary:
     """Bring the library up to date with the image files under ``paths``.
 
@@ -117,6 +119,8 @@ def index_paths(
             are decoded and stored images that were never read, without encoding them again.
             Without the OCR engine installed, images are indexed without it and the summary's
             ``ocr_problem`` says how to install it.
+        videos: index videos too (their moments, :mod:`mmsearch.imaging.video`); without,
+            videos are left out like excluded files (and those stored before are removed).
 
     Raises:
         InputError: a path does not exist, or no image files were found.
@@ -127,7 +131,7 @@ def index_paths(
         ocr, problem = False, f"text in the pictures was not read: no OCR engine; {INSTALL_HINT}"
     else:
         problem = None
-    run = Run(batch_size, workers, max_pixels, progress, ocr)
+    run = Run(batch_size, workers, max_pixels, progress, ocr, videos)
     with library.writing():
         summary = _index(library, paths, include_hidden, exclude, run)
         summary.ocr_problem = summary.ocr_problem or problem
@@ -145,6 +149,7 @@ class Run:
     max_pixels: int
     progress: bool
     ocr: bool
+    videos: bool = True
 
 
 def _index(library, paths, include_hidden, exclude, run: Run):
@@ -152,7 +157,11 @@ def _index(library, paths, include_hidden, exclude, run: Run):
         if not os.path.lexists(given):
             _refuse_to_empty(library, given, "is not found")
     found = discover(
-        paths, include_hidden=include_hidden, exclude=exclude, never=[library.library_dir]
+        paths,
+        include_hidden=include_hidden,
+        exclude=exclude,
+        never=[library.library_dir],
+        videos=run.videos,
     )
     for root in found.roots:
         seen = itertools.chain((f.path for f in found.files), (p for p, _, _ in found.problems))
@@ -163,9 +172,10 @@ def _index(library, paths, include_hidden, exclude, run: Run):
     stored = library.images.image_state(under=[os.path.abspath(p) for p in paths])
     if not found.files and not found.problems and not stored:
         where = ", ".join(str(p) for p in paths)
+        videos = f", videos ({', '.join(sorted(VIDEO_EXTENSIONS))})" if run.videos else ""
         raise InputError(
-            f"no image files found in {where} (looked for "
-            f"{', '.join(sorted(IMAGE_EXTENSIONS - RAW_EXTENSIONS))} and camera RAW files"
+            f"no image{' or video' if run.videos else ''} files found in {where} (looked for "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS - RAW_EXTENSIONS))}, camera RAW files{videos}"
             f"{'' if include_hidden else '; hidden files skipped, see --include-hidden'})"
         )
     summary = IndexSummary(library_folder_left_out=found.left_out[0] if found.left_out else None)
@@ -214,7 +224,8 @@ def _index(library, paths, include_hidden, exclude, run: Run):
         if outdated:
             library.images.headers_read()
         if run.ocr:
-            summary.ocr_read += read_unread_words(library, held, "ocr", summary, run)
+            pictures = [p for p in held if not is_video_path(p)]  # OCR reads no video yet
+            summary.ocr_read += read_unread_words(library, pictures, "ocr", summary, run)
     except KeyboardInterrupt:
         library.flush()
         raise IndexInterrupted(summary) from None
@@ -267,11 +278,40 @@ def _shot(source) -> dict:
     return {name: getattr(source, name) for name in SHOT_COLUMNS}
 
 
-def _record(decoded: Decoded, source, file: FoundFile) -> ImageRecord:
+@dataclass(frozen=True)
+class Encoded:
+    """What the encoder made of a file: its vector and, for a video, its moments (the vector is
+    its poster's, the moment nearest to them all)."""
+
+    vector: np.ndarray
+    poster_t: float | None = None
+    moments: tuple[MomentRecord, ...] = ()
+
+
+def _encode(encoder, decoded: dict[str, Decoded]) -> dict[str, Encoded]:
+    """key → Encoded, for pictures and videos (every moment) in one pass through the encoder."""
+    if not decoded:
+        return {}
+    frames = [d.pixels if d.is_video else d.pixels[None] for d in decoded.values()]
+    vectors = encoder.encode_images(np.concatenate(frames))
+    encoded, start = {}, 0
+    for (key, d), count in zip(decoded.items(), (len(f) for f in frames), strict=True):
+        own, start = vectors[start : start + count], start + count
+        if not d.is_video:
+            encoded[key] = Encoded(own[0])
+            continue
+        poster = int(np.argmax(own @ own.mean(axis=0)))
+        moments = tuple(MomentRecord(t, v) for t, v in zip(d.moment_times, own, strict=True))
+        encoded[key] = Encoded(own[poster], d.moment_times[poster], moments)
+    return encoded
+
+
+def _record(decoded: Decoded, source, file: FoundFile, encoded: Encoded) -> ImageRecord:
     """What is stored of a decoded file; ``source`` is what was decoded for its content (the
-    file itself, or a stored image with the same content)."""
+    file itself, or a stored image with the same content), ``encoded`` its moments."""
     # The same content has the same EXIF date and metadata; without one, the date is this file's.
-    exif_date = source.taken_at if getattr(source, "taken_from", "exif") == "exif" else None
+    # (A video's is its container's creation time.)
+    exif_date = source.taken_at if getattr(source, "taken_from", "file") != "mtime" else None
     texts = [Words("name", name_words(decoded.path))]
     if isinstance(source, Decoded):
         texts += [Words("metadata", source.text)]  # even empty: read, and nothing there
@@ -287,10 +327,13 @@ def _record(decoded: Decoded, source, file: FoundFile) -> ImageRecord:
         format=source.format,
         content_hash=decoded.content_hash,
         taken_at=exif_date or mtime_iso(file.mtime_ns),
-        taken_from="exif" if exif_date else "mtime",
+        taken_from=("container" if source.duration_s else "exif") if exif_date else "mtime",
         texts=tuple(texts),
         inode=file.inode,
         sidecar_mtime_ns=source.sidecar_mtime_ns if isinstance(source, Decoded) else None,
+        duration_s=source.duration_s,
+        poster_t=encoded.poster_t,
+        moments=encoded.moments,
         **_shot(source),
     )
 
@@ -357,15 +400,16 @@ def _encode_and_store(library, todo, stored, summary, run: Run, known, sidecar_c
         for d in ready:
             if d.content_hash not in reuse:
                 fresh.setdefault(d.content_hash or d.path, d)
-        vectors = {}
-        if fresh:
-            encoded = encoder.encode_images(np.stack([d.pixels for d in fresh.values()]))
-            vectors = dict(zip(fresh, encoded, strict=True))
+        vectors = _encode(encoder, fresh)
         records, rows = [], []
         for d in ready:
             key = d.content_hash or d.path
             source, vector = reuse.get(key) or (d, vectors[key])
-            records.append(_record(d, source, by_path[d.path]))
+            if isinstance(vector, Encoded):
+                vector, moments = vector.vector, vector
+            else:  # a stored copy's: its own moments
+                moments = Encoded(vector, source.poster_t, source.moments)
+            records.append(_record(d, source, by_path[d.path], moments))
             if source is not d and (by_path[d.path].sidecar_mtime_ns or source.sidecar_mtime_ns):
                 sidecar_copies.append(d.path)
             _count_ocr(summary, d)

@@ -6,6 +6,8 @@ import datetime
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
+
 
 class Words(NamedTuple):
     """Words that go with an image (ImageText): ``kind`` is ``name``, ``metadata``,
@@ -15,6 +17,13 @@ class Words(NamedTuple):
     kind: str
     text: str
     regions: tuple[tuple[float, float, float, float], ...] | None = None
+
+
+class MomentRecord(NamedTuple):
+    """A moment of a video (MomentRow): ``t`` seconds in, and its frame's vector."""
+
+    t: float
+    vector: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -29,7 +38,7 @@ class ImageRecord:
     format: str | None
     content_hash: str | None = None
     taken_at: str | None = None  # ISO 8601 local time (see ImageRow.taken_at)
-    taken_from: str | None = None  # "exif" or "mtime"
+    taken_from: str | None = None  # "exif", "container" (a video's) or "mtime"
     # How it was taken (mmsearch.imaging.exif.Shot), where the file says
     camera_make: str | None = None
     camera_model: str | None = None
@@ -44,7 +53,10 @@ class ImageRecord:
     rating: int | None = None  # XMP stars, the sidecar's where it has one
     sidecar_mtime_ns: int | None = None  # of the XMP sidecar read with it, when it has one
     inode: int | None = None  # recognises the file renamed or moved (storage.identity)
+    duration_s: float | None = None  # a video: its length (None: a picture)
+    poster_t: float | None = None  # a video: the moment that stands for it (its vector's)
     texts: tuple[Words, ...] = ()  # the words that go with it, by kind
+    moments: tuple[MomentRecord, ...] = ()  # a video's, in time order
 
 
 @dataclass(frozen=True)

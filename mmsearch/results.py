@@ -19,24 +19,45 @@ class ImageHit:
     height: int
     format: str | None = None  # JPEG, PNG, ...
     taken_at: str | None = None  # ISO 8601 local time: EXIF DateTimeOriginal, else file mtime
-    taken_from: str | None = None  # "exif" (a capture date) or "mtime" (the file's date)
+    taken_from: str | None = None  # "exif" or "container" (a video's): a capture date; "mtime"
     camera: str | None = None  # its maker and model, where the file says
     lens: str | None = None
     place: str | None = None  # "town, region, country", where it has a GPS position near one
     position: tuple[float, float] | None = None  # GPS (latitude, longitude)
     rating: int | None = None  # XMP stars (-1 rejected)
+    duration_s: float | None = None  # a video: its length in seconds
+    # A video: its moments that best match the query, best first, as (seconds, score); the
+    # hit's score is its best moment's.
+    moments: tuple[tuple[float, float], ...] = ()
     duplicates: tuple[str, ...] = ()  # with --dedup: near-identical images folded into this one
     # Why it matched, in keyword and hybrid searches: (kind of words: "name", "metadata",
     # "description" → the text holding the query's words), and ("semantic", its rank there).
     matched: tuple[tuple[str, str | int], ...] = ()
 
+    @property
+    def kind(self) -> str:
+        return "image" if self.duration_s is None else "video"
+
     def to_dict(self) -> dict:
         return {
             **asdict(self),
+            "kind": self.kind,
+            "moments": [{"t": t, "score": round(score, 6)} for t, score in self.moments],
             "position": list(self.position) if self.position else None,
             "duplicates": list(self.duplicates),
             "matched": dict(self.matched),
         }
+
+
+def clock(seconds: float) -> str:
+    """A time in a video as players show it: ``02:14``, ``1:02:14``."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    return (
+        f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+        if hours
+        else f"{rest // 60:02d}:{rest % 60:02d}"
+    )
 
 
 @dataclass(frozen=True)

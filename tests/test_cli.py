@@ -211,7 +211,7 @@ def test_empty_folder(cli, tmp_path):
     result = cli("index", str(empty))
     assert result.exit_code == 1
     assert result.stderr.startswith(
-        f"Error: no image files found in {empty} (looked for .avif, .bmp,"
+        f"Error: no image or video files found in {empty} (looked for .avif, .bmp,"
     )
     assert "hidden files skipped, see --include-hidden" in result.stderr
 

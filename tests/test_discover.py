@@ -71,7 +71,7 @@ def test_missing_path_is_an_error(tmp_path):
 
 def test_a_file_that_is_not_an_image(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(InputError, match="is not an image file mmsearch indexes"):
+    with pytest.raises(InputError, match="is not a file mmsearch indexes"):
         discover([tmp_path / "notes.txt"])
 
 

@@ -128,7 +128,8 @@ def test_a_filter_that_matches_nothing_says_so(cli, dated):
         (("--orientation", "diagonal"), "orientation 'diagonal' is not one of landscape,"),
         (
             ("--type", "psd"),
-            "unknown image type 'psd'; use one of avif, bmp, gif, heif, jpeg, png, raw, tiff, webp",
+            "unknown file type 'psd'; use one of 3gp, avi, avif, bmp, gif, heif, image, jpeg, m2ts,"
+            " m4v, mkv, mov, mp4, mts, png, raw, tiff, video, webm, webp",
         ),
         (("--sort", "size"), "--sort 'size': use score or date"),
         (("--json", "--paths-only"), "--json and --paths-only cannot be used together"),

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from mmsearch.errors import MMSearchError
-from mmsearch.results import MAX_RESULTS
+from mmsearch.results import MAX_RESULTS, clock
 
 app = typer.Typer(
     name="mmsearch",
@@ -78,7 +78,11 @@ OrientationOpt = Annotated[
 ]
 TypeOpt = Annotated[
     list[str] | None,
-    typer.Option("--type", help="Only this file type, e.g. jpeg (repeatable).", show_default=False),
+    typer.Option(
+        "--type",
+        help="Only this file type, e.g. jpeg or mp4, or kind: image, video (repeatable).",
+        show_default=False,
+    ),
 ]
 CameraOpt = Annotated[
     str | None,
@@ -236,6 +240,9 @@ def print_image_hits(hits, as_json: bool, paths_only: bool) -> None:
             date += "*" if hit.taken_from == "mtime" else ""
             size = f"{hit.width}x{hit.height}"
             more = f"  (+{len(hit.duplicates)} near-identical)" if hit.duplicates else ""
+            if hit.moments:
+                at = ", ".join(clock(t) for t, _ in hit.moments)
+                more += f"  at {at} (video, {clock(hit.duration_s)})"
             typer.echo(f"{n:>3}  {hit.score:6.3f}  {date:11}  {size:>11}  {hit.path}{more}")
 
 

@@ -69,6 +69,14 @@ def index(
             "pip install 'mmsearch[ocr]').",
         ),
     ] = False,
+    videos: Annotated[
+        bool,
+        typer.Option(
+            "--videos/--no-videos",
+            help="Index videos too: their moments (a frame per scene), found by search with "
+            "their time.",
+        ),
+    ] = True,
     vector_store: Annotated[
         str | None,
         typer.Option(
@@ -81,7 +89,8 @@ def index(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Index image folders: new and changed files are encoded, files that are gone removed."""
+    """Index photo and video folders: new and changed files are encoded, files that are gone
+    removed."""
     from indexer import IndexInterrupted, index_paths
     from indexer.texts import read_descriptions
 
@@ -110,6 +119,7 @@ def index(
                 progress=not as_json and sys.stderr.isatty(),
                 descriptions=described,
                 ocr=ocr,
+                videos=videos,
             )
         except IndexInterrupted as stop:
             stored_before_interrupt = stop.summary.added + stop.summary.updated

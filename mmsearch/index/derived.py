@@ -23,12 +23,13 @@ from sqlalchemy.orm import Session
 from mmsearch.index import pgvector_index
 from mmsearch.index.faiss_index import FaissIndex, IndexChanges
 from mmsearch.storage.engine import get_setting
-from mmsearch.storage.schema import ImageRow, TextRow
+from mmsearch.storage.schema import ImageRow, MomentRow, TextRow
 from mmsearch.storage.writer_lock import WriterLock
 from mmsearch.temporary import remove_leftovers
 
-MODALITIES = ("images", "texts")
-ROWS = {"images": ImageRow, "texts": TextRow}
+# "moments": the sampled frames of videos (a video's own row holds its poster moment's vector).
+MODALITIES = ("images", "texts", "moments")
+ROWS = {"images": ImageRow, "texts": TextRow, "moments": MomentRow}
 _REBUILD_CHUNK = 10_000
 PENDING_LIMIT = 16_384  # ids of changes held before they are written (32 MB of vectors at 512)
 

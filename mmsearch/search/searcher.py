@@ -44,6 +44,9 @@ from mmsearch.storage.texts import TextCollections
 from mmsearch.storage.writer_lock import WriterLock
 from mmsearch.words import query_terms
 
+MOMENTS_SHOWN = 3  # of a video hit: its best-matching moments...
+MOMENT_MARGIN = 0.05  # ...those within this cosine similarity of its best one
+
 
 @dataclass(frozen=True)
 class Searcher:
@@ -184,6 +187,7 @@ class Searcher:
         for rank, hit in enumerate(semantic, 1):
             why.setdefault(hit.id, {})["semantic"] = rank
         hits = [dataclasses.replace(h, matched=tuple(why.get(h.id, {}).items())) for h in hits]
+        hits = self.with_moments(hits, query)
         if relevance.dedup:
             hits = collapse_near_duplicates(hits, vectors, relevance.dedup)
         return hits[:k]
@@ -304,17 +308,61 @@ class Searcher:
     def image_hits(
         self, vector: np.ndarray, k: int, *, exclude=frozenset(), allowed=None, exact=False
     ) -> list[ImageHit]:
-        """The ``k`` images nearest to ``vector``, leaving out the ids in ``exclude``; only
-        ``allowed`` ids (which already leave out ``exclude``) when given."""
+        """The ``k`` images and videos nearest to ``vector`` (a video by its best moment),
+        leaving out the ids in ``exclude``; only ``allowed`` ids (which already leave out
+        ``exclude``) when given."""
         fetch = k if allowed is not None else k + len(exclude)
         index = self.indexes.get("images")
         scores, ids = index.search(vector, fetch, allowed=allowed, exact=exact)
-        found = [
-            (int(i), float(s))
+        found = {
+            int(i): float(s)
             for i, s in zip(ids[0], scores[0], strict=True)
             if i >= 0 and int(i) not in exclude
-        ][:k]
-        return self.images.hits(found)
+        }
+        for video, score in self._videos_by_moments(vector, fetch, allowed, exact).items():
+            if video not in exclude:
+                found[video] = max(found.get(video, score), score)
+        ranked = sorted(found.items(), key=lambda pair: -pair[1])[:k]
+        hits = self.with_moments(self.images.hits(ranked), vector)
+        return sorted(hits, key=lambda hit: -hit.score)
+
+    def _videos_by_moments(self, vector, fetch: int, allowed, exact) -> dict[int, float]:
+        """video id → its best moment's score, for the videos whose moments are nearest."""
+        if not self.indexes.generation("moments"):
+            return {}  # no video was ever indexed: not even the (empty) moment index is read
+        index = self.indexes.get("moments")
+        moments = self.images.moment_ids(allowed.tolist()) if allowed is not None else None
+        if not len(index) or (moments is not None and not len(moments)):
+            return {}
+        # A video's moments crowd each other: look at enough of them to find ``fetch`` videos.
+        scores, ids = index.search(vector, MOMENTS_SHOWN * fetch, allowed=moments, exact=exact)
+        owners = self.images.moment_owners([int(i) for i in ids[0] if i >= 0])
+        best: dict[int, float] = {}
+        for moment, score in zip(ids[0], scores[0], strict=True):
+            video = owners.get(int(moment))
+            if video is not None:
+                best[video] = max(best.get(video, float(score)), float(score))
+        return best
+
+    def with_moments(self, hits: list[ImageHit], vector: np.ndarray) -> list[ImageHit]:
+        """The hits, each video's with its moments that match ``vector`` best and the best
+        one's score (exact: every moment of the video compared)."""
+        stored = self.images.moments_of([h.id for h in hits if h.kind == "video"])
+        out = []
+        for hit in hits:
+            if hit.id in stored:
+                times, vectors = stored[hit.id]
+                scores = vectors @ vector
+                best = np.argsort(-scores, kind="stable")[:MOMENTS_SHOWN]
+                top = float(scores[best[0]])
+                moments = tuple(
+                    (float(times[i]), float(scores[i]))
+                    for i in best
+                    if scores[i] >= top - MOMENT_MARGIN
+                )
+                hit = dataclasses.replace(hit, score=moments[0][1], moments=moments)
+            out.append(hit)
+        return out
 
     def _image_vector(self, image) -> tuple[np.ndarray, set[int]]:
         """A query image's vector, and the ids of library images with the same content (the

@@ -20,6 +20,7 @@ from sqlalchemy import func, or_
 
 from mmsearch.errors import InputError
 from mmsearch.imaging.pictures import is_image_path
+from mmsearch.imaging.video import VIDEO_EXTENSIONS
 from mmsearch.paths import as_folder
 from mmsearch.places import EARTH_RADIUS_KM, bounding_box
 from mmsearch.results import ImageHit
@@ -71,7 +72,9 @@ class ImageFilter:
     min_width: int | None = None
     min_height: int | None = None
     orientation: str | None = None
-    formats: tuple[str, ...] = ()  # Pillow format names (JPEG, PNG, ...) and RAW
+    # Pillow format names (JPEG, PNG, ...), RAW, video containers (MP4, MOV...), and the kinds
+    # "image" and "video"
+    formats: tuple[str, ...] = ()
     # How it was taken (EXIF): camera make or model and lens are matched as substrings, any
     # case (a lens "35mm" matches "XF35mmF1.4 R" and "FE 35 mm F1.8"); focal lengths are the
     # 35 mm equivalent where the file gives one; ranges are (lowest, highest), None open.
@@ -137,7 +140,9 @@ class ImageFilter:
         elif self.orientation == "square":
             found.append(ImageRow.width == ImageRow.height)
         if self.formats:
-            found.append(ImageRow.format.in_(self.formats))
+            named = [f for f in self.formats if f not in _KINDS]
+            kinds = [_KINDS[f] for f in self.formats if f in _KINDS]
+            found.append(or_(*([ImageRow.format.in_(named)] if named else []), *kinds))
         if self.camera:
             camera = (
                 func.coalesce(ImageRow.camera_make, "")
@@ -216,8 +221,12 @@ def _within(latitude: float, longitude: float, radius_km: float) -> list:
     return [*box, a <= math.sin(min(radius_km / (2 * EARTH_RADIUS_KM), math.pi / 2)) ** 2]
 
 
-_FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF"}
-_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF", "RAW"}
+_FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF", "PHOTO": "IMAGE"}
+# "image" and "video" are kinds: any picture, any video
+_KINDS = {"IMAGE": ImageRow.duration_s.is_(None), "VIDEO": ImageRow.duration_s.is_not(None)}
+_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF", "RAW", *_KINDS} | {
+    extension[1:].upper() for extension in VIDEO_EXTENSIONS
+}
 
 
 def parse_range(value: str, name: str) -> tuple[float | None, float | None]:
@@ -287,7 +296,7 @@ def _format_name(value: str) -> str:
     name = _FORMAT_ALIASES.get(name, name)
     if name not in _FORMATS:
         known = ", ".join(sorted(_FORMATS)).lower()
-        raise InputError(f"unknown image type {value!r}; use one of {known}")
+        raise InputError(f"unknown file type {value!r}; use one of {known}")
     return name
 
 

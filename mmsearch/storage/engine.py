@@ -21,6 +21,7 @@ from mmsearch.storage.schema import (
     CachedQuery,
     ImageRow,
     ImageText,
+    MomentRow,
     Setting,
 )
 from mmsearch.words import name_words
@@ -132,6 +133,7 @@ _ADDED_COLUMNS = {
         "sidecar_mtime_ns": "ALTER TABLE images ADD COLUMN sidecar_mtime_ns BIGINT",
         "inode": "ALTER TABLE images ADD COLUMN inode BIGINT",
     },
+    7: {name: f"ALTER TABLE images ADD COLUMN {name} FLOAT" for name in ("duration_s", "poster_t")},
 }
 
 
@@ -157,6 +159,7 @@ def _upgrade(engine: Engine, version: int) -> None:
         for index in ImageRow.__table__.indexes:
             index.create(connection, checkfirst=True)
         CachedQuery.__table__.create(connection, checkfirst=True)  # schema 4
+        MomentRow.__table__.create(connection, checkfirst=True)  # schema 7
         if version < 5:
             ImageText.__table__.create(connection, checkfirst=True)
             _create_keyword_index(connection)

@@ -23,8 +23,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # 2: images.content_hash; 3: images.taken_at, taken_from; 4: query_cache;
 # 5: image_texts, and the camera columns of images; 6: GPS positions, place names, ratings
-# and XMP sidecars
-SCHEMA_VERSION = 6
+# and XMP sidecars; 7: videos (images.duration_s, poster_t, and their moments)
+SCHEMA_VERSION = 7
 
 
 class Base(DeclarativeBase):
@@ -84,7 +84,23 @@ class ImageRow(Base):
     # The file's inode (schema 6): a renamed or moved file is recognised without reading it
     # (mmsearch.storage.identity). NULL where the file system has none.
     inode: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    # A video (schema 7): its length in seconds, and the moment whose frame stands for it (its
+    # poster: ``embedding`` is that moment's vector); NULL for a picture.
+    duration_s: Mapped[float | None] = mapped_column(Float, index=True)
+    poster_t: Mapped[float | None] = mapped_column(Float)
     indexed_at: Mapped[float] = mapped_column(Float)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class MomentRow(Base):
+    """A moment of a video: a frame sampled from it (mmsearch.imaging.video), ``t`` seconds in;
+    ``id`` is also its id in the moment vector index. A search finds a video by its moments."""
+
+    __tablename__ = "moments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    t: Mapped[float] = mapped_column(Float)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
 
 
