@@ -251,6 +251,7 @@ class Library:
         sqlite = url.drivername.startswith("sqlite") and url.database
         # A read-only library's URL is SQLite's "file:" URI (location.sqlite_url): show the file.
         db_path = Path(url.database.removeprefix("file:")) if sqlite else None
+        videos, moments, seconds = self.images.video_totals()
         return LibraryInfo(
             library_dir=str(self.library_dir),
             database=f"sqlite:///{db_path}" if sqlite else url.render_as_string(hide_password=True),
@@ -259,6 +260,9 @@ class Library:
             images=self.images.count(),
             skipped_files=self.images.skipped_count(),
             texts=self.texts.count(),
+            videos=videos,
+            moments=moments,
+            video_hours=round(seconds / 3600, 3),
             collections=self.collections(),
             index_files=files,
             read_only=self.read_only,

@@ -49,17 +49,6 @@ class ImageHit:
         }
 
 
-def clock(seconds: float) -> str:
-    """A time in a video as players show it: ``02:14``, ``1:02:14``."""
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    return (
-        f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
-        if hours
-        else f"{rest // 60:02d}:{rest % 60:02d}"
-    )
-
-
 @dataclass(frozen=True)
 class TextHit:
     """A text (caption) found by an image query."""
@@ -105,9 +94,12 @@ class LibraryInfo:
     database: str
     database_bytes: int | None
     model: dict | None
-    images: int
+    images: int  # pictures and videos
     skipped_files: int
     texts: int
+    videos: int = 0
+    moments: int = 0  # of the videos
+    video_hours: float = 0.0
     collections: list[CollectionInfo] = field(default_factory=list)
     index_files: list[IndexFileInfo] = field(default_factory=list)
     read_only: bool = False  # the folder or database cannot be written: searches only

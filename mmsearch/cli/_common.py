@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 
 from mmsearch.errors import MMSearchError
-from mmsearch.results import MAX_RESULTS, clock
+from mmsearch.results import MAX_RESULTS
+from mmsearch.timecodes import clock
 
 app = typer.Typer(
     name="mmsearch",

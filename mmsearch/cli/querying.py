@@ -189,7 +189,13 @@ def _relevance(lib, within, knee, dedup, dedup_threshold, sort):
 @app.command()
 @command
 def similar(
-    image: Annotated[Path, typer.Argument(help="An image file, in the library or not.")],
+    image: Annotated[
+        Path,
+        typer.Argument(
+            help="An image or video file, in the library or not; a moment of a video as "
+            "clip.mp4@02:14."
+        ),
+    ],
     k: TopK = 10,
     folder: InOpt = None,
     date_from: FromOpt = None,
@@ -237,7 +243,10 @@ def similar(
 @app.command()
 @command
 def captions(
-    image: Annotated[Path, typer.Argument(help="An image file, in the library or not.")],
+    image: Annotated[
+        Path,
+        typer.Argument(help="An image file, or a moment of a video (clip.mp4@02:14)."),
+    ],
     k: TopK = 5,
     collection: Annotated[str | None, typer.Option(help="Only texts of this collection.")] = None,
     keep_duplicates: Annotated[

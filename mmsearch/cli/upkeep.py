@@ -96,6 +96,10 @@ def info(library: LibraryOpt = None, db_url: DbUrlOpt = None, as_json: JsonOpt =
         typer.echo("vectors:     searched by FAISS, in index files in the library folder")
     skipped = f"{details.skipped_files} file{'' if details.skipped_files == 1 else 's'} skipped"
     typer.echo(f"images:      {details.images} ({skipped})")
+    if details.videos:
+        hours = f"{details.video_hours:.1f} hours" if details.video_hours >= 1 else (
+            f"{details.video_hours * 60:.1f} minutes")  # fmt: skip
+        typer.echo(f"videos:      {details.videos} of them, {details.moments} moments, {hours}")
     typer.echo(f"texts:       {details.texts} in {len(details.collections)} collection(s)")
     for c in details.collections:
         typer.echo(f"  {c.name}: {c.texts}")

@@ -86,7 +86,7 @@ def sample_video(path: str, min_size: int, *, max_moments: int = MAX_MOMENTS) ->
         problems: list[str] = []
         keyframes = _Sampler(min_size, max_moments)
         times = []
-        for t, frame in _decoded(container, stream, "NONKEY", path, problems):
+        for t, frame in _decoded(container, stream, "NONKEY", problems):
             if not times and _quarter_turns(frame) % 2:
                 width, height = height, width
             times.append(t)
@@ -97,7 +97,7 @@ def sample_video(path: str, min_size: int, *, max_moments: int = MAX_MOMENTS) ->
         if _too_sparse(times, duration) or (times and not keyframes.moments):
             container.seek(0)
             sampler, looked = _Sampler(min_size, max_moments), -STEP
-            for t, frame in _decoded(container, stream, "NONREF", path, []):
+            for t, frame in _decoded(container, stream, "NONREF", []):
                 if t >= looked + STEP:
                     looked = t
                     sampler.offer(t, frame)
@@ -142,7 +142,7 @@ def frame_at(path: str, t: float, min_size: int) -> Image.Image:
         base = stream.time_base or 1
         container.seek(max(0, int(t / base)), stream=stream, backward=True)
         last = None
-        for moment, frame in _decoded(container, stream, "DEFAULT", path, []):
+        for moment, frame in _decoded(container, stream, "DEFAULT", []):
             last = frame
             if moment >= t - 1e-3:
                 break
@@ -224,7 +224,7 @@ def _video_stream(container, path: str):
     return stream
 
 
-def _decoded(container, stream, skip: str, path: str, problems: list[str]) -> Iterator:
+def _decoded(container, stream, skip: str, problems: list[str]) -> Iterator:
     """(seconds, frame) of the frames decoded with ``skip_frame`` (NONKEY: keyframes; NONREF:
     reference frames; DEFAULT: all), until the end or the first damage (noted in problems)."""
     import av

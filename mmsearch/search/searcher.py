@@ -20,11 +20,17 @@ from mmsearch.errors import EmptyLibraryError, ImageError, InputError
 from mmsearch.imaging.fingerprint import content_hash
 from mmsearch.imaging.pictures import load_image
 from mmsearch.imaging.preprocess import fit_to_model
+from mmsearch.imaging.video import frame_at, is_video_path, sample_video
 from mmsearch.index.derived import DerivedIndexes
 from mmsearch.library_model import LibraryModel
 from mmsearch.results import MAX_RESULTS, ImageHit, TextHit
 from mmsearch.search import fusion
-from mmsearch.search.duplicates import DuplicateGroup, duplicate_groups
+from mmsearch.search.duplicates import (
+    DuplicateGroup,
+    duplicate_groups,
+    near_pairs,
+    video_duplicate_groups,
+)
 from mmsearch.search.fusion import MODES
 from mmsearch.search.projection import pca_2d
 from mmsearch.search.terms import (
@@ -42,6 +48,7 @@ from mmsearch.storage.catalogue import ImageCatalogue
 from mmsearch.storage.keywords import KeywordIndex
 from mmsearch.storage.texts import TextCollections
 from mmsearch.storage.writer_lock import WriterLock
+from mmsearch.timecodes import split_moment
 from mmsearch.words import query_terms
 
 MOMENTS_SHOWN = 3  # of a video hit: its best-matching moments...
@@ -221,12 +228,31 @@ class Searcher:
         self._require("images")
         index = self.indexes.get("images")
         ids, vectors = index.items()
-        groups = duplicate_groups(ids, vectors, index, threshold)
+        pictures = ~np.isin(ids, self.images.video_ids())  # videos: by their moments, below
+        groups = duplicate_groups(ids[pictures], vectors[pictures], index, threshold)
+        groups += self._video_duplicates(threshold)
         paths = self.images.paths()
         return [
             DuplicateGroup(sorted(paths[i] for i in members if i in paths), round(score, 4))
             for members, score in groups
         ]
+
+    def _video_duplicates(self, threshold: float) -> list:
+        """Groups of videos that are copies, by their sequences of moments (see duplicates)."""
+        if not self.indexes.generation("moments"):
+            return []
+        index = self.indexes.get("moments")
+        ids, vectors = index.items()
+        owners = self.images.moment_owners(ids.tolist())
+        # Videos with a moment each that look alike: the pairs worth comparing in full.
+        pairs = {
+            (owners[a], owners[b])
+            for a, b, _ in near_pairs(ids, vectors, index, threshold)
+            if a in owners and b in owners and owners[a] < owners[b]
+        }
+        compared = self.images.moments_of(sorted({video for pair in pairs for video in pair}))
+        sequences = {video: vectors for video, (_, vectors) in compared.items()}
+        return video_duplicate_groups(sequences, pairs, threshold)
 
     def tag(
         self,
@@ -370,19 +396,17 @@ class Searcher:
         library holds the file or its content unchanged."""
         if isinstance(image, Image.Image):
             return self._encode_picture(image.convert("RGB")), set()
-        path = os.path.abspath(os.fspath(image))
+        spec = os.fspath(image)
+        path, at = (spec, None) if os.path.exists(spec) else split_moment(spec)
+        path = os.path.abspath(path)
+        if is_video_path(path):
+            return self._video_vector(path, at, image)
         stored = self.images.stored_image(path)
-        if stored is not None:
-            try:
-                stat = os.stat(path)
-                unchanged = (stat.st_size, stat.st_mtime_ns) == (stored.size, stored.mtime_ns)
-            except OSError:
-                unchanged = True  # the stored vector is all we have
-            if unchanged:
-                same = {stored.id}
-                if stored.content_hash is not None:
-                    same |= self.images.with_content(stored.content_hash)[1]
-                return stored.vector, same
+        if stored is not None and _unchanged(path, stored):
+            same = {stored.id}
+            if stored.content_hash is not None:
+                same |= self.images.with_content(stored.content_hash)[1]
+            return stored.vector, same
         try:
             digest = content_hash(path, self.images.hash_algorithm)
         except OSError:
@@ -399,6 +423,40 @@ class Searcher:
         except ImageError as exc:
             raise InputError(f"cannot use {image} as a query image: {exc}") from exc
         return self._encode_picture(picture), set()
+
+    def _video_vector(self, path: str, at: float | None, spec) -> tuple[np.ndarray, set[int]]:
+        """A query video's vector: the moment shown at ``at`` seconds (the last moment at or
+        before it: a moment stands for its scene), or its poster without a time. The stored
+        moments are used when the library holds the video unchanged."""
+        stored = self.images.stored_image(path)
+        if stored is not None and _unchanged(path, stored):
+            video, digest = stored.id, stored.content_hash
+        else:  # a copy of a stored video?
+            try:
+                digest = content_hash(path, self.images.hash_algorithm)
+            except OSError:
+                digest = None
+            video = min(self.images.with_content(digest)[1], default=None) if digest else None
+            twin = self._unhashed_twin(path, digest) if digest and video is None else None
+            video = twin.id if twin is not None else video
+        if video is not None:
+            same = {video, *(self.images.with_content(digest)[1] if digest else ())}
+            times, vectors = self.images.moments_of([video])[video]
+            if at is None:
+                return self.images.image_vectors([video])[video], same
+            return vectors[max(0, int(np.searchsorted(times, at + 1e-6)) - 1)], same
+        size = self.model.encoder.preprocess.size
+        try:
+            if at is not None:
+                return self._encode_picture(frame_at(path, at, size)), set()
+            video = sample_video(path, size)
+        except ImageError as exc:
+            raise InputError(f"cannot use {spec} as a query: {exc}") from exc
+        cfg = self.model.encoder.preprocess
+        vectors = self.model.encoder.encode_images(
+            np.stack([fit_to_model(m.image, cfg) for m in video.moments])
+        )
+        return vectors[int(np.argmax(vectors @ vectors.mean(axis=0)))], set()
 
     def _unhashed_twin(self, path: str, digest: str):
         """A stored image with this content that was stored without a hash (no copy of it was
@@ -433,6 +491,15 @@ class Searcher:
             else "add a text collection first: mmsearch add-texts FILE"
         )
         raise EmptyLibraryError(f"library {self.library_dir} has no {modality}; {hint}")
+
+
+def _unchanged(path: str, stored) -> bool:
+    """Whether the file is as it was stored (or gone: then the stored vector is all we have)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return True
+    return (stat.st_size, stat.st_mtime_ns) == (stored.size, stored.mtime_ns)
 
 
 def _check_k(k: int) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from mmsearch.imaging.exif import Shot
 from mmsearch.imaging.fingerprint import KnownContent
 from mmsearch.paths import as_folder, is_at_or_under
-from mmsearch.records import ImageRecord, MomentRecord, Words
+from mmsearch.records import ImageRecord, Words
 from mmsearch.results import ImageHit
 from mmsearch.storage.engine import (
     HEADERS_OUTDATED,
@@ -30,13 +30,19 @@ from mmsearch.storage.engine import (
     set_setting,
 )
 from mmsearch.storage.identity import FileIdentity
+from mmsearch.storage.moments import (
+    VideoMoments,
+    drop_moments,
+    load_moments,
+    replace_moments,
+)
 from mmsearch.storage.place_names import (
     PlaceCount,
     count_places,
     place_columns,
     replace_place_words,
 )
-from mmsearch.storage.schema import ImageRow, ImageText, MomentRow, Setting, SkippedFile
+from mmsearch.storage.schema import ImageRow, ImageText, Setting, SkippedFile
 
 SHOT_COLUMNS = tuple(f.name for f in dataclasses.fields(Shot))
 # Words that come with a picture's content, which a copy of it shares (names do not; place
@@ -63,7 +69,7 @@ class StoredImage(NamedTuple):
     vector: np.ndarray
 
 
-class ImageCatalogue(FileIdentity):
+class ImageCatalogue(FileIdentity, VideoMoments):
     """The images of one library (see the module docstring)."""
 
     def __init__(self, *args, **kwargs):
@@ -108,7 +114,7 @@ class ImageCatalogue(FileIdentity):
                 stmt = select(ImageRow).where(ImageRow.content_hash.in_(chunk))
                 rows = session.execute(stmt).scalars().all()
                 words = _content_words(session, [r.id for r in rows])
-                moments = _moments(session, [r.id for r in rows if r.duration_s is not None])
+                moments = load_moments(session, [r.id for r in rows if r.duration_s is not None])
                 for row in rows:
                     vector = np.frombuffer(row.embedding, np.float32)
                     record = _record(row, words.get(row.id, ()), moments.get(row.id, ()))
@@ -236,16 +242,11 @@ class ImageCatalogue(FileIdentity):
             replace_place_words(session, list(zip(ids.tolist(), places, strict=True)))
             # Only updated rows have an old vector to drop (a removal scans the whole index).
             replaced = np.array([r.id for r in existing.values()], dtype=np.int64)
-            moments = _replace_moments(session, replaced.tolist(), ids.tolist(), records)
+            moments = replace_moments(session, replaced.tolist(), ids.tolist(), records)
             generation = bump_generation(session, "images")
         self._indexes.apply("images", generation, remove=replaced, add=(ids, vectors))
         self._moments_changed(*moments)
         return ids.tolist()
-
-    def _moments_changed(self, generation, removed, added=None) -> None:
-        """Tell the moment index what a committed transaction changed (at ``generation``)."""
-        if generation is not None:
-            self._indexes.apply("moments", generation, remove=removed, add=added)
 
     def remove_images(self, paths: Iterable[str]) -> int:
         """Forget images by path (files that are gone); returns how many were removed."""
@@ -257,7 +258,7 @@ class ImageCatalogue(FileIdentity):
             for chunk in chunked(paths):
                 where = ImageRow.path.in_(chunk)
                 found += session.execute(select(ImageRow.id).where(where)).scalars().all()
-            moments = _drop_moments(session, found)
+            moments = drop_moments(session, found)
             for chunk in chunked(paths):
                 session.execute(delete(ImageRow).where(ImageRow.path.in_(chunk)))
                 session.execute(delete(SkippedFile).where(SkippedFile.path.in_(chunk)))
@@ -284,7 +285,7 @@ class ImageCatalogue(FileIdentity):
         """Remember that a file could not be indexed (and drop any stale entry for it)."""
         with self._write() as session:
             ids = session.execute(select(ImageRow.id).where(ImageRow.path == path)).scalars().all()
-            moments = _drop_moments(session, ids)
+            moments = drop_moments(session, ids)
             if ids:
                 session.execute(delete(ImageRow).where(ImageRow.id.in_(ids)))
                 generation = bump_generation(session, "images")
@@ -324,33 +325,6 @@ class ImageCatalogue(FileIdentity):
         with Session(self._engine) as session:
             rows = {row.id: row for row in session.execute(stmt)}
         return [_hit(rows[i], s) for i, s in found if i in rows]
-
-    def moment_owners(self, moment_ids: Sequence[int]) -> dict[int, int]:
-        """moment id → the id of its video."""
-        found = {}
-        with Session(self._engine) as session:
-            for chunk in chunked(list(moment_ids)):
-                stmt = select(MomentRow.id, MomentRow.image_id).where(MomentRow.id.in_(chunk))
-                found.update(session.execute(stmt).all())
-        return found
-
-    def moment_ids(self, video_ids: Sequence[int]) -> np.ndarray:
-        """The ids of these videos' moments (what a filter on videos allows of the moments)."""
-        found = []
-        with Session(self._engine) as session:
-            for chunk in chunked(list(video_ids)):
-                stmt = select(MomentRow.id).where(MomentRow.image_id.in_(chunk))
-                found += session.execute(stmt).scalars().all()
-        return np.array(found, dtype=np.int64)
-
-    def moments_of(self, video_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """video id → (times, vectors) of its moments, in time order."""
-        with Session(self._engine) as session:
-            moments = _moments(session, list(video_ids))
-        return {
-            video: (np.array([m.t for m in found]), np.stack([m.vector for m in found]))
-            for video, found in moments.items()
-        }
 
     def ids_where(self, conditions: Sequence) -> list[int]:
         """Ids of the images that meet SQLAlchemy ``conditions`` on ImageRow."""
@@ -483,52 +457,6 @@ def _record(row: ImageRow, texts: tuple[Words, ...] = (), moments=()) -> ImageRe
         if f.name not in ("texts", "moments")
     }
     return ImageRecord(**columns, texts=texts, moments=tuple(moments))
-
-
-def _moments(session: Session, ids: list[int]) -> dict[int, list[MomentRecord]]:
-    """The stored moments of these videos, in time order."""
-    found: dict[int, list[MomentRecord]] = {}
-    for chunk in chunked(ids):
-        stmt = select(MomentRow.image_id, MomentRow.t, MomentRow.embedding).where(
-            MomentRow.image_id.in_(chunk)
-        )
-        for image_id, t, blob in session.execute(stmt.order_by(MomentRow.image_id, MomentRow.t)):
-            found.setdefault(image_id, []).append(MomentRecord(t, np.frombuffer(blob, np.float32)))
-    return found
-
-
-def _drop_moments(session: Session, image_ids: list[int]) -> tuple[int | None, np.ndarray]:
-    """Delete the moments of these images (videos) in this transaction: (the moment index's new
-    generation, or None when they had none; the moment ids deleted)."""
-    dropped = []
-    for chunk in chunked(image_ids):
-        where = MomentRow.image_id.in_(chunk)
-        dropped += session.execute(select(MomentRow.id).where(where)).scalars().all()
-        session.execute(delete(MomentRow).where(where))
-    generation = bump_generation(session, "moments") if dropped else None
-    return generation, np.array(dropped, dtype=np.int64)
-
-
-def _replace_moments(session, replaced: list[int], ids: list[int], records) -> tuple:
-    """The moments of the images stored become the records' (for the moment index: its
-    generation, the ids removed and (ids, vectors) added)."""
-    generation, removed = _drop_moments(session, replaced)
-    rows = [
-        MomentRow(image_id=image_id, t=m.t, embedding=as_vectors(m.vector[None], 1).tobytes())
-        for image_id, record in zip(ids, records, strict=True)
-        for m in record.moments
-    ]
-    if not rows:
-        return generation, removed, None
-    session.add_all(rows)
-    session.flush()
-    added = (
-        np.array([r.id for r in rows], dtype=np.int64),
-        np.stack([m.vector for r in records for m in r.moments]).astype(np.float32),
-    )
-    if generation is None:
-        generation = bump_generation(session, "moments")
-    return generation, removed, added
 
 
 def _replace_texts(session: Session, ids: list[int], records: Sequence[ImageRecord]) -> None:
