@@ -198,9 +198,31 @@ def _open(path: str):
     except PermissionError as exc:
         raise ImageError(f"{path}: cannot read file ({exc.strerror})", reason="unreadable") from exc
     except av.error.FFmpegError as exc:
+        why = exc.strerror or exc
+        if _container_signature(path):
+            raise ImageError(
+                f"{path}: corrupt or truncated video ({why})", reason="corrupt"
+            ) from exc
         raise ImageError(
-            f"{path}: not a video FFmpeg can read ({exc.strerror or exc})", reason="not-a-video"
+            f"{path}: not a video FFmpeg can read ({why})", reason="not-a-video"
         ) from exc
+
+
+def _container_signature(path: str) -> bool:
+    """Whether the file starts as a video container does (MP4/MOV, Matroska/WebM, AVI, MPEG
+    transport stream): then a file FFmpeg cannot open is a damaged video, not something else."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(192)
+    except OSError:
+        return False
+    return (
+        head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free")
+        or head.startswith(b"\x1a\x45\xdf\xa3")
+        or (head.startswith(b"RIFF") and head[8:12] == b"AVI ")
+        or (len(head) >= 189 and head[0] == head[188] == 0x47)  # TS packets: sync every 188
+        or (len(head) >= 193 and head[4] == 0x47)  # M2TS: 4-byte timestamps first
+    )
 
 
 def _video_stream(container, path: str):

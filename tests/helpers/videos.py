@@ -55,6 +55,10 @@ def make_video(
             stream.codec_context.gop_size = keyframe_interval
             if codec == "libx264":
                 stream.options = {"sc_threshold": "0", "keyint_min": str(keyframe_interval)}
+        if codec == "libx265":
+            stream.options = {**stream.options, "x265-params": "log-level=error"}
+        elif codec == "mpeg4":
+            stream.bit_rate = 2_000_000  # its default (200 kb/s) is a badly damaged copy
         if rotation:
             stream.set_display_rotation(rotation)
         sound = container.add_stream("aac", rate=44100) if audio else None
