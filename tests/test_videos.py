@@ -193,7 +193,7 @@ def video_library(tmp_path_factory):
         assert result.exit_code == 0, result.output
         return result
 
-    run.photos = photos
+    run.photos, run.library = photos, root / "lib"
     return run
 
 
@@ -300,3 +300,74 @@ def test_a_video_that_changes_while_indexed_is_indexed_again(tmp_path, monkeypat
     assert again["updated"] == 1
     info = json.loads(runner.invoke(app, ["info", "--json", *lib[:2]]).stdout)
     assert info["moments"] == 2
+
+
+# -- the web app ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served_videos(video_library):
+    from tests.test_serve import serving
+
+    with serving(video_library.library) as url:
+        yield url
+
+
+def _get(url: str, headers: dict | None = None):
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {})) as response:
+        return response.status, response.headers, response.read()
+
+
+def test_the_api_answers_with_moments_and_serves_videos_for_seeking(served_videos, video_library):
+    status, _, body = _get(f"{served_videos}/api/search?q=fresh+fruit&type=video&k=3&mode=semantic")
+    party = next(h for h in json.loads(body) if h["path"].endswith("party.mp4"))
+    t = party["moments"][0]["t"]
+    assert party["thumbnail"] == f"/api/thumbnail/{party['id']}?t={t:g}"
+    status, headers, jpeg = _get(served_videos + party["thumbnail"])
+    assert status == 200 and headers["Content-Type"] == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
+    # A browser seeks with range requests.
+    status, headers, part = _get(served_videos + party["image"], {"Range": "bytes=100-199"})
+    size = (video_library.photos / "party.mp4").stat().st_size
+    assert status == 206 and headers["Content-Range"] == f"bytes 100-199/{size}"
+    assert part == (video_library.photos / "party.mp4").read_bytes()[100:200]
+    assert headers["Content-Type"] == "video/mp4"
+    # More like this moment: the copy, at the same scene.
+    status, _, body = _get(f"{served_videos}/api/similar/{party['id']}?t={t}&k=3")
+    copy = next(h for h in json.loads(body) if h["path"].endswith("party-copy.mkv"))
+    assert _within(copy["moments"][0]["t"], "fruit")
+
+
+def test_the_web_page_plays_a_video_from_its_moment(served_videos, browser_page):
+    page = browser_page
+    page.goto(served_videos + "/")
+    page.fill("#q", "fresh fruit")
+    page.press("#q", "Enter")
+    page.wait_for_selector(".hit .when")
+    page.click(".hit:has(.when) >> nth=0")
+    page.wait_for_function(
+        "(() => { const v = document.querySelector('#player');"
+        " return !v.hidden && v.readyState >= 1 && v.currentTime > 0; })()"
+    )
+    moment = page.evaluate("document.querySelector('#player').currentTime")
+    assert 1 <= moment < 8
+    assert page.evaluate("document.querySelector('#full').hidden")
+
+
+def test_the_contact_sheet_shows_the_moment(video_library, tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+
+    sheet = tmp_path / "sheet.html"
+    video_library("search", "fresh fruit", "--type", "video", "-k", "1", "--mode", "semantic",
+                  "--html", str(sheet))  # fmt: skip
+    page = sheet.read_text()
+    assert "video at 00:03" in page and '.mp4#t=3"' in page  # party.mp4 or its trimmed copy
+    data = page.split('src="data:image/jpeg;base64,')[1].split('"')[0]
+    frame = Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
+    # The fruit scene's frame (an orange drawing), not the black intro nor the flag.
+    red, green, blue = frame.resize((1, 1)).getpixel((0, 0))
+    assert red > blue + 20

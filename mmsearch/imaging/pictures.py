@@ -26,6 +26,7 @@ from mmsearch.imaging.embedded_text import embedded_rating, embedded_text
 from mmsearch.imaging.exif import Shot, exif_taken_at, shot_details
 from mmsearch.imaging.raw import FORMAT as RAW_FORMAT
 from mmsearch.imaging.raw import RAW_EXTENSIONS, open_raw, raw_header_shot
+from mmsearch.imaging.video import frame_at, is_video_path
 
 _PICTURE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 IMAGE_EXTENSIONS = frozenset(_PICTURE_EXTENSIONS | {".heic", ".heif", ".avif"} | RAW_EXTENSIONS)
@@ -166,14 +167,20 @@ def _picture(path: Path, image: Image.Image, min_size: int | None, max_pixels: i
             ) from exc
 
 
-def jpeg_rendering(path: str | os.PathLike[str], size: int, *, quality: int) -> bytes:
+def jpeg_rendering(
+    path: str | os.PathLike[str], size: int, *, quality: int, at: float | None = None
+) -> bytes:
     """The picture upright as JPEG bytes, at most ``size`` pixels on its longer side: what a
-    browser can show of any file we index (thumbnails, HEIC, TIFF and RAW views).
+    browser can show of any file we index (thumbnails, HEIC, TIFF and RAW views; a video's
+    frame ``at`` seconds in, its first without).
 
     Raises:
-        ImageError: as :func:`open_picture`.
+        ImageError: as :func:`open_picture` (a video: :func:`mmsearch.imaging.video.frame_at`).
     """
-    picture = load_image(path, min_size=size)
+    if is_video_path(path):
+        picture = frame_at(os.fspath(path), at or 0.0, size)
+    else:
+        picture = load_image(path, min_size=size)
     picture.thumbnail((size, size))
     buffer = io.BytesIO()
     picture.save(buffer, "JPEG", quality=quality)

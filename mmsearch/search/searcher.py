@@ -25,13 +25,9 @@ from mmsearch.index.derived import DerivedIndexes
 from mmsearch.library_model import LibraryModel
 from mmsearch.results import MAX_RESULTS, ImageHit, TextHit
 from mmsearch.search import fusion
-from mmsearch.search.duplicates import (
-    DuplicateGroup,
-    duplicate_groups,
-    near_pairs,
-    video_duplicate_groups,
-)
+from mmsearch.search.duplicates import DuplicateGroup, duplicate_groups
 from mmsearch.search.fusion import MODES
+from mmsearch.search.moments import video_duplicates, videos_by_moments, with_moments
 from mmsearch.search.projection import pca_2d
 from mmsearch.search.terms import (
     ImageFilter,
@@ -50,9 +46,6 @@ from mmsearch.storage.texts import TextCollections
 from mmsearch.storage.writer_lock import WriterLock
 from mmsearch.timecodes import split_moment
 from mmsearch.words import query_terms
-
-MOMENTS_SHOWN = 3  # of a video hit: its best-matching moments...
-MOMENT_MARGIN = 0.05  # ...those within this cosine similarity of its best one
 
 
 @dataclass(frozen=True)
@@ -194,7 +187,7 @@ class Searcher:
         for rank, hit in enumerate(semantic, 1):
             why.setdefault(hit.id, {})["semantic"] = rank
         hits = [dataclasses.replace(h, matched=tuple(why.get(h.id, {}).items())) for h in hits]
-        hits = self.with_moments(hits, query)
+        hits = with_moments(self.images, hits, query)
         if relevance.dedup:
             hits = collapse_near_duplicates(hits, vectors, relevance.dedup)
         return hits[:k]
@@ -230,29 +223,12 @@ class Searcher:
         ids, vectors = index.items()
         pictures = ~np.isin(ids, self.images.video_ids())  # videos: by their moments, below
         groups = duplicate_groups(ids[pictures], vectors[pictures], index, threshold)
-        groups += self._video_duplicates(threshold)
+        groups += video_duplicates(self.images, self.indexes, threshold)
         paths = self.images.paths()
         return [
             DuplicateGroup(sorted(paths[i] for i in members if i in paths), round(score, 4))
             for members, score in groups
         ]
-
-    def _video_duplicates(self, threshold: float) -> list:
-        """Groups of videos that are copies, by their sequences of moments (see duplicates)."""
-        if not self.indexes.generation("moments"):
-            return []
-        index = self.indexes.get("moments")
-        ids, vectors = index.items()
-        owners = self.images.moment_owners(ids.tolist())
-        # Videos with a moment each that look alike: the pairs worth comparing in full.
-        pairs = {
-            (owners[a], owners[b])
-            for a, b, _ in near_pairs(ids, vectors, index, threshold)
-            if a in owners and b in owners and owners[a] < owners[b]
-        }
-        compared = self.images.moments_of(sorted({video for pair in pairs for video in pair}))
-        sequences = {video: vectors for video, (_, vectors) in compared.items()}
-        return video_duplicate_groups(sequences, pairs, threshold)
 
     def tag(
         self,
@@ -345,50 +321,13 @@ class Searcher:
             for i, s in zip(ids[0], scores[0], strict=True)
             if i >= 0 and int(i) not in exclude
         }
-        for video, score in self._videos_by_moments(vector, fetch, allowed, exact).items():
+        by_moments = videos_by_moments(self.images, self.indexes, vector, fetch, allowed, exact)
+        for video, score in by_moments.items():
             if video not in exclude:
                 found[video] = max(found.get(video, score), score)
         ranked = sorted(found.items(), key=lambda pair: -pair[1])[:k]
-        hits = self.with_moments(self.images.hits(ranked), vector)
+        hits = with_moments(self.images, self.images.hits(ranked), vector)
         return sorted(hits, key=lambda hit: -hit.score)
-
-    def _videos_by_moments(self, vector, fetch: int, allowed, exact) -> dict[int, float]:
-        """video id → its best moment's score, for the videos whose moments are nearest."""
-        if not self.indexes.generation("moments"):
-            return {}  # no video was ever indexed: not even the (empty) moment index is read
-        index = self.indexes.get("moments")
-        moments = self.images.moment_ids(allowed.tolist()) if allowed is not None else None
-        if not len(index) or (moments is not None and not len(moments)):
-            return {}
-        # A video's moments crowd each other: look at enough of them to find ``fetch`` videos.
-        scores, ids = index.search(vector, MOMENTS_SHOWN * fetch, allowed=moments, exact=exact)
-        owners = self.images.moment_owners([int(i) for i in ids[0] if i >= 0])
-        best: dict[int, float] = {}
-        for moment, score in zip(ids[0], scores[0], strict=True):
-            video = owners.get(int(moment))
-            if video is not None:
-                best[video] = max(best.get(video, float(score)), float(score))
-        return best
-
-    def with_moments(self, hits: list[ImageHit], vector: np.ndarray) -> list[ImageHit]:
-        """The hits, each video's with its moments that match ``vector`` best and the best
-        one's score (exact: every moment of the video compared)."""
-        stored = self.images.moments_of([h.id for h in hits if h.kind == "video"])
-        out = []
-        for hit in hits:
-            if hit.id in stored:
-                times, vectors = stored[hit.id]
-                scores = vectors @ vector
-                best = np.argsort(-scores, kind="stable")[:MOMENTS_SHOWN]
-                top = float(scores[best[0]])
-                moments = tuple(
-                    (float(times[i]), float(scores[i]))
-                    for i in best
-                    if scores[i] >= top - MOMENT_MARGIN
-                )
-                hit = dataclasses.replace(hit, score=moments[0][1], moments=moments)
-            out.append(hit)
-        return out
 
     def _image_vector(self, image) -> tuple[np.ndarray, set[int]]:
         """A query image's vector, and the ids of library images with the same content (the

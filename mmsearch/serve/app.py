@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mmsearch.errors import EmptyLibraryError, InputError, MMSearchError
 from mmsearch.imaging.raw import RAW_EXTENSIONS
+from mmsearch.imaging.video import is_video_path
 from mmsearch.library import Library
 from mmsearch.places import parse_near
 from mmsearch.results import MAX_RESULTS
@@ -75,7 +76,9 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
             {
                 "rank": n,
                 **h.to_dict(),
-                "thumbnail": f"/api/thumbnail/{h.id}" if servable[h.id] else None,
+                # A video's thumbnail is the frame of its best moment; "image" is the video
+                # file itself, served with range requests so that a browser can seek.
+                "thumbnail": f"/api/thumbnail/{h.id}{_at(h)}" if servable[h.id] else None,
                 "image": f"/api/image/{h.id}" if servable[h.id] else None,
             }
             for n, h in enumerate(hits, 1)
@@ -138,16 +141,16 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
 
     async def similar(request: Request):
         image_id = request.path_params["image_id"]
-        path = await call(_required_path, library, image_id)
         params = request.query_params
+        path = _moment(await call(_required_path, library, image_id), params)
         k = _count(params.get("k", "20"), "k")
         hits = await call(library.similar, path, k=k, where=_filter(params))
         return JSONResponse(await hits_json(hits))
 
     async def captions(request: Request):
         image_id = request.path_params["image_id"]
-        path = await call(_required_path, library, image_id)
         params = request.query_params
+        path = _moment(await call(_required_path, library, image_id), params)
         hits = await call(
             library.captions,
             path,
@@ -175,7 +178,9 @@ def create_app(library: Library, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
     async def thumbnail(request: Request):
         image_id = request.path_params["image_id"]
         path = await call(_required_path, library, image_id)
-        data = await run_in_threadpool(_thumbnail, thumbnails, image_id, path)
+        t = request.query_params.get("t")
+        at = _number(t, "t") if t is not None else None
+        data = await run_in_threadpool(_thumbnail, thumbnails, image_id, path, at)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     async def http_error(request: Request, exc: _HTTPError):
@@ -226,24 +231,36 @@ def _required_path(library: Library, image_id: int) -> str:
     return path
 
 
-def _jpeg(path: str, size: int, quality: int) -> bytes:
-    """The picture upright as a JPEG of at most ``size`` pixels on its longer side."""
+def _at(hit) -> str:
+    return f"?t={hit.moments[0][0]:g}" if hit.moments else ""
+
+
+def _moment(path: str, params) -> str:
+    """A video's moment as a query (``clip.mp4@134.2``), when ``t`` is given."""
+    t = params.get("t")
+    return f"{path}@{_number(t, 't'):g}" if t is not None and is_video_path(path) else path
+
+
+def _jpeg(path: str, size: int, quality: int, at: float | None = None) -> bytes:
+    """The picture upright (a video: its frame ``at`` seconds in) as a JPEG of at most ``size``
+    pixels on its longer side."""
     from mmsearch.errors import ImageError
     from mmsearch.imaging.pictures import jpeg_rendering
 
     try:
-        return jpeg_rendering(path, size, quality=quality)
+        return jpeg_rendering(path, size, quality=quality, at=at)
     except ImageError as exc:
         raise _HTTPError(404, str(exc)) from exc
 
 
-def _thumbnail(cache: Path, image_id: int, path: str) -> bytes:
+def _thumbnail(cache: Path, image_id: int, path: str, at: float | None = None) -> bytes:
     """A JPEG thumbnail, cached by id and file identity (a changed file gets a new one)."""
     stat = Path(path).stat()
-    cached = cache / f"{image_id}-{stat.st_size}-{stat.st_mtime_ns}.jpg"
+    moment = f"-{at:g}" if at is not None else ""
+    cached = cache / f"{image_id}-{stat.st_size}-{stat.st_mtime_ns}{moment}.jpg"
     if cached.is_file():
         return cached.read_bytes()
-    data = _jpeg(path, THUMBNAIL_SIZE, 85)
+    data = _jpeg(path, THUMBNAIL_SIZE, 85, at)
     try:
         cache.mkdir(exist_ok=True)
         tmp = cached.with_suffix(".tmp")

@@ -17,6 +17,7 @@ from pathlib import Path
 from mmsearch.errors import ImageError, InputError
 from mmsearch.imaging.pictures import jpeg_rendering
 from mmsearch.results import ImageHit
+from mmsearch.timecodes import clock
 
 THUMBNAIL = 256
 
@@ -39,10 +40,11 @@ figcaption { font-size: 12px; word-break: break-all; margin-top: 6px; }
 """
 
 
-def thumbnail_uri(path: str, size: int = THUMBNAIL) -> str | None:
-    """A JPEG data URI of the picture fitted in ``size`` pixels; None when it cannot be read."""
+def thumbnail_uri(path: str, size: int = THUMBNAIL, at: float | None = None) -> str | None:
+    """A JPEG data URI of the picture (a video: its frame ``at`` seconds in) fitted in ``size``
+    pixels; None when it cannot be read."""
     try:
-        data = jpeg_rendering(path, size, quality=82)
+        data = jpeg_rendering(path, size, quality=82, at=at)
     except ImageError:
         return None
     return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
@@ -70,7 +72,9 @@ def contact_sheet(hits: Sequence[ImageHit], title: str, words: Sequence[str] = (
     the matched ``words`` highlighted where a hit matched by its words."""
     cards = []
     for rank, hit in enumerate(hits, 1):
-        uri = thumbnail_uri(hit.path)
+        # A video: the frame of its best moment, and the link plays it from there.
+        at = hit.moments[0][0] if hit.moments else None
+        uri = thumbnail_uri(hit.path, at=at)
         picture = (
             f'<img src="{uri}" alt="{html.escape(Path(hit.path).name)}">'
             if uri
@@ -82,10 +86,14 @@ def contact_sheet(hits: Sequence[ImageHit], title: str, words: Sequence[str] = (
         details.append(f"{hit.width}×{hit.height}")
         if hit.duplicates:
             details.append(f"+{len(hit.duplicates)} near-identical")
+        link = Path(hit.path).as_uri()
+        if hit.moments:
+            details.append("video at " + ", ".join(clock(t) for t, _ in hit.moments))
+            link += f"#t={at:g}"  # a media fragment: browsers start playing there
         cards.append(
             f'<figure data-path="{html.escape(hit.path)}">{picture}<figcaption>'
             f"{' · '.join(details)}<br>"
-            f'<a href="{html.escape(Path(hit.path).as_uri())}">{html.escape(hit.path)}</a>'
+            f'<a href="{html.escape(link)}">{html.escape(hit.path)}</a>'
             f"{why(hit, words)}</figcaption></figure>"
         )
     body = "\n".join(cards) or "<p>No results.</p>"
