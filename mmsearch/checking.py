@@ -93,6 +93,14 @@ def repair_library(library: Library, problems: list[Problem]) -> list[str]:
             f"removed {removed} images with damaged vectors; `mmsearch index` on their folders "
             "encodes them again"
         )
+    if "moments" in parts:
+        bad = _bad_vectors(library, "moments", dim)
+        videos = sorted(set(library.images.moment_owners(bad).values()))
+        removed = library.images.remove_images(library.images.paths_of(videos))
+        done.append(
+            f"removed {removed} videos with damaged moment vectors; `mmsearch index` on their "
+            "folders encodes them again"
+        )
     if "files" in parts:
         wrong = _files_changed_in_place(library)
         removed = library.images.remove_images(library.images.paths_of(wrong))

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 LAYERS = [
     {"mmsearch.errors", "mmsearch.records", "mmsearch.results", "mmsearch.paths",
-     "mmsearch.temporary", "mmsearch.timecodes", "mmsearch.words"},
+     "mmsearch.temporary", "mmsearch.words"},
     {"mmsearch.places", "mmsearch.timecodes"},
     {"mmsearch.imaging"},
     {"mmsearch.storage"},

@@ -234,3 +234,26 @@ def test_pgvector_needs_postgresql(cli, photos, tmp_path):
     result = cli("index", str(photos), "--vector-store", "pgvector", library_dir=tmp_path / "l")
     assert result.exit_code == 1
     assert "--vector-store pgvector needs a library on PostgreSQL" in result.stderr
+
+
+def test_videos_on_postgresql_as_on_sqlite(cli, photos, tmp_path, db_url):
+    """A video's moments live in the database beside its row (FAISS searches them, as texts),
+    and leave with it."""
+    from tests.helpers.videos import BLACK, Scene, make_video
+
+    scenes = [Scene(BLACK, 1), Scene(photos / "red_circle_0.png", 2),
+              Scene(photos / "blue_square_0.png", 2)]  # fmt: skip
+    make_video(photos / "clip.mp4", scenes)
+    answers = {}
+    for name, options in (("sqlite", []), ("postgresql", ["--db-url", db_url])):
+        lib = tmp_path / name
+        assert cli("index", str(photos), *options, library_dir=lib).exit_code == 0
+        found = cli("search", "a blue square", "--type", "video", "--json", library_dir=lib)
+        info = json.loads(cli("info", "--json", library_dir=lib).stdout)
+        assert cli("check", library_dir=lib).exit_code == 0
+        assert cli("forget", str(photos / "clip.mp4"), library_dir=lib).exit_code == 0
+        after = json.loads(cli("info", "--json", library_dir=lib).stdout)
+        best = json.loads(found.stdout)[0]["moments"][0]["t"]
+        answers[name] = (best, info["videos"], info["moments"], after["moments"])
+    assert answers["postgresql"] == answers["sqlite"]
+    assert answers["sqlite"][1:] == (1, 2, 0) and 3 <= answers["sqlite"][0] < 5

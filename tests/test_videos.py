@@ -371,3 +371,30 @@ def test_the_contact_sheet_shows_the_moment(video_library, tmp_path):
     # The fruit scene's frame (an orange drawing), not the black intro nor the flag.
     red, green, blue = frame.resize((1, 1)).getpixel((0, 0))
     assert red > blue + 20
+
+
+def test_check_finds_and_repairs_damaged_moments(tmp_path):
+    import sqlite3
+
+    folder = tmp_path / "photos"
+    make_video(folder / "party.mp4", PARTY)
+    runner = CliRunner()
+    lib = ["--library", str(tmp_path / "lib")]
+    model = ["--model", "lite0-muse-clipart"]
+    assert runner.invoke(app, ["index", str(folder), *model, *lib]).exit_code == 0
+    assert runner.invoke(app, ["check", *lib]).exit_code == 0
+    (tmp_path / "lib" / "moments.faiss").unlink()
+    found = runner.invoke(app, ["check", *lib])
+    assert found.exit_code == 1 and "moments.faiss" in found.stdout and "is missing" in found.stdout
+    assert runner.invoke(app, ["check", "--repair", *lib]).exit_code == 0
+    db = sqlite3.connect(tmp_path / "lib" / "library.db")
+    db.execute("UPDATE moments SET embedding = x'00' WHERE id = (SELECT min(id) FROM moments)")
+    db.commit()
+    db.close()
+    found = runner.invoke(app, ["check", *lib])
+    assert found.exit_code == 1 and "stored moment vectors are damaged" in found.stdout
+    repaired = runner.invoke(app, ["check", "--repair", *lib])
+    assert "removed 1 videos with damaged moment vectors" in repaired.stdout, repaired.stdout
+    assert runner.invoke(app, ["check", *lib]).exit_code == 0
+    again = json.loads(runner.invoke(app, ["index", str(folder), "--json", *lib]).stdout)
+    assert again["added"] == 1
