@@ -47,6 +47,8 @@ class IndexSummary:
     unchanged: int = 0
     moved: int = 0  # renamed or moved within their file system: recognised, nothing read
     reused: int = 0  # of added and updated: took a stored embedding of the same content
+    videos: int = 0  # of added and updated: videos, with their moments (frames stored)
+    moments: int = 0
     described: int = 0  # images given a description (index --descriptions)
     ocr_read: int = 0  # images whose text in the picture was read (index --ocr)
     metadata_read: int = 0  # stored images whose embedded metadata was read (older libraries)
@@ -415,7 +417,7 @@ def _encode_and_store(library, todo, stored, summary, run: Run, known, sidecar_c
             _count_ocr(summary, d)
             summary.note_problems(d)
             rows.append(vector)
-            _count(summary, stored.get(d.path), d, encoded_here=fresh.get(key) is d)
+            _count(summary, stored.get(d.path), d, records[-1], encoded_here=fresh.get(key) is d)
         if records:
             library.images.put_images(records, np.stack(rows))
         bar.update(len(records))
@@ -442,7 +444,7 @@ def _encode_and_store(library, todo, stored, summary, run: Run, known, sidecar_c
         bar.close()
 
 
-def _count(summary: IndexSummary, before, decoded: Decoded, *, encoded_here: bool) -> None:
+def _count(summary: IndexSummary, before, decoded: Decoded, record, *, encoded_here: bool) -> None:
     if (
         before is not None
         and before.content_hash is not None
@@ -456,3 +458,6 @@ def _count(summary: IndexSummary, before, decoded: Decoded, *, encoded_here: boo
         summary.updated += 1
     if not encoded_here:
         summary.reused += 1
+    if record.duration_s is not None:
+        summary.videos += 1
+        summary.moments += len(record.moments)

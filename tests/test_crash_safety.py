@@ -28,20 +28,28 @@ from mmsearch.imaging.fingerprint import content_hash
 from mmsearch.storage.schema import ImageRow, SkippedFile
 from mmsearch.temporary import temporary_name
 from tests.helpers import shapes
+from tests.helpers.videos import BLACK, Scene, make_video
 
 KILLS = int(os.environ.get("MMSEARCH_KILLS", "8"))
 
 
 @pytest.fixture
 def folder(tmp_path):
-    """54 drawings, two broken files (skip records get written too) and a duplicate."""
+    """54 drawings, two broken files (skip records get written too), a duplicate and two
+    videos of drawings (their moments are written with their rows)."""
     root = tmp_path / "photos"
     shapes.make_set(root / "a", per_kind=3, seed=11)
     shapes.make_set(root / "b", per_kind=3, seed=12)
+    _video(root / "a" / "clip.mp4", sorted((root / "a").glob("*.png"))[:3])
+    _video(root / "b" / "clip.mkv", sorted((root / "b").glob("*.png"))[3:7])
     (root / "b" / "truncated.png").write_bytes((root / "a" / "red_circle_0.png").read_bytes()[:60])
     (root / "b" / "random.jpg").write_bytes(random.Random(0).randbytes(3000))
     (root / "b" / "duplicate.png").write_bytes((root / "a" / "blue_square_1.png").read_bytes())
     return root
+
+
+def _video(path, pictures) -> None:
+    make_video(path, [Scene(BLACK, 1), *(Scene(p, 1.5) for p in pictures)], size=(96, 96))
 
 
 def _churn(folder, rng: random.Random, round_: int) -> None:
@@ -60,6 +68,7 @@ def _churn(folder, rng: random.Random, round_: int) -> None:
     for n in range(6):
         picture = shapes.draw(rng.choice(list(shapes.COLOURS)), rng.choice(shapes.SHAPES), rng)
         picture.save(folder / "new" / f"{round_}-{n}.png")
+    _video(folder / "new" / f"{round_}.mp4", rng.sample(sorted(folder.glob("new/*.png")), 3))
 
 
 def _start_index(folder, library, model) -> subprocess.Popen:
@@ -84,14 +93,17 @@ def _finish(run: subprocess.Popen) -> None:
 
 
 def _state(library_dir) -> dict:
-    """What the library holds: path → (content hash, vector); skipped path → reason."""
+    """What the library holds: path → (content hash, vector); skipped path → reason; a video's
+    path → its moments' times and vectors."""
     with open_library(library_dir, create=False) as lib, Session(lib.engine) as session:
         images = {
             r.path: (r.content_hash, np.frombuffer(r.embedding, np.float32))
             for r in session.execute(select(ImageRow)).scalars()
         }
         skipped = dict(session.execute(select(SkippedFile.path, SkippedFile.reason)).all())
-    return {"images": images, "skipped": skipped}
+        ids = dict(session.execute(select(ImageRow.id, ImageRow.path)).all())
+        moments = {ids[i]: m for i, m in lib.images.moments_of(list(ids)).items()}
+    return {"images": images, "skipped": skipped, "moments": moments}
 
 
 def _up_to_date(library_dir) -> int:
@@ -102,14 +114,19 @@ def _up_to_date(library_dir) -> int:
 
 def _assert_answers_consistently(library_dir, model) -> int:
     with open_library(library_dir, model=str(model), create=False) as lib:
-        state = _state(library_dir)["images"]
+        held = _state(library_dir)
+        state = held["images"]
         if state:
             query = lib.encoder.encode_texts(["a red circle"])[0]
             hits = lib.search_text("a red circle", k=len(state) + 5)
             assert len(hits) == len(state)
             for hit in hits:
                 _, vector = state[hit.path]
-                assert hit.score == pytest.approx(float(vector @ query), abs=1e-4)
+                if hit.path in held["moments"]:  # a video: its best moment's score
+                    expected = float((held["moments"][hit.path][1] @ query).max())
+                else:
+                    expected = float(vector @ query)
+                assert hit.score == pytest.approx(expected, abs=1e-4)
         assert check_library(lib) == []
         return len(state)
 
@@ -144,6 +161,10 @@ def test_sigkill_at_random_moments(folder, tmp_path, tiny_model):
         # where stored, it is the file's.
         assert {digest, got["images"][path][0]} <= {None, content_hash(path)}
         np.testing.assert_allclose(got["images"][path][1], vector, atol=1e-5)
+    assert got["moments"].keys() == expected["moments"].keys() and len(expected["moments"]) > 2
+    for path, (times, vectors) in expected["moments"].items():
+        np.testing.assert_array_equal(got["moments"][path][0], times)
+        np.testing.assert_allclose(got["moments"][path][1], vectors, atol=1e-5)
     _assert_answers_consistently(library, tiny_model)
 
 
@@ -165,7 +186,7 @@ def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume(folder, tmp_path, t
     stored = _assert_answers_consistently(library, tiny_model)
     assert f"Interrupted: {stored} images stored." in err
     _finish(_start_index(folder, library, tiny_model))
-    assert _assert_answers_consistently(library, tiny_model) == 163  # 162 + the duplicate
+    assert _assert_answers_consistently(library, tiny_model) == 165  # 162, the duplicate, 2 videos
 
 
 def _stored(library_dir) -> int:

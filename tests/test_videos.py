@@ -186,7 +186,8 @@ def video_library(tmp_path_factory):
         ["index", str(photos), "--model", "lite0-muse-clipart", "--json", "--workers", "0", *lib],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["added"] == 8
+    summary = json.loads(result.stdout)
+    assert (summary["added"], summary["videos"]) == (8, 6) and summary["moments"] >= 12
 
     def run(*args):
         result = runner.invoke(app, [*args, *lib])
@@ -398,3 +399,26 @@ def test_check_finds_and_repairs_damaged_moments(tmp_path):
     assert runner.invoke(app, ["check", *lib]).exit_code == 0
     again = json.loads(runner.invoke(app, ["index", str(folder), "--json", *lib]).stdout)
     assert again["added"] == 1
+
+
+def test_a_copy_takes_the_stored_moments_and_a_rename_keeps_them(tmp_path):
+    folder = tmp_path / "photos"
+    make_video(folder / "party.mp4", PARTY)
+    shutil.copy(folder / "party.mp4", folder / "party (1).mp4")
+    runner = CliRunner()
+    lib = ["--library", str(tmp_path / "lib")]
+    first = runner.invoke(
+        app, ["index", str(folder), "--json", "--model", "lite0-muse-clipart", *lib]
+    )
+    assert json.loads(first.stdout)["reused"] == 1  # the copy: hashed, never decoded
+    info = json.loads(runner.invoke(app, ["info", "--json", *lib]).stdout)
+    assert (info["videos"], info["moments"]) == (2, 6)
+    (folder / "party (1).mp4").rename(folder / "renamed.mp4")
+    again = json.loads(runner.invoke(app, ["index", str(folder), "--json", *lib]).stdout)
+    assert again["moved"] == 1
+    hits = json.loads(
+        runner.invoke(app, ["search", "fresh fruit", "--type", "video", "--json", *lib]).stdout
+    )
+    assert {Path(h["path"]).name for h in hits} == {"party.mp4", "renamed.mp4"}
+    assert all(_within(h["moments"][0]["t"], "fruit") for h in hits)
+    assert runner.invoke(app, ["check", *lib]).exit_code == 0

@@ -142,6 +142,11 @@ def index(
         f"unchanged {summary.unchanged}, skipped {summary.skipped_total}"
         + (f" ({reasons})" if reasons else "")
     )
+    if summary.videos:
+        typer.echo(
+            f"{summary.videos} of the added and updated files are videos: {summary.moments} "
+            "moments stored (a frame per scene)"
+        )
     if summary.moved:
         typer.echo(
             f"{summary.moved} files moved or renamed on the same disk: recognised by their "

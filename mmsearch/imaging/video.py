@@ -163,7 +163,7 @@ class _Sampler:
     def offer(self, t: float, frame) -> None:
         if self.moments and t < self.moments[-1].t + self.spacing:
             return
-        if is_blank(frame):
+        if _is_blank(frame):
             return
         small = frame.reformat(width=16, height=16, format="rgb24")
         signature = small.to_ndarray().astype(np.float32)
@@ -176,7 +176,7 @@ class _Sampler:
             self.spacing *= 2
 
 
-def is_blank(frame) -> bool:
+def _is_blank(frame) -> bool:
     grey = frame.reformat(width=64, height=64, format="gray").to_ndarray()
     low, high = np.percentile(grey, [1, 99])
     return high - low < BLANK_RANGE
