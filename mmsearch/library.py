@@ -229,6 +229,11 @@ class Library:
 
     # -- info ----------------------------------------------------------------------------------
 
+    def model_identity(self) -> dict:
+        """The identity of the library's model: the one its vectors were stored with, else the
+        one it will store them with."""
+        return self._model.stored or self._model.encoder.identity()
+
     def info(self) -> LibraryInfo:
         """What the library holds and where."""
         with Session(self.engine) as session:

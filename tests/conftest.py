@@ -85,7 +85,9 @@ def cli(tmp_path, tiny_model):
         argv = list(args)
         if args[0] != "models":
             argv += ["--library", str(library_dir or library)]
-        if model and args[0] in {"index", "add-texts", "search", "similar", "captions", "tag"}:
+        with_model = {"index", "add-texts", "search", "similar", "captions", "tag",
+                      "import-embeddings"}  # fmt: skip
+        if model and args[0] in with_model:
             argv += ["--model", str(tiny_model)]
         if args[0] == "search" and "--mode" not in args:
             argv += ["--mode", "semantic"]

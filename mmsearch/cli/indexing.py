@@ -262,3 +262,63 @@ def forget(
         print_json({"removed": removed})
     else:
         typer.echo(f"removed {removed} images from the library (the files are untouched)")
+
+
+@app.command("export-embeddings")
+@command
+def export_embeddings(
+    parquet: Annotated[
+        Path, typer.Option("--parquet", help="The folder of Parquet shards to write.")
+    ],
+    shard_rows: Annotated[int, typer.Option(min=1, help="Images per shard.")] = 100_000,
+    library: LibraryOpt = None,
+    db_url: DbUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the library's images and vectors as Parquet shards (run again to carry on)."""
+    from indexer.embeddings import export_embeddings as export
+
+    with open_library_for(library, db_url=db_url) as lib:
+        done = export(lib, parquet, shard_rows=shard_rows)
+    if as_json:
+        print_json(done.to_dict())
+        return
+    kept = f" ({done.skipped_shards} shards of an earlier run kept)" if done.skipped_shards else ""
+    typer.echo(f"exported {done.rows} images in {done.shards} shards to {parquet}{kept}")
+
+
+@app.command("import-embeddings")
+@command
+def import_embeddings(
+    folder: Annotated[Path, typer.Argument(help="A folder of Parquet shards (export-embeddings).")],
+    remap: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="OLD=NEW: paths under OLD are stored under NEW (the photos moved); repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    library: LibraryOpt = None,
+    model: ModelOpt = None,
+    db_url: DbUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store images and vectors from Parquet shards (another library's, or a batch job's)."""
+    from indexer.embeddings import import_embeddings as load
+
+    pairs = []
+    for value in remap or []:
+        old, equals, new = value.partition("=")
+        if not equals or not old or not new:
+            raise MMSearchError(f"--map {value!r}: write OLD=NEW, e.g. /mnt/nas=/home/me/photos")
+        pairs.append((os.path.abspath(old), os.path.abspath(new)))
+    with open_library_for(library, model, None, db_url, create=True) as lib:
+        done = load(lib, folder, remap=pairs)
+    if as_json:
+        print_json(done.to_dict())
+        return
+    typer.echo(
+        f"imported {done.rows} images from {done.shards} shards; `mmsearch index` on their "
+        "folders then reads their metadata, without encoding them again"
+    )
