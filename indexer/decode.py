@@ -44,6 +44,9 @@ class Decoded:
     known: bool = False  # not decoded: the library already holds an embedding of this content
     duration_s: float | None = None  # a video: its length
     moment_times: tuple[float, ...] = ()  # a video: when each of its moments (pixels) is
+    # Encoded already, where decoding ran beside an encoder (indexer.ray_engine): one row a
+    # picture, one a moment of a video; its pixels are then dropped.
+    vectors: np.ndarray | None = None
 
     @property
     def is_video(self) -> bool:

@@ -20,6 +20,7 @@ from functools import partial
 
 import numpy as np
 
+from indexer import ray_engine
 from indexer.decode import Decoded, decode_for_model, hash_for
 from indexer.discover import FoundFile, discover
 from indexer.text_pass import read_unread_words
@@ -99,6 +100,7 @@ def index_paths(
     descriptions: dict[str, str] | None = None,
     ocr: bool = False,
     videos: bool = True,
+    engine: ray_engine.RayEngine | None = None,
 ) -> IndexSummary:
     """Bring the library up to date with the image files under ``paths``.
 
@@ -123,6 +125,8 @@ def index_paths(
             ``ocr_problem`` says how to install it.
         videos: index videos too (their moments, :mod:`mmsearch.imaging.video`); without,
             videos are left out like excluded files (and those stored before are removed).
+        engine: decode and encode on a Ray cluster (:mod:`indexer.ray_engine`); the library
+            is written here, as by a local run.
 
     Raises:
         InputError: a path does not exist, or no image files were found.
@@ -133,13 +137,18 @@ def index_paths(
         ocr, problem = False, f"text in the pictures was not read: no OCR engine; {INSTALL_HINT}"
     else:
         problem = None
-    run = Run(batch_size, workers, max_pixels, progress, ocr, videos)
-    with library.writing():
-        summary = _index(library, paths, include_hidden, exclude, run)
-        summary.ocr_problem = summary.ocr_problem or problem
-        if descriptions:
-            summary.described = library.images.set_texts("description", descriptions)
-        return summary
+    run = Run(batch_size, workers, max_pixels, progress, ocr, videos, engine)
+    started_ray = ray_engine.connect(engine) if engine is not None else False
+    try:
+        with library.writing():
+            summary = _index(library, paths, include_hidden, exclude, run)
+            summary.ocr_problem = summary.ocr_problem or problem
+            if descriptions:
+                summary.described = library.images.set_texts("description", descriptions)
+            return summary
+    finally:
+        if started_ray:
+            ray_engine.shutdown()
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,9 @@ class Run:
     progress: bool
     ocr: bool
     videos: bool = True
+    engine: ray_engine.RayEngine | None = (
+        None  # decode and encode on a Ray cluster (indexer.ray_engine)
+    )
 
 
 def _index(library, paths, include_hidden, exclude, run: Run):
@@ -291,14 +303,18 @@ class Encoded:
 
 
 def _encode(encoder, decoded: dict[str, Decoded]) -> dict[str, Encoded]:
-    """key → Encoded, for pictures and videos (every moment) in one pass through the encoder."""
-    if not decoded:
-        return {}
-    frames = [d.pixels if d.is_video else d.pixels[None] for d in decoded.values()]
-    vectors = encoder.encode_images(np.concatenate(frames))
-    encoded, start = {}, 0
-    for (key, d), count in zip(decoded.items(), (len(f) for f in frames), strict=True):
-        own, start = vectors[start : start + count], start + count
+    """key → Encoded, for pictures and videos (every moment) in one pass through the encoder
+    (those a Ray worker encoded already keep their vectors)."""
+    pending = {key: d for key, d in decoded.items() if d.vectors is None}
+    vectors = {}
+    if pending:
+        frames = [d.pixels if d.is_video else d.pixels[None] for d in pending.values()]
+        stacked, start = encoder.encode_images(np.concatenate(frames)), 0
+        for key, count in zip(pending, (len(f) for f in frames), strict=True):
+            vectors[key], start = stacked[start : start + count], start + count
+    encoded = {}
+    for key, d in decoded.items():
+        own = d.vectors if d.vectors is not None else vectors[key]
         if not d.is_video:
             encoded[key] = Encoded(own[0])
             continue
@@ -391,7 +407,7 @@ def _encode_and_store(library, todo, stored, summary, run: Run, known, sidecar_c
         for d in batch:
             if d.known and d.content_hash not in reuse:
                 # Its twin left the library during this run (or shared only the first 64 bits of
-                # its hash): decode it after all.
+                # its hash): decode it after all (here, also in a Ray run).
                 d = decode(d.path, use_known=False)
                 if d.pixels is None:
                     skip(d)
@@ -422,15 +438,17 @@ def _encode_and_store(library, todo, stored, summary, run: Run, known, sidecar_c
             library.images.put_images(records, np.stack(rows))
         bar.update(len(records))
 
+    paths = [f.path for f in todo]
+    if run.engine is None:
+        stream = decode_all(paths, decode, run.workers, 4 * run.batch_size, known)
+    else:
+        weights = library.model_identity()["weights"]
+        stream = ray_engine.decoded_on_cluster(
+            paths, decode, known, encoder.spec, weights, run.engine, run.batch_size
+        )
     batch: list[Decoded] = []
     try:
-        for decoded in decode_all(
-            [f.path for f in todo],
-            decode,
-            run.workers,
-            4 * run.batch_size,
-            known,
-        ):
+        for decoded in stream:
             if decoded.reason is not None:
                 skip(decoded)
                 continue

@@ -77,6 +77,42 @@ def index(
             "their time.",
         ),
     ] = True,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local, or ray: decode and encode on a Ray cluster (needs the ray extra: "
+            "pip install 'mmsearch[ray]'); the library is written here either way.",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="The Ray cluster's head (host:port) [default: RAY_ADDRESS, else Ray started "
+            "here].",
+            show_default=False,
+        ),
+    ] = None,
+    encoders: Annotated[
+        int | None,
+        typer.Option(
+            "--encoders",
+            min=1,
+            help="Ray: encoder actors, each loading the model once [default: one per GPU "
+            "worker, else 1].",
+            show_default=False,
+        ),
+    ] = None,
+    gpus_per_worker: Annotated[
+        float | None,
+        typer.Option(
+            "--gpus-per-worker",
+            min=0,
+            help="Ray: GPUs each encoder actor takes [default: 1 where the cluster has GPUs].",
+            show_default=False,
+        ),
+    ] = None,
     vector_store: Annotated[
         str | None,
         typer.Option(
@@ -95,6 +131,16 @@ def index(
     from indexer.texts import read_descriptions
 
     described = read_descriptions(descriptions) if descriptions else None
+    if engine not in ("local", "ray"):
+        raise MMSearchError(f"--engine {engine!r}: use local or ray")
+    cluster = None
+    if engine == "ray":
+        from indexer import RayEngine
+
+        address = ray_address or os.environ.get("RAY_ADDRESS")
+        cluster = RayEngine(address, encoders, gpus_per_worker)
+    elif ray_address or encoders or gpus_per_worker is not None:
+        raise MMSearchError("--ray-address, --encoders and --gpus-per-worker go with --engine ray")
 
     # Before torch and FAISS load OpenMP: idle OpenMP threads then sleep instead of spinning on
     # the cores the decoder workers need (clipart-mini on 3,000 PNGs: 107 -> 153 images/s; no
@@ -120,6 +166,7 @@ def index(
                 descriptions=described,
                 ocr=ocr,
                 videos=videos,
+                engine=cluster,
             )
         except IndexInterrupted as stop:
             stored_before_interrupt = stop.summary.added + stop.summary.updated
