@@ -27,6 +27,7 @@ from mmsearch.imaging.fingerprint import KnownContent
 
 INSTALL_HINT = "the Ray engine needs Ray: pip install 'mmsearch[ray]'"
 CONNECT_TIMEOUT = 5.0  # seconds for a cluster address to answer before Ray is asked to join it
+DECODE_MEMORY = 256 * 2**20  # bytes a decoding task reserves on its node
 
 
 @dataclass(frozen=True)
@@ -101,11 +102,12 @@ def decoded_on_cluster(
         _decode_batch,
         fn_kwargs={"decode": decode, "known": known},
         batch_size=batch_size,
-        # One core a decoding task. Given as a function, which also keeps decoding in tasks of
-        # its own: Ray Data fuses a task stage into the actor stage after it unless a stage's
-        # arguments come from a function, and decoding inside the encoder actors would leave
-        # the other cores idle.
-        ray_remote_args_fn=_one_cpu,
+        num_cpus=1,
+        # What a decoding task may hold (a batch of pictures being decoded, a video's frames).
+        # Declaring it also keeps decoding in tasks of its own: Ray Data fuses a task stage
+        # into the actor stage after it when their resources match, and decoding inside the
+        # encoder actors would leave the other cores idle.
+        memory=DECODE_MEMORY,
     )
     encoded = decoded.map_batches(
         _EncoderActor,
@@ -120,10 +122,6 @@ def decoded_on_cluster(
                 yield pickle.loads(blob)
     except Exception as exc:  # noqa: BLE001 - Ray wraps an actor's error in its own types
         raise _user_error(exc) from exc
-
-
-def _one_cpu() -> dict:
-    return {"num_cpus": 1}
 
 
 def _decode_batch(batch: dict, decode, known: KnownContent) -> dict:
