@@ -96,7 +96,15 @@ def decoded_on_cluster(
     import ray
     import ray.data
 
-    actors, gpus = engine.placement(ray.cluster_resources().get("GPU", 0.0))
+    resources = ray.cluster_resources()
+    actors, gpus = engine.placement(resources.get("GPU", 0.0))
+    cpus = resources.get("CPU", 0.0)
+    if not gpus and cpus < actors + 1:
+        # Each encoder actor holds a CPU; decoding tasks need one more, or they never start.
+        raise InputError(
+            f"the Ray cluster has {cpus:g} CPUs: {actors} encoder actor(s) take {actors} and "
+            "decoding needs at least one more; add a node, or give fewer --encoders"
+        )
     items = ray.data.from_items([{"path": p} for p in paths])
     decoded = items.map_batches(
         _decode_batch,
