@@ -422,17 +422,15 @@ def _encode_and_store(library, todo, stored, summary, run: Run, known, sidecar_c
         records, rows = [], []
         for d in ready:
             key = d.content_hash or d.path
-            source, vector = reuse.get(key) or (d, vectors[key])
-            if isinstance(vector, Encoded):
-                vector, moments = vector.vector, vector
-            else:  # a stored copy's: its own moments
-                moments = Encoded(vector, source.poster_t, source.moments)
-            records.append(_record(d, source, by_path[d.path], moments))
+            source, made = reuse.get(key) or (d, vectors[key])
+            # A stored copy's vector comes with its poster and moments.
+            encoded = made if source is d else Encoded(made, source.poster_t, source.moments)
+            records.append(_record(d, source, by_path[d.path], encoded))
             if source is not d and (by_path[d.path].sidecar_mtime_ns or source.sidecar_mtime_ns):
                 sidecar_copies.append(d.path)
             _count_ocr(summary, d)
             summary.note_problems(d)
-            rows.append(vector)
+            rows.append(encoded.vector)
             _count(summary, stored.get(d.path), d, records[-1], encoded_here=fresh.get(key) is d)
         if records:
             library.images.put_images(records, np.stack(rows))
