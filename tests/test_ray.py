@@ -154,6 +154,43 @@ def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_lost(
     _assert_same(_state(library), _state(reference))
 
 
+def test_a_driver_killed_mid_run_keeps_what_it_stored_and_the_next_run_converges(
+    folder, tmp_path, tiny_model, ray_cluster
+):
+    shapes.make_set(folder / "more", per_kind=6, seed=23)
+    library = tmp_path / "lib"
+    command = [sys.executable, "-m", "mmsearch", "index", str(folder), "--library", str(library),
+               "--model", str(tiny_model), "--engine", "ray", "--ray-address", ray_cluster,
+               "--batch-size", "4"]  # fmt: skip
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while _stored(library) == 0 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)  # the driver, as a power cut would; the cluster stays
+    run.communicate()
+    stored = _stored(library)
+    assert 0 < stored < 74, stored
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    reference = tmp_path / "reference"
+    local = [sys.executable, "-m", "mmsearch", "index", str(folder), "--library", str(reference),
+             "--model", str(tiny_model)]  # fmt: skip
+    assert subprocess.run(local, capture_output=True).returncode == 0
+    _assert_same(_state(library), _state(reference))
+
+
+def _stored(library) -> int:
+    import sqlite3
+    from contextlib import closing
+
+    try:
+        with closing(sqlite3.connect(f"file:{library / 'library.db'}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM images").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
 def _kill_a_worker(run: subprocess.Popen) -> bool:
     """SIGKILL one Ray worker process that runs a decoding task or an encoder actor."""
     deadline = time.monotonic() + 120
