@@ -20,7 +20,7 @@ from functools import partial
 
 import numpy as np
 
-from indexer import ray_engine
+import indexer.ray_engine as ray_engine
 from indexer.decode import Decoded, decode_for_model, hash_for
 from indexer.discover import FoundFile, discover
 from indexer.text_pass import read_unread_words
