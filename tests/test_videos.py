@@ -422,3 +422,27 @@ def test_a_copy_takes_the_stored_moments_and_a_rename_keeps_them(tmp_path):
     assert {Path(h["path"]).name for h in hits} == {"party.mp4", "renamed.mp4"}
     assert all(_within(h["moments"][0]["t"], "fruit") for h in hits)
     assert runner.invoke(app, ["check", *lib]).exit_code == 0
+
+
+def test_the_map_shows_a_video_by_its_poster_frame(video_library, tmp_path):
+    import base64
+    import html as markup
+    import io
+    import re
+
+    from PIL import Image
+
+    page = tmp_path / "map.html"
+    video_library("map", "--html", str(page))
+    pictures = dict(
+        (markup.unescape(title), uri)
+        for uri, title in re.findall(
+            r'<img src="data:image/jpeg;base64,([^"]+)" title="([^"]+)"', page.read_text()
+        )
+    )
+    assert len(pictures) == 8
+    poster = Image.open(
+        io.BytesIO(base64.b64decode(pictures[str(video_library.photos / "party.mp4")]))
+    )
+    low, high = poster.convert("L").getextrema()
+    assert high > 200 and high - low > 20  # a drawing on white, not the black first second

@@ -263,14 +263,16 @@ class Searcher:
             results.append({labels[i]: float(probabilities[i]) for i in order})
         return results
 
-    def map_points(self, max_images: int = 1000) -> list[tuple[float, float, str]]:
-        """(x, y, path) of up to ``max_images`` images (evenly sampled by id) placed by a 2-D
-        PCA of their embeddings, x and y in [0, 1]."""
+    def map_points(self, max_images: int = 1000) -> list[tuple[float, float, str, float | None]]:
+        """(x, y, path, t) of up to ``max_images`` images (evenly sampled by id) placed by a
+        2-D PCA of their embeddings, x and y in [0, 1]; ``t`` is a video's poster time (the
+        frame that stands for it), None for a picture."""
         self._require("images")
         sample = self.images.sample(max_images)
-        positions = pca_2d(np.stack([vector for _, vector in sample]))
+        positions = pca_2d(np.stack([vector for _, vector, _ in sample]))
         return [
-            (float(x), float(y), path) for (path, _), (x, y) in zip(sample, positions, strict=True)
+            (float(x), float(y), path, at)
+            for (path, _, at), (x, y) in zip(sample, positions, strict=True)
         ]
 
     def captions(

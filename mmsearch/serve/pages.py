@@ -100,11 +100,12 @@ def contact_sheet(hits: Sequence[ImageHit], title: str, words: Sequence[str] = (
     return _page(title, f'<div class="grid">\n{body}\n</div>')
 
 
-def library_map(points: Sequence[tuple[float, float, str]], title: str, size: int = 1200) -> str:
-    """An HTML page that places a thumbnail of each image at its 2-D position (x, y in [0, 1])."""
+def library_map(points: Sequence[tuple], title: str, size: int = 1200) -> str:
+    """An HTML page that places a thumbnail of each image at its 2-D position (x, y in [0, 1];
+    points as Searcher.map_points gives them: a video shows its poster frame)."""
     items = []
-    for x, y, path in points:
-        uri = thumbnail_uri(path, size=96)
+    for x, y, path, at in points:
+        uri = thumbnail_uri(path, size=96, at=at)
         if uri is None:
             continue
         items.append(

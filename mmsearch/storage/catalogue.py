@@ -355,16 +355,16 @@ class ImageCatalogue(FileIdentity, VideoMoments):
                 found.update((i, np.frombuffer(b, np.float32)) for i, b in session.execute(stmt))
         return found
 
-    def sample(self, count: int) -> list[tuple[str, np.ndarray]]:
-        """(path, vector) of up to ``count`` images, evenly sampled by id."""
+    def sample(self, count: int) -> list[tuple[str, np.ndarray, float | None]]:
+        """(path, vector, a video's poster time) of up to ``count`` images, evenly sampled by
+        id."""
         with Session(self._engine) as session:
             ids = session.execute(select(ImageRow.id).order_by(ImageRow.id)).scalars().all()
             picks = np.linspace(0, len(ids) - 1, num=min(count, len(ids)))
             chosen = [ids[i] for i in np.unique(picks.round().astype(int))]
-            rows = session.execute(
-                select(ImageRow.path, ImageRow.embedding).where(ImageRow.id.in_(chosen))
-            ).all()
-        return [(path, np.frombuffer(blob, np.float32)) for path, blob in rows]
+            stmt = select(ImageRow.path, ImageRow.embedding, ImageRow.poster_t)
+            rows = session.execute(stmt.where(ImageRow.id.in_(chosen))).all()
+        return [(path, np.frombuffer(blob, np.float32), at) for path, blob, at in rows]
 
     def stored_image(self, path: str) -> StoredImage | None:
         """The image stored for this absolute path, if any."""
