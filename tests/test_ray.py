@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import SAMPLE_CORPUS
 from tests.helpers import shapes
 from tests.helpers.videos import BLACK, Scene, make_video
+from tests.test_hostile_input import _hostile_folder
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -107,26 +109,36 @@ def _assert_same(got: dict, expected: dict) -> None:
         np.testing.assert_allclose(got["moments"][path][1], vectors, atol=1e-5)
 
 
-def test_a_ray_run_writes_the_library_a_local_run_writes(cli, folder, tmp_path, ray_cluster):
+def test_a_ray_run_writes_the_library_a_local_run_writes(cli, tmp_path, ray_cluster):
+    """sample_corpus, the hostile-input folder and a video; then a day of edits, moves,
+    deletions and new files, and both runs again."""
+    folder = tmp_path / "photos"
+    shutil.copytree(SAMPLE_CORPUS / "images", folder)
+    _hostile_folder(folder / "hostile")
+    drawings = sorted(folder.rglob("*.png"))[:40]
+    make_video(folder / "clip.mp4", [Scene(BLACK, 1), *(Scene(p, 1.5) for p in drawings[:3])])
     local, distributed = tmp_path / "local", tmp_path / "ray"
-    on_ray = ["--engine", "ray", "--ray-address", ray_cluster, "--json"]
+    on_ray = ["--engine", "ray", "--ray-address", ray_cluster]
     for round_ in range(2):
-        assert cli("index", str(folder), "--json", library_dir=local).exit_code == 0
-        result = cli("index", str(folder), *on_ray, library_dir=distributed)
-        assert result.exit_code == 0, result.output
-        summary = json.loads(result.stdout)
+        here = cli("index", str(folder), "--json", library_dir=local)
+        assert here.exit_code == 0, here.output
+        there = cli("index", str(folder), *on_ray, "--json", library_dir=distributed)
+        assert there.exit_code == 0, there.output
+        expected, summary = json.loads(here.stdout), json.loads(there.stdout)
+        for count in ("added", "updated", "removed", "unchanged", "moved", "videos", "skipped"):
+            assert summary[count] == expected[count], count
         if round_ == 0:
-            assert summary["added"] == 20 and summary["videos"] == 1
-            assert summary["skipped"] == {"corrupt": 1, "not-a-video": 1}
+            assert summary["added"] == 240 + 11 + 1 and summary["skipped_total"] == 7
         _assert_same(_state(distributed), _state(local))
         assert cli("check", library_dir=distributed).exit_code == 0
-        # A day in the folder: an edit, a move, a deletion, a new drawing and a new video.
-        drawings = sorted(folder.glob("*_0.png"))
-        shapes.draw("red", "triangle", random.Random(round_)).save(drawings[0])
-        drawings[1].rename(folder / f"moved-{round_}.png")
-        drawings[2].unlink()
-        shapes.draw("blue", "circle", random.Random(9)).save(folder / f"new-{round_}.png")
-        make_video(folder / f"new-{round_}.mp4", [Scene(drawings[3], 2)])
+        # A day in the folder: edits, a move, deletions, a new drawing and a new video.
+        rng = random.Random(round_)
+        for path in drawings[10 * round_ : 10 * round_ + 3]:
+            shapes.draw("red", "triangle", rng).save(path)
+        drawings[10 * round_ + 4].rename(folder / f"moved-{round_}.png")
+        drawings[10 * round_ + 5].unlink()
+        shapes.draw("blue", "circle", rng).save(folder / f"new-{round_}.png")
+        make_video(folder / f"new-{round_}.mp4", [Scene(drawings[30 + round_], 2)])
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_lost(
