@@ -170,13 +170,9 @@ def _index(library, paths, include_hidden, exclude, run: Run):
     for given in paths:
         if not os.path.lexists(given):
             _refuse_to_empty(library, given, "is not found")
-    found = discover(
-        paths,
-        include_hidden=include_hidden,
-        exclude=exclude,
-        never=[library.library_dir],
-        videos=run.videos,
-    )
+    never = [library.library_dir]
+    found = discover(paths, include_hidden=include_hidden, exclude=exclude, never=never,
+                     videos=run.videos)  # fmt: skip
     for root in found.roots:
         seen = itertools.chain((f.path for f in found.files), (p for p, _, _ in found.problems))
         if not any(is_at_or_under(p, [root]) for p in seen):
@@ -229,17 +225,7 @@ def _index(library, paths, include_hidden, exclude, run: Run):
         _encode_and_store(library, todo, stored, summary, run, known, sidecar_copies)
         encoded = {f.path for f in todo}
         held = [f for f in found.files if f.path in stored and f.path not in encoded]
-        # An unchanged picture whose sidecar changed (or came, or went): its metadata again.
-        edited = [f.path for f in held if stored[f.path].sidecar_mtime_ns != f.sidecar_mtime_ns]
-        held = [f.path for f in held]
-        outdated = library.images.headers_outdated()  # a schema upgrade: read every header
-        again = [*(held if outdated else edited), *sidecar_copies]
-        summary.metadata_read = read_unread_words(library, held, "metadata", summary, run, again)
-        if outdated:
-            library.images.headers_read()
-        if run.ocr:
-            pictures = [p for p in held if not is_video_path(p)]  # OCR reads no video yet
-            summary.ocr_read += read_unread_words(library, pictures, "ocr", summary, run)
+        _read_words_of_stored(library, held, stored, sidecar_copies, summary, run)
     except KeyboardInterrupt:
         library.flush()
         raise IndexInterrupted(summary) from None
@@ -257,6 +243,22 @@ def _index(library, paths, include_hidden, exclude, run: Run):
     )
     library.flush()
     return summary
+
+
+def _read_words_of_stored(library, held, stored, sidecar_copies, summary, run: Run) -> None:
+    """The words (metadata, OCR) of stored files that were not encoded again, where they were
+    never read, or their sidecar changed, or a schema upgrade asks for every header again."""
+    # An unchanged picture whose sidecar changed (or came, or went): its metadata again.
+    edited = [f.path for f in held if stored[f.path].sidecar_mtime_ns != f.sidecar_mtime_ns]
+    held = [f.path for f in held]
+    outdated = library.images.headers_outdated()  # a schema upgrade: read every header
+    again = [*(held if outdated else edited), *sidecar_copies]
+    summary.metadata_read = read_unread_words(library, held, "metadata", summary, run, again)
+    if outdated:
+        library.images.headers_read()
+    if run.ocr:
+        pictures = [p for p in held if not is_video_path(p)]  # OCR reads no video yet
+        summary.ocr_read += read_unread_words(library, pictures, "ocr", summary, run)
 
 
 def _refuse_to_empty(library, path, what: str) -> None:
@@ -436,17 +438,9 @@ def _encode_and_store(library, todo, stored, summary, run: Run, known, sidecar_c
             library.images.put_images(records, np.stack(rows))
         bar.update(len(records))
 
-    paths = [f.path for f in todo]
-    if run.engine is None:
-        stream = decode_all(paths, decode, run.workers, 4 * run.batch_size, known)
-    else:
-        weights = library.model_identity()["weights"]
-        stream = ray_engine.decoded_on_cluster(
-            paths, decode, known, encoder.spec, weights, run.engine, run.batch_size
-        )
     batch: list[Decoded] = []
     try:
-        for decoded in stream:
+        for decoded in _decoded(library, [f.path for f in todo], decode, known, run):
             if decoded.reason is not None:
                 skip(decoded)
                 continue
@@ -458,6 +452,16 @@ def _encode_and_store(library, todo, stored, summary, run: Run, known, sidecar_c
             store(batch)
     finally:
         bar.close()
+
+
+def _decoded(library, paths: list[str], decode, known: KnownContent, run: Run):
+    """The files decoded by worker processes here, or decoded and encoded on a Ray cluster."""
+    if run.engine is None:
+        return decode_all(paths, decode, run.workers, 4 * run.batch_size, known)
+    weights = library.model_identity()["weights"]
+    return ray_engine.decoded_on_cluster(
+        paths, decode, known, library.encoder.spec, weights, run.engine, run.batch_size
+    )
 
 
 def _count(summary: IndexSummary, before, decoded: Decoded, record, *, encoded_here: bool) -> None:
