@@ -19,15 +19,13 @@ import time
 
 import numpy as np
 import pytest
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from mmsearch import open_library
 from mmsearch.checking import check_library
 from mmsearch.imaging.fingerprint import content_hash
-from mmsearch.storage.schema import ImageRow, SkippedFile
 from mmsearch.temporary import temporary_name
 from tests.helpers import shapes
+from tests.helpers.library_state import held, stored_count
 from tests.helpers.videos import BLACK, Scene, make_video
 
 KILLS = int(os.environ.get("MMSEARCH_KILLS", "8"))
@@ -92,38 +90,24 @@ def _finish(run: subprocess.Popen) -> None:
     assert run.returncode == 0, err
 
 
-def _state(library_dir) -> dict:
-    """What the library holds: path → (content hash, vector); skipped path → reason; a video's
-    path → its moments' times and vectors."""
-    with open_library(library_dir, create=False) as lib, Session(lib.engine) as session:
-        images = {
-            r.path: (r.content_hash, np.frombuffer(r.embedding, np.float32))
-            for r in session.execute(select(ImageRow)).scalars()
-        }
-        skipped = dict(session.execute(select(SkippedFile.path, SkippedFile.reason)).all())
-        ids = dict(session.execute(select(ImageRow.id, ImageRow.path)).all())
-        moments = {ids[i]: m for i, m in lib.images.moments_of(list(ids)).items()}
-    return {"images": images, "skipped": skipped, "moments": moments}
-
-
 def _up_to_date(library_dir) -> int:
     """How many stored images match their file's current content (progress at the kill)."""
-    images = _state(library_dir)["images"].items()
+    images = held(library_dir)["images"].items()
     return sum(os.path.exists(p) and content_hash(p) == digest for p, (digest, _) in images)
 
 
 def _assert_answers_consistently(library_dir, model) -> int:
     with open_library(library_dir, model=str(model), create=False) as lib:
-        held = _state(library_dir)
-        state = held["images"]
+        now = held(library_dir)
+        state = now["images"]
         if state:
             query = lib.encoder.encode_texts(["a red circle"])[0]
             hits = lib.search_text("a red circle", k=len(state) + 5)
             assert len(hits) == len(state)
             for hit in hits:
                 _, vector = state[hit.path]
-                if hit.path in held["moments"]:  # a video: its best moment's score
-                    expected = float((held["moments"][hit.path][1] @ query).max())
+                if hit.path in now["moments"]:  # a video: its best moment's score
+                    expected = float((now["moments"][hit.path][1] @ query).max())
                 else:
                     expected = float(vector @ query)
                 assert hit.score == pytest.approx(expected, abs=1e-4)
@@ -153,7 +137,7 @@ def test_sigkill_at_random_moments(folder, tmp_path, tiny_model):
     _finish(_start_index(folder, library, tiny_model))
     reference = tmp_path / "reference"
     _finish(_start_index(folder, reference, tiny_model))
-    expected, got = _state(reference), _state(library)
+    expected, got = held(reference), held(library)
     assert got["skipped"] == expected["skipped"] and len(expected["skipped"]) == 2
     assert got["images"].keys() == expected["images"].keys()
     for path, (digest, vector) in expected["images"].items():
@@ -173,7 +157,7 @@ def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume(folder, tmp_path, t
     shapes.make_set(folder / "c", per_kind=12, seed=13)  # 108 more: a run long enough to stop
     library = tmp_path / "lib"
     run = _start_index(folder, library, tiny_model)
-    while _stored(library) == 0 and run.poll() is None:  # Ctrl-C once the first batch is in
+    while stored_count(library) == 0 and run.poll() is None:  # Ctrl-C once the first batch is in
         time.sleep(0.01)
     os.killpg(run.pid, signal.SIGINT)  # what a terminal sends the whole job on Ctrl-C
     _, err = run.communicate(timeout=120)
@@ -187,18 +171,6 @@ def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume(folder, tmp_path, t
     assert f"Interrupted: {stored} images stored." in err
     _finish(_start_index(folder, library, tiny_model))
     assert _assert_answers_consistently(library, tiny_model) == 165  # 162, the duplicate, 2 videos
-
-
-def _stored(library_dir) -> int:
-    """Images stored so far, read as any other process would while the indexer writes."""
-    import sqlite3
-    from contextlib import closing
-
-    try:
-        with closing(sqlite3.connect(f"file:{library_dir / 'library.db'}?mode=ro", uri=True)) as db:
-            return db.execute("SELECT count(*) FROM images").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet
-        return 0
 
 
 def test_what_a_killed_writer_left_half_written_is_removed(tmp_path, tiny_model):

@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import SAMPLE_CORPUS
 from tests.helpers import shapes
+from tests.helpers.library_state import held, stored_count
 from tests.helpers.videos import BLACK, Scene, make_video
 from tests.test_hostile_input import _hostile_folder
 
@@ -76,27 +77,6 @@ def folder(tmp_path):
     return root
 
 
-def _state(library_dir) -> dict:
-    """path → (hash, vector); skipped path → reason; video path → moment times and vectors."""
-    from sqlalchemy import select
-    from sqlalchemy.orm import Session
-
-    from mmsearch import open_library
-    from mmsearch.storage.schema import ImageRow, SkippedFile
-
-    with open_library(library_dir, create=False) as lib, Session(lib.engine) as session:
-        rows = session.execute(select(ImageRow.id, ImageRow.path, ImageRow.content_hash,
-                                      ImageRow.embedding)).all()  # fmt: skip
-        skipped = dict(session.execute(select(SkippedFile.path, SkippedFile.reason)).all())
-        moments = lib.images.moments_of([r.id for r in rows])
-    paths = {r.id: r.path for r in rows}
-    return {
-        "images": {r.path: (r.content_hash, np.frombuffer(r.embedding, np.float32)) for r in rows},
-        "skipped": skipped,
-        "moments": {paths[i]: m for i, m in moments.items()},
-    }
-
-
 def _assert_same(got: dict, expected: dict) -> None:
     assert got["skipped"] == expected["skipped"]
     assert got["images"].keys() == expected["images"].keys()
@@ -129,7 +109,7 @@ def test_a_ray_run_writes_the_library_a_local_run_writes(cli, tmp_path, ray_clus
             assert summary[count] == expected[count], count
         if round_ == 0:
             assert summary["added"] == 240 + 11 + 1 and summary["skipped_total"] == 7
-        _assert_same(_state(distributed), _state(local))
+        _assert_same(held(distributed), held(local))
         assert cli("check", library_dir=distributed).exit_code == 0
         # A day in the folder: edits, a move, deletions, a new drawing and a new video.
         rng = random.Random(round_)
@@ -163,7 +143,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_lost(
          "--model", str(tiny_model)], capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    _assert_same(_state(library), _state(reference))
+    _assert_same(held(library), held(reference))
 
 
 def test_a_driver_killed_mid_run_keeps_what_it_stored_and_the_next_run_converges(
@@ -177,11 +157,11 @@ def test_a_driver_killed_mid_run_keeps_what_it_stored_and_the_next_run_converges
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 120
-    while _stored(library) == 0 and run.poll() is None and time.monotonic() < deadline:
+    while stored_count(library) == 0 and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     os.killpg(run.pid, signal.SIGKILL)  # the driver, as a power cut would; the cluster stays
     run.communicate()
-    stored = _stored(library)
+    stored = stored_count(library)
     assert 0 < stored < 74, stored
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -189,18 +169,7 @@ def test_a_driver_killed_mid_run_keeps_what_it_stored_and_the_next_run_converges
     local = [sys.executable, "-m", "mmsearch", "index", str(folder), "--library", str(reference),
              "--model", str(tiny_model)]  # fmt: skip
     assert subprocess.run(local, capture_output=True).returncode == 0
-    _assert_same(_state(library), _state(reference))
-
-
-def _stored(library) -> int:
-    import sqlite3
-    from contextlib import closing
-
-    try:
-        with closing(sqlite3.connect(f"file:{library / 'library.db'}?mode=ro", uri=True)) as db:
-            return db.execute("SELECT count(*) FROM images").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet
-        return 0
+    _assert_same(held(library), held(reference))
 
 
 def _kill_a_worker(run: subprocess.Popen) -> bool:

@@ -7,6 +7,7 @@ collections, vectors from the derived indexes, and encodes through the library's
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Sequence
@@ -370,21 +371,21 @@ class Searcher:
         before it: a moment stands for its scene), or its poster without a time. The stored
         moments are used when the library holds the video unchanged."""
         stored = self.images.stored_image(path)
+        video, digest = None, None
         if stored is not None and _unchanged(path, stored):
             video, digest = stored.id, stored.content_hash
-        else:  # a copy of a stored video?
-            try:
+        else:  # a copy of a stored video? (sample_video below says what is wrong with a file)
+            with contextlib.suppress(OSError):
                 digest = content_hash(path, self.images.hash_algorithm)
-            except OSError:
-                digest = None
-            video = min(self.images.with_content(digest)[1], default=None) if digest else None
-            twin = self._unhashed_twin(path, digest) if digest and video is None else None
-            video = twin.id if twin is not None else video
+        twins = self.images.with_content(digest)[1] if digest else set()
+        if video is None and digest:
+            twin = self._unhashed_twin(path, digest) if not twins else None
+            video = min(twins) if twins else (twin.id if twin is not None else None)
         if video is not None:
-            same = {video, *(self.images.with_content(digest)[1] if digest else ())}
-            times, vectors = self.images.moments_of([video])[video]
+            same = {video, *twins}
             if at is None:
                 return self.images.image_vectors([video])[video], same
+            times, vectors = self.images.moments_of([video])[video]
             return vectors[max(0, int(np.searchsorted(times, at + 1e-6)) - 1)], same
         size = self.model.encoder.preprocess.size
         try:
