@@ -266,6 +266,16 @@ def test_missing_query_image(cli, photos, tmp_path):
     )
 
 
+def test_engine_options_are_checked_before_anything_is_written(cli, photos):
+    unknown = cli("index", str(photos), "--engine", "spark")
+    assert unknown.exit_code == 1
+    assert "--engine 'spark': use local or ray" in unknown.stderr
+    stray = cli("index", str(photos), "--encoders", "4")
+    assert stray.exit_code == 1
+    assert "go with --engine ray" in stray.stderr
+    assert not cli.library.exists()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_unreadable_file_is_skipped_with_reason(cli, photos):
     (photos / "red_circle_0.png").chmod(0)

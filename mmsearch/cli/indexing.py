@@ -131,16 +131,7 @@ def index(
     from indexer.texts import read_descriptions
 
     described = read_descriptions(descriptions) if descriptions else None
-    if engine not in ("local", "ray"):
-        raise MMSearchError(f"--engine {engine!r}: use local or ray")
-    cluster = None
-    if engine == "ray":
-        from indexer import RayEngine
-
-        address = ray_address or os.environ.get("RAY_ADDRESS")
-        cluster = RayEngine(address, encoders, gpus_per_worker)
-    elif ray_address or encoders or gpus_per_worker is not None:
-        raise MMSearchError("--ray-address, --encoders and --gpus-per-worker go with --engine ray")
+    cluster = _cluster_engine(engine, ray_address, encoders, gpus_per_worker)
 
     # Before torch and FAISS load OpenMP: idle OpenMP threads then sleep instead of spinning on
     # the cores the decoder workers need (clipart-mini on 3,000 PNGs: 107 -> 153 images/s; no
@@ -183,6 +174,26 @@ def index(
     if as_json:
         print_json(summary.to_dict())
         return
+    _print_summary(summary, verbose)
+
+
+def _cluster_engine(engine: str, address: str | None, encoders, gpus_per_worker):
+    """The Ray engine for ``--engine ray`` (None for a local run), its options checked."""
+    if engine not in ("local", "ray"):
+        raise MMSearchError(f"--engine {engine!r}: use local or ray")
+    if engine == "local":
+        if address or encoders or gpus_per_worker is not None:
+            raise MMSearchError(
+                "--ray-address, --encoders and --gpus-per-worker go with --engine ray"
+            )
+        return None
+    from indexer import RayEngine
+
+    return RayEngine(address or os.environ.get("RAY_ADDRESS"), encoders, gpus_per_worker)
+
+
+def _print_summary(summary, verbose: bool) -> None:
+    """The index run's summary, one line per kind of thing that happened."""
     reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.skipped.items()))
     typer.echo(
         f"added {summary.added}, updated {summary.updated}, removed {summary.removed}, "
