@@ -84,6 +84,14 @@ class LibraryModel:
                 "be comparable with the installed version's. Install the version it was built "
                 "with, or index into a new --library"
             )
+        if requested == stored["model"]:  # same name, other weights: retrained or upgraded
+            raise ModelMismatchError(
+                f"library {self._library_dir} was built with other weights of model "
+                f"{requested} ({_short(stored['weights'])}; installed: {_short(weights)}): "
+                "the model was retrained, or mmsearch upgraded with new bundled weights, and "
+                "its vectors would not be comparable with the stored ones. Index into a new "
+                "--library, or use the model (or mmsearch version) the library was built with"
+            )
         raise ModelMismatchError(
             f"library {self._library_dir} was built with model {stored['model']}; "
             f"{requested} is a different model and its vectors would not be comparable. "
@@ -138,3 +146,9 @@ class LibraryModel:
             f"trained to read (its languages: {', '.join(languages)}); its scores mean little. "
             f"{OFFLINE_MODEL} reads {', '.join(model_languages(PRESETS[OFFLINE_MODEL]))}"
         )
+
+
+def _short(weights: str) -> str:
+    """A weights id short enough for a message: its kind and first 12 hex digits."""
+    kind, _, digest = weights.split(";")[0].rpartition(":")
+    return f"{kind}:{digest[:12]}" if kind else weights[:40]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
+import torch
 
 from indexer import index_paths
 from mmsearch import open_library
@@ -64,6 +67,23 @@ def test_model_mismatch_from_python(library, tmp_path):
     library.close()
     with pytest.raises(ModelMismatchError, match="was built with model"):
         open_library(tmp_path / "lib", model="clipart-mini")
+
+
+def test_a_retrained_model_of_the_same_name_is_named_as_such(tmp_path, tiny_model, photos):
+    model = tmp_path / "my-model"
+    shutil.copytree(tiny_model, model)
+    lib = open_library(tmp_path / "lib", model=str(model))
+    index_paths(lib, [photos / "blue_square_0.png"], workers=0)
+    lib.close()
+    weights = model / "open_clip_pytorch_model.bin"
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    state["logit_scale"] = state["logit_scale"] + 1.0  # "retrained": same path, other weights
+    torch.save(state, weights)
+    with pytest.raises(ModelMismatchError) as raised:
+        open_library(tmp_path / "lib", model=str(model))
+    message = str(raised.value)
+    assert f"built with other weights of model {model} (sha256:" in message
+    assert "the model was retrained" in message and "new --library" in message
 
 
 def test_open_missing_library_without_create(tmp_path):
