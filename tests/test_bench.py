@@ -126,3 +126,13 @@ def test_content_hash_reports_both_algorithms(photos):
     report = json.loads(out)
     assert report["files"] == 27
     assert all(len(r) == 1 and r[0] > 0 for r in report["files_per_second"].values())
+
+
+def test_tower_rewrite_times_each_variant_at_each_precision():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench/tower_rewrite.py"), "--reps", "1", "--batch", "2"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    rows = [line for line in out.splitlines() if "img/s" in line]
+    assert len(rows) in (3, 6)  # fp32, and bf16 where the CPU has it
+    assert any(line.startswith("fp32  and SAME padding without a copy") for line in rows)

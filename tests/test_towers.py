@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 
 import numpy as np
 import pytest
@@ -51,6 +52,39 @@ def test_pooled_features_have_the_declared_width():
         with torch.no_grad():
             out = build_tower(spec)(torch.zeros(1, 3, spec.size, spec.size))
         assert out.shape == (1, spec.features), spec.name
+
+
+@pytest.mark.parametrize("name", list(IMAGE_TOWERS))
+def test_the_inference_network_computes_what_the_network_computes(name):
+    from mmsearch.encoders.tower_network import PooledFeatures, build_tower
+
+    spec = IMAGE_TOWERS[name]
+    folded = build_tower(spec)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert not any(type(m).__name__ == "Conv2dSame" for m in folded.modules())
+    unfolded = PooledFeatures(load_image_tower(spec), spec).eval()
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, spec.size, spec.size) * 2 - 1  # the range the preprocessing gives
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), unfolded(x), rtol=0, atol=2e-4)
+
+
+def test_same_padding_without_a_copy_equals_timms_padded_convolution():
+    from timm.layers.conv2d_same import Conv2dSame
+
+    from mmsearch.encoders.inference_network import SamePaddingConv2d
+
+    torch.manual_seed(0)
+    sizes = [(1, 1), (2, 5), (3, 8), (7, 2), (14, 15), (28, 28), (113, 112)]
+    for (height, width), kernel, stride, groups in itertools.product(
+        sizes, (1, 3, 5), (1, 2, 3), (1, 4)
+    ):
+        timms = Conv2dSame(4, 8, kernel, stride, groups=groups)
+        ours = SamePaddingConv2d.like(timms)
+        x = torch.randn(2, 4, height, width)
+        with torch.no_grad():
+            expected, got = timms(x), ours(x)
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
 def test_identity_comes_from_the_wheel_record_and_matches_the_file():

@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import torch
 
+from mmsearch.encoders.inference_network import for_inference
 from mmsearch.encoders.towers import ImageTowerSpec, load_image_tower
+
+# How the tower computes, beyond its weights, for caches of its features: 2 since the network is
+# rewritten for inference (:mod:`.inference_network`: the same function to float rounding).
+NETWORK_VERSION = 2
 
 
 class PooledFeatures(torch.nn.Module):
@@ -48,5 +53,6 @@ class PooledFeatures(torch.nn.Module):
 
 
 def build_tower(spec: ImageTowerSpec) -> PooledFeatures:
-    """The pretrained network wrapped to give pooled multi-depth features, in eval mode."""
-    return PooledFeatures(load_image_tower(spec), spec).eval()
+    """The pretrained network, rewritten for inference (:mod:`.inference_network`), wrapped to
+    give pooled multi-depth features, in eval mode."""
+    return PooledFeatures(for_inference(load_image_tower(spec)), spec).eval()

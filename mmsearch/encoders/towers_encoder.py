@@ -224,6 +224,20 @@ class TowersEncoder:
             "preprocess": self.preprocess.to_dict(),
         }
 
+    def image_computation(self) -> dict:
+        """How this encoder computes image tower features beyond the tower's weights: the
+        network's rewrite and the number format. Cached features are keyed by it, so features
+        of another computation are never mixed into training."""
+        from mmsearch.encoders.precision import image_precision, pick_device
+        from mmsearch.encoders.tower_network import NETWORK_VERSION
+
+        device = pick_device(self._device)
+        return {
+            "network": NETWORK_VERSION,
+            "precision": image_precision(self._image_precision, device),
+            "device": device,
+        }
+
     def towers_identity(self) -> dict:
         """``{"image": ..., "text": ...}``: each tower's name, package, version and weights hash."""
         return {

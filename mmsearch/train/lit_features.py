@@ -5,8 +5,9 @@ tower once per view, ever: the plain view (exactly what indexing computes) and `
 augmented ones (a random crop of 60–100 % of the area and a flip, from a picture decoded a
 little larger than the tower's input). Each caption goes through the text tower once. The
 arrays are cached in the output folder under a key of everything they depend on (the tower
-package's identity, the files' paths, sizes and times, the views and the seed), so a second
-experiment on the same collection starts training at once.
+package's identity, how the tower computes (its network's version and number format), the
+files' paths, sizes and times, the views and the seed), so a second experiment on the same
+collection starts training at once.
 
 Augmented views are drawn from a generator seeded by the seed and the picture's position, so
 the cache is the same whatever the order in which the decoder workers finish.
@@ -80,7 +81,8 @@ def image_features(
     the tower (0: decode here).
     """
     cfg = encoder.preprocess
-    key = _key(encoder.towers_identity()["image"], [_file_id(p) for p in paths], views, seed)
+    files = [_file_id(p) for p in paths]
+    key = _key(encoder.towers_identity()["image"], encoder.image_computation(), files, views, seed)
     cache = cache_dir / f"image-features-{key}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as data:
