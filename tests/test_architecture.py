@@ -22,7 +22,7 @@ LAYERS = [
     {"mmsearch.search"},
     {"mmsearch.library"},
     {"mmsearch.opening", "mmsearch.checking", "mmsearch.train"},
-    {"indexer", "mmsearch.serve"},
+    {"mmsearch.migration", "indexer", "mmsearch.serve"},
     {"mmsearch.cli"},
     {"mmsearch", "mmsearch.__main__"},
 ]  # fmt: skip

