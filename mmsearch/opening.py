@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from mmsearch.encoders.base import Encoder
@@ -56,12 +57,16 @@ def open_library(
     if library_dir.exists() and not library_dir.is_dir():
         raise LibraryError(f"library path {library_dir} is a file, not a folder")
     config = read_config(library_dir) if library_dir.is_dir() else {}
+    made_folder = False
     if not library_dir.is_dir() or not (db_url or config.get("db_url") or _has_db(library_dir)):
-        if not create:
+        # With a server's URL the database is the library: a new folder for it on another
+        # machine is made even by a command that creates no library (search, info, check).
+        if not (create or db_url):
             raise LibraryError(
                 f"no library at {library_dir}; create one with `mmsearch index PATH` "
                 "(or pick another with --library / MMSEARCH_LIBRARY)"
             )
+        made_folder = not library_dir.exists()
         try:
             library_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -74,7 +79,12 @@ def open_library(
         )
     url = db_url or config.get("db_url")
     read_only = url is None and is_read_only(library_dir)
-    engine = open_engine(url or sqlite_url(library_dir, read_only=read_only), create=create)
+    try:
+        engine = open_engine(url or sqlite_url(library_dir, read_only=read_only), create=create)
+    except LibraryError:
+        if made_folder:  # nothing of a library is left behind where none could be opened
+            shutil.rmtree(library_dir, ignore_errors=True)
+        raise
     try:
         _settle_vector_store(engine, vector_store, writable=not read_only)
     except LibraryError:

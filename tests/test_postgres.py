@@ -287,3 +287,108 @@ def test_migrate_to_postgresql_and_back(cli, photos, tmp_path, db_url):
     assert result.exit_code == 0, result.output
     assert contents(back) == contents(pg)
     assert len(contents(back)["images"]) == 28
+
+
+def test_a_wrong_password_is_a_clear_error_and_leaves_nothing(cli, photos, tmp_path, server):
+    running, folder = server
+    name = f"locked_{uuid.uuid4().hex[:8]}"
+    running.psql(f"CREATE ROLE {name} LOGIN PASSWORD 'right'; CREATE DATABASE {name} OWNER {name};")
+    hba = folder / "pg_hba.conf"  # this role, and only it, must give its password
+    hba.write_text(f"local all {name} scram-sha-256\n" + hba.read_text())
+    running.psql("SELECT pg_reload_conf();")
+    library = tmp_path / "lib"
+    wrong = f"postgresql+psycopg://{name}:wrong@/{name}?host={folder}"
+    result = cli("index", str(photos), "--db-url", wrong, library_dir=library)
+    assert result.exit_code == 1
+    assert f'password authentication failed for user "{name}"' in result.stderr
+    assert "PGPASSWORD or ~/.pgpass" in result.stderr and "wrong" not in result.stderr
+    assert not library.exists()  # no folder, no library.json: nothing looks created
+
+
+def test_a_read_only_role_searches_and_is_told_why_it_cannot_write(
+    cli, photos, tmp_path, server, db_url
+):
+    running, _ = server
+    owner = tmp_path / "owner"
+    assert cli("index", str(photos), "--db-url", db_url, library_dir=owner).exit_code == 0
+    database = sqlalchemy.engine.make_url(db_url).database
+    reader = f"reader_{uuid.uuid4().hex[:8]}"
+    running.psql(f"CREATE ROLE {reader} LOGIN; GRANT CONNECT ON DATABASE {database} TO {reader};")
+    _sql(db_url, f"GRANT USAGE ON SCHEMA public TO {reader}",
+         f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}")  # fmt: skip
+    reader_url = db_url.replace("postgres@", f"{reader}@")
+    # Another machine's first command: a new library folder for the shared database.
+    elsewhere = tmp_path / "reader"
+    found = cli("search", "a red circle", "-k", "3", "--json", "--db-url", reader_url,
+                library_dir=elsewhere)  # fmt: skip
+    assert found.exit_code == 0, found.output
+    assert "red_circle" in json.loads(found.stdout)[0]["path"]
+    assert cli("check", library_dir=elsewhere).exit_code == 0
+    assert (
+        json.loads(cli("index", str(photos), "--json", library_dir=elsewhere).stdout)["unchanged"]
+        == 27
+    )  # nothing to write: nothing refused
+    shapes.draw("green", "circle", random.Random(7)).save(photos / "new_green_circle.png")
+    for command in (["index", str(photos)], ["forget", str(photos / "red_circle_0.png")]):
+        refused = cli(*command, library_dir=elsewhere)
+        assert refused.exit_code == 1
+        assert "this database role may only read" in refused.stderr, refused.stderr
+    assert json.loads(cli("info", "--json", library_dir=owner).stdout)["images"] == 27
+
+
+def test_a_database_without_a_library_is_named_as_such(cli, tmp_path, db_url):
+    library = tmp_path / "lib"
+    result = cli("search", "a red circle", "--db-url", db_url, library_dir=library)
+    assert result.exit_code == 1
+    assert "holds no mmsearch library; create one there with `mmsearch index" in result.stderr
+    assert not library.exists()
+
+
+def test_the_server_restarted_during_an_index_run(tmp_path):
+    """A run that loses its server stops with a clear error, keeps what it committed, and the
+    next run (after the restart) carries on to the same library a whole run gives."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+    from tests.helpers.library_state import held
+
+    folder = tmp_path / "pg"
+    running = pgserver.get_server(folder, cleanup_mode="stop")
+    try:
+        running.psql("CREATE DATABASE photos;")
+        url = f"postgresql+psycopg://postgres@/photos?host={folder}"
+        library = tmp_path / "lib"
+        command = [sys.executable, "-m", "mmsearch", "index", str(REPO / "sample_corpus/images"),
+                   "--library", str(library), "--db-url", url, "--model", "lite0-muse-clipart",
+                   "--batch-size", "8", "--workers", "1"]  # fmt: skip
+        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.2)
+            try:
+                stored = _sql(url, "SELECT count(*) FROM images")[0][0][0]
+            except sqlalchemy.exc.SQLAlchemyError:
+                continue  # not created yet
+            if stored >= 16:
+                break
+        assert run.poll() is None, "the run finished before the server could be stopped"
+        os.kill(running.get_pid(), signal.SIGQUIT)  # an immediate shutdown, as a crash's
+        _, stderr = run.communicate(timeout=120)
+        assert run.returncode == 1, stderr
+        assert "Traceback" not in stderr, stderr
+        assert "server closed the connection unexpectedly" in stderr, stderr
+        assert "what was committed is kept: run the command again" in stderr, stderr
+        running.start()  # the server restarted
+        kept = _sql(url, "SELECT count(*) FROM images")[0][0][0]
+        assert kept >= 16
+        again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr
+        assert len(held(library)["images"]) == 240
+        assert subprocess.run([sys.executable, "-m", "mmsearch", "check", "--library",
+                               str(library)], capture_output=True).returncode == 0  # fmt: skip
+    finally:
+        running.cleanup()

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from mmsearch.errors import LibraryError
+from mmsearch.errors import DatabaseError, LibraryError
 
 TABLE = "image_vectors"
 HNSW_M = 16  # pgvector's defaults; see BENCHMARKS.md, "pgvector"
@@ -36,7 +36,7 @@ def extension_available(engine) -> bool:
         with engine.begin() as connection:
             connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
         return True
-    except DBAPIError:
+    except (DBAPIError, DatabaseError):  # the library's engines say DatabaseError
         return False
 
 

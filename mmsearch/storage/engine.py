@@ -61,6 +61,11 @@ def open_engine(url: str, *, create: bool) -> Engine:
             Base.metadata.create_all(engine)
             with engine.begin() as connection:
                 _create_keyword_index(connection)
+        elif not inspect(engine).has_table(Setting.__tablename__):
+            raise LibraryError(
+                f"{shown} holds no mmsearch library; create one there with "
+                "`mmsearch index PATH --db-url URL`"
+            )
         with Session(engine) as session:
             version = session.get(Setting, "schema_version")
             if version is None and create:
@@ -197,13 +202,21 @@ def _translate_error(context) -> None:
     """SQLAlchemy's ``handle_error`` hook: a database failure leaves the storage layer as the
     project's :class:`~mmsearch.errors.DatabaseError`, whoever ran the statement."""
     error = context.sqlalchemy_exception
-    if isinstance(error, DBAPIError) and not context.is_disconnect:
-        orig = error.orig
+    if not isinstance(error, DBAPIError):
+        return
+    orig = error.orig
+    if context.is_disconnect:  # SQLAlchemy still drops the dead connection from its pool
+        said = " ".join(str(orig).split())  # a server's message spans lines
         raise DatabaseError(
-            f"the library database cannot be read or written ({orig}); "
-            "`mmsearch check` says what is wrong",
+            f"the connection to the database server was lost ({said}); what was committed is "
+            "kept: run the command again once the server is back",
             orig=orig,
         ) from error
+    raise DatabaseError(
+        f"the library database cannot be read or written ({orig}); "
+        "`mmsearch check` says what is wrong",
+        orig=orig,
+    ) from error
 
 
 def _read_only_pragmas(dbapi_connection, _record) -> None:

@@ -19,6 +19,7 @@ class WriteTransaction:
         self._writer_lock = writer_lock
         self._session = Session(engine)
         self._library_dir = library_dir
+        self._server = engine.dialect.name != "sqlite"
 
     def __enter__(self) -> Session:
         self._writer_lock.__enter__()
@@ -41,7 +42,22 @@ class WriteTransaction:
         return False
 
     def _error(self, error) -> LibraryError:
+        said = " ".join(str(error.orig).split())  # a server's message spans lines
+        where = f"could not write to library {self._library_dir}: {said}"
+        if getattr(error.orig, "sqlstate", None) == _INSUFFICIENT_PRIVILEGE:
+            return LibraryError(
+                f"{where} (this database role may only read: searches work; to index, use a "
+                "role that may write, or ask the database's owner to GRANT it INSERT, UPDATE "
+                "and DELETE on the library's tables)"
+            )
+        if self._server:
+            return LibraryError(
+                f"{where} (is the server up and reachable? what was committed is kept: run the "
+                "command again once it is)"
+            )
         return LibraryError(
-            f"could not write to library {self._library_dir}: {error.orig} "
-            "(is the disk full, the folder read-only, or another process writing?)"
+            f"{where} (is the disk full, the folder read-only, or another process writing?)"
         )
+
+
+_INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"
