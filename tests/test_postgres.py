@@ -392,3 +392,20 @@ def test_the_server_restarted_during_an_index_run(tmp_path):
                                str(library)], capture_output=True).returncode == 0  # fmt: skip
     finally:
         running.cleanup()
+
+
+def test_a_role_that_cannot_create_the_vector_extension_gets_faiss_files(
+    cli, photos, tmp_path, server
+):
+    running, folder = server
+    name = f"plain_{uuid.uuid4().hex[:8]}"  # owns its database, but is no superuser
+    running.psql(f"CREATE ROLE {name} LOGIN; CREATE DATABASE {name} OWNER {name};")
+    url = f"postgresql+psycopg://{name}@/{name}?host={folder}"
+    asked = cli("index", str(photos), "--db-url", url, "--vector-store", "pgvector",
+                library_dir=tmp_path / "asked")  # fmt: skip
+    assert asked.exit_code == 1
+    assert "run `CREATE EXTENSION vector;` as its owner or a superuser" in asked.stderr
+    result = cli("index", str(photos), "--db-url", url, library_dir=tmp_path / "lib")
+    assert result.exit_code == 0, result.output
+    info = json.loads(cli("info", "--json", library_dir=tmp_path / "lib").stdout)
+    assert info["vector_store"] == "faiss" and (tmp_path / "lib/images.faiss").exists()
