@@ -232,3 +232,22 @@ def test_the_next_index_reads_the_metadata_of_images_stored_before_words(
         assert (summary.unchanged, summary.metadata_read, summary.added) == (28, 28, 0)
         assert _names(lib.search_text("Cappadocia", mode="keyword")) == ["tagged.jpg"]
         assert index_paths(lib, [photos], workers=0).metadata_read == 0
+
+
+def test_a_substring_scan_ranks_by_bm25(tmp_path, tiny_model, photos):
+    """Two-character terms (and every term on PostgreSQL) are found by a substring scan; it
+    ranks as FTS5 does: more occurrences first, then a shorter text, never by luck."""
+    from indexer.texts import read_descriptions
+
+    said = {
+        "red_circle_0.png": "京都 京都 京都",  # the term three times in a short text
+        "red_circle_1.png": "京都",  # once, in a short text
+        "red_circle_2.png": "京都 and then a long way round, past the harbour and the hills",
+    }
+    descriptions = tmp_path / "descriptions.jsonl"
+    descriptions.write_text(
+        "".join(json.dumps({"image": f"photos/{n}", "caption": t}) + "\n" for n, t in said.items())
+    )
+    with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
+        index_paths(lib, [photos], workers=0, descriptions=read_descriptions(descriptions))
+        assert _names(lib.search_text("京都", k=5, mode="keyword")) == list(said)

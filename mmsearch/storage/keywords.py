@@ -3,13 +3,16 @@ terms, best first, with what matched.
 
 On SQLite a term of three characters or more is looked up in the FTS5 trigram index
 ``image_words`` (substrings, any script; ranked by BM25); shorter terms (a two-character
-Japanese word such as 京都) and other databases use a substring scan of ``image_texts``.
+Japanese word such as 京都) and other databases (PostgreSQL) use a substring scan of
+``image_texts``, ranked by BM25 too: the term's occurrences in each text, its length and how
+rare the term is.
 Every term goes in as a quoted FTS5 string or a bound LIKE parameter, so no query text is ever
 FTS or SQL syntax.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +22,8 @@ from sqlalchemy.orm import Session
 from mmsearch.storage.schema import ImageRow, ImageText
 
 MAX_CANDIDATES = 1000  # per term: a keyword ranking deeper than this adds nothing to fusion
+_SCANNED = 20_000  # texts a substring scan ranks per term, for its best MAX_CANDIDATES
+_K1, _B = 1.2, 0.75  # BM25's constants, FTS5's defaults
 
 
 @dataclass(frozen=True)
@@ -83,17 +88,39 @@ class KeywordIndex:
                 {"phrase": phrase, "limit": MAX_CANDIDATES},
             ).all()
         else:
-            like = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            rows = session.execute(
-                select(ImageText.image_id, 0.0, ImageText.id)
-                .where(func.lower(ImageText.text).like(like, escape="\\"))
-                .limit(MAX_CANDIDATES)
-            ).all()
+            rows = self._substring_matches(session, term)
         found: dict[int, tuple[float, int]] = {}
         for image_id, rank, row_id in rows:
             if image_id not in found or rank < found[image_id][0]:
                 found[image_id] = (float(rank), row_id)
         return found
+
+    def _substring_matches(self, session: Session, term: str) -> list[tuple[int, float, int]]:
+        """(image id, BM25 rank, text row id) of the texts holding ``term``, best first: a
+        substring scan, ranked as FTS5 ranks (Okapi BM25 with its constants, lower is better),
+        counting the term's occurrences in each text and the text's length in characters."""
+        term = term.lower()
+        like = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = session.execute(
+            select(ImageText.image_id, ImageText.id, ImageText.text)
+            .where(func.lower(ImageText.text).like(like, escape="\\"))
+            .limit(_SCANNED)
+        ).all()
+        if not rows:
+            return []
+        texts, average = session.execute(
+            select(func.count(), func.avg(func.length(ImageText.text)))
+        ).one()
+        average = max(float(average or 1), 1.0)
+        holding = len(rows)  # the term's document frequency, as far as the scan went
+        idf = math.log((texts - holding + 0.5) / (holding + 0.5) + 1)
+        ranked = []
+        for image_id, row_id, words in rows:
+            tf = words.lower().count(term)
+            norm = _K1 * (1 - _B + _B * len(words) / average)
+            ranked.append((image_id, -idf * tf * (_K1 + 1) / (tf + norm), row_id))
+        ranked.sort(key=lambda row: row[1])
+        return ranked[:MAX_CANDIDATES]
 
     def _matched(self, session, ids: list[int], terms: list[str]) -> dict[int, dict[str, str]]:
         """Per image, kind → its text that holds a term (the snippet a hit shows)."""
