@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
-from sqlalchemy import and_, delete, false, func, or_, select, update
+from sqlalchemy import and_, delete, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mmsearch.imaging.exif import Shot
@@ -213,40 +213,41 @@ class ImageCatalogue(FileIdentity, VideoMoments):
         with self._write() as session:
             self._model.admit(session, vectors)
             paths = [r.path for r in records]
-            existing = {}
-            for chunk in chunked(paths):
-                stmt = select(ImageRow.path, ImageRow).where(ImageRow.path.in_(chunk))
-                existing.update(session.execute(stmt).all())
-            rows = []
-            for record, vector, place in zip(records, vectors, places, strict=True):
-                row = existing.get(record.path) or ImageRow(path=record.path)
-                row.size, row.mtime_ns = record.size, record.mtime_ns
-                row.width, row.height, row.format = record.width, record.height, record.format
-                row.content_hash = record.content_hash
-                row.taken_at, row.taken_from = record.taken_at, record.taken_from
-                row.sidecar_mtime_ns, row.inode = record.sidecar_mtime_ns, record.inode
-                row.duration_s, row.poster_t = record.duration_s, record.poster_t
-                for name in SHOT_COLUMNS:
-                    setattr(row, name, getattr(record, name))
-                for name, value in place.items():
-                    setattr(row, name, value)
-                row.indexed_at, row.embedding = now, vector.tobytes()
-                session.add(row)
-                rows.append(row)
+            existing = self._ids_by_path(session, paths)
+            # Core statements, many rows each: the ORM's unit of work built an object per row
+            # and, wanting each new id back, inserted rows one at a time on SQLite.
+            values = [
+                _columns(record, vector, place, now)
+                for record, vector, place in zip(records, vectors, places, strict=True)
+            ]
+            updated = [{"id": existing[v["path"]], **v} for v in values if v["path"] in existing]
+            added = [v for v in values if v["path"] not in existing]
+            if updated:
+                session.execute(update(ImageRow), updated)  # by primary key, executemany
+            if added:
+                session.execute(insert(ImageRow.__table__), added)
             for chunk in chunked(paths):
                 session.execute(delete(SkippedFile).where(SkippedFile.path.in_(chunk)))
-            session.flush()
-            ids = np.array([row.id for row in rows], dtype=np.int64)
+            stored = {**existing, **self._ids_by_path(session, [v["path"] for v in added])}
+            ids = np.array([stored[path] for path in paths], dtype=np.int64)
             self._indexes.write_in(session, "images", ids, vectors)
             _replace_texts(session, ids.tolist(), records)
             replace_place_words(session, list(zip(ids.tolist(), places, strict=True)))
             # Only updated rows have an old vector to drop (a removal scans the whole index).
-            replaced = np.array([r.id for r in existing.values()], dtype=np.int64)
+            replaced = np.array(list(existing.values()), dtype=np.int64)
             moments = replace_moments(session, replaced.tolist(), ids.tolist(), records)
             generation = bump_generation(session, "images")
         self._indexes.apply("images", generation, remove=replaced, add=(ids, vectors))
         self._moments_changed(*moments)
         return ids.tolist()
+
+    @staticmethod
+    def _ids_by_path(session: Session, paths: Sequence[str]) -> dict[str, int]:
+        found = {}
+        for chunk in chunked(paths):
+            stmt = select(ImageRow.path, ImageRow.id).where(ImageRow.path.in_(chunk))
+            found.update(session.execute(stmt).all())
+        return found
 
     def remove_images(self, paths: Iterable[str]) -> int:
         """Forget images by path (files that are gone); returns how many were removed."""
@@ -434,8 +435,25 @@ def _hit(row, score: float) -> ImageHit:
 
 
 def _row(image_id: int, words: Words) -> ImageText:
+    return ImageText(**_text_columns(image_id, words))
+
+
+def _text_columns(image_id: int, words: Words) -> dict:
     regions = [list(box) for box in words.regions] if words.regions is not None else None
-    return ImageText(image_id=image_id, kind=words.kind, text=words.text, regions=regions)
+    return {"image_id": image_id, "kind": words.kind, "text": words.text, "regions": regions}
+
+
+def _columns(record: ImageRecord, vector: np.ndarray, place: dict, now: float) -> dict:
+    """An image row's column values, from its record, vector and place."""
+    columns = {
+        name: getattr(record, name)
+        for name in (
+            "path", "size", "mtime_ns", "width", "height", "format", "content_hash",
+            "taken_at", "taken_from", "sidecar_mtime_ns", "inode", "duration_s", "poster_t",
+            *SHOT_COLUMNS,
+        )
+    }  # fmt: skip
+    return {**columns, **place, "indexed_at": now, "embedding": vector.tobytes()}
 
 
 def _content_words(session: Session, ids: list[int]) -> dict[int, tuple[Words, ...]]:
@@ -467,11 +485,13 @@ def _replace_texts(session: Session, ids: list[int], records: Sequence[ImageReco
         session.execute(
             delete(ImageText).where(ImageText.image_id.in_(chunk), ImageText.kind.in_(kinds))
         )
-    session.add_all(
-        _row(image_id, words)
+    rows = [
+        _text_columns(image_id, words)
         for image_id, record in zip(ids, records, strict=True)
         for words in record.texts
-    )
+    ]
+    if rows:
+        session.execute(insert(ImageText.__table__), rows)
 
 
 def as_vectors(vectors: np.ndarray, count: int) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from mmsearch.imaging.exif import Shot
@@ -61,11 +61,13 @@ def replace_place_words(session: Session, placed: list[tuple[int, dict]]) -> Non
         session.execute(
             delete(ImageText).where(ImageText.image_id.in_(chunk), ImageText.kind == "place")
         )
-    session.add_all(
-        ImageText(image_id=image_id, kind="place", text=_place_words(place))
+    rows = [
+        {"image_id": image_id, "kind": "place", "text": _place_words(place), "regions": None}
         for image_id, place in placed
         if place["place_city"]
-    )
+    ]
+    if rows:  # Core, many rows a statement (see ImageCatalogue.put_images)
+        session.execute(insert(ImageText.__table__), rows)
 
 
 def _place_words(place: dict) -> str:
