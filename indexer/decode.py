@@ -14,7 +14,7 @@ import numpy as np
 from mmsearch.errors import ImageError
 from mmsearch.imaging.exif import Shot
 from mmsearch.imaging.fingerprint import CONTENT_HASH, KnownContent, content_hash
-from mmsearch.imaging.ocr import INSTALL_HINT, OCR_SIDE, read_lines
+from mmsearch.imaging.ocr import OCR_SIDE, install_hint, read_lines
 from mmsearch.imaging.pictures import open_picture, read_header_metadata
 from mmsearch.imaging.preprocess import PreprocessConfig, fit_to_model
 from mmsearch.imaging.sidecar import with_sidecar
@@ -77,9 +77,11 @@ def decode_for_model(
     *,
     hash_algorithm: str = CONTENT_HASH,
     use_known: bool = True,
-    ocr: bool = False,
+    ocr: bool | str = False,
 ) -> Decoded:
     """Hash and decode one file for the model; failures come back as values, never as exceptions.
+    ``ocr``: read the text in the picture too (True), or in a language of
+    :data:`~mmsearch.imaging.ocr.LANGUAGES` ("ja").
 
     A file is hashed only when its size says it could be a copy (KnownContent.worth_hashing);
     one whose content the library probably holds is not decoded (``known`` is set).
@@ -109,7 +111,7 @@ def decode_for_model(
             message=f"{path}: out of memory decoding",
             content_hash=digest,
         )
-    words, error = read_words(picture.image) if ocr else (None, None)
+    words, error = read_words(picture.image, ocr) if ocr else (None, None)
     problems = list(picture.problems)
     text, shot, sidecar_mtime_ns = with_sidecar(path, picture.text, picture.shot, problems)
     return Decoded(
@@ -163,12 +165,13 @@ def _placed(position: tuple[float, float] | None) -> Shot:
     return Shot(latitude=latitude, longitude=longitude)
 
 
-def read_words(image) -> tuple[Words | None, str | None]:
+def read_words(image, ocr: bool | str = True) -> tuple[Words | None, str | None]:
     """The picture's OCR lines as Words (empty when it has no text), or why OCR failed."""
+    language = None if ocr is True else ocr
     try:
-        lines = read_lines(image)
+        lines = read_lines(image, language)
     except ImportError:
-        return None, f"no OCR engine: {INSTALL_HINT}"
+        return None, f"no OCR engine: {install_hint(language)}"
     except Exception as exc:  # noqa: BLE001 - the engine's own failure: index without OCR
         return None, f"OCR failed ({type(exc).__name__}: {exc})"
     text = "\n".join(line.text for line in lines)
@@ -202,11 +205,11 @@ def metadata_for(path: str, max_pixels: int) -> Decoded:
                    problems=tuple(problems))  # fmt: skip
 
 
-def ocr_for(path: str, max_pixels: int) -> Decoded:
+def ocr_for(path: str, max_pixels: int, ocr: bool | str = True) -> Decoded:
     """OCR alone, for an image already stored without it (``index --ocr`` on an older run)."""
     try:
         picture = open_picture(path, min_size=OCR_SIDE // 2, max_pixels=max_pixels)
     except ImageError as exc:
         return Decoded(path, None, reason=exc.reason, message=str(exc))
-    words, error = read_words(picture.image)
+    words, error = read_words(picture.image, ocr)
     return Decoded(path, None, ocr=words, ocr_error=error)

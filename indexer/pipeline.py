@@ -27,7 +27,7 @@ from indexer.text_pass import read_unread_words
 from indexer.workers import decode_all, progress_bar
 from mmsearch.errors import InputError
 from mmsearch.imaging.fingerprint import KnownContent
-from mmsearch.imaging.ocr import INSTALL_HINT, ocr_available
+from mmsearch.imaging.ocr import LANGUAGES, install_hint, ocr_available
 from mmsearch.imaging.pictures import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from mmsearch.imaging.raw import RAW_EXTENSIONS
 from mmsearch.imaging.video import VIDEO_EXTENSIONS, is_video_path
@@ -98,7 +98,7 @@ def index_paths(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = False,
     descriptions: dict[str, str] | None = None,
-    ocr: bool = False,
+    ocr: bool | str = False,
     videos: bool = True,
     engine: ray_engine.RayEngine | None = None,
 ) -> IndexSummary:
@@ -120,7 +120,8 @@ def index_paths(
             :func:`indexer.texts.read_descriptions`); replaces the description of each image
             named, new or unchanged alike (nothing is encoded again for it).
         ocr: read the text in each picture (:mod:`mmsearch.imaging.ocr`), new images as they
-            are decoded and stored images that were never read, without encoding them again.
+            are decoded and stored images that were never read, without encoding them again;
+            True for Latin and Chinese text, "ja" for Japanese (Tesseract).
             Without the OCR engine installed, images are indexed without it and the summary's
             ``ocr_problem`` says how to install it.
         videos: index videos too (their moments, :mod:`mmsearch.imaging.video`); without,
@@ -129,12 +130,21 @@ def index_paths(
             is written here, as by a local run.
 
     Raises:
-        InputError: a path does not exist, or no image files were found.
+        InputError: a path does not exist, no image files were found, or an unknown OCR
+            language.
         IndexInterrupted: on KeyboardInterrupt, after storing the batch in flight.
         LibraryBusyError: another process is writing to the library.
     """
-    if ocr and not ocr_available():
-        ocr, problem = False, f"text in the pictures was not read: no OCR engine; {INSTALL_HINT}"
+    language = None if ocr is True else ocr or None
+    if language not in LANGUAGES:
+        known = "; ".join(f"{k}: {LANGUAGES[k]}" for k in LANGUAGES if k)
+        raise InputError(
+            f"OCR language {language!r} is not one mmsearch reads ({known}); without a "
+            f"language it reads {LANGUAGES[None]}"
+        )
+    if ocr and not ocr_available(language):
+        hint = install_hint(language)
+        ocr, problem = False, f"text in the pictures was not read: no OCR engine; {hint}"
     else:
         problem = None
     run = Run(batch_size, workers, max_pixels, progress, ocr, videos, engine)
@@ -159,7 +169,7 @@ class Run:
     workers: int | None
     max_pixels: int
     progress: bool
-    ocr: bool
+    ocr: bool | str
     videos: bool = True
     engine: ray_engine.RayEngine | None = (
         None  # decode and encode on a Ray cluster (indexer.ray_engine)

@@ -26,7 +26,9 @@ def read_unread_words(library, paths: list[str], kind: str, summary, run, again=
         return 0
     reader, what = _READERS[kind]
     bar = progress_bar(len(unread), run.progress, what)
-    read, found, shots, sidecars = partial(reader, max_pixels=run.max_pixels), {}, {}, {}
+    options = {"ocr": run.ocr} if kind == "ocr" else {}
+    read = partial(reader, max_pixels=run.max_pixels, **options)
+    found, shots, sidecars = {}, {}, {}
     stored = 0
 
     def save() -> int:

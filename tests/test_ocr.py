@@ -93,3 +93,64 @@ def test_the_cli_reads_text_with_ocr(cli, folder):
     assert json.loads(result.stdout)["ocr_read"] == 28
     hits = json.loads(cli("search", "Sakura", "--mode", "keyword", "--json").stdout)
     assert hits[0]["path"].endswith("sign.png") and "ocr" in hits[0]["matched"]
+
+
+# A Japanese font from the system (Pillow's own font has no kana): .ci/run installs Debian's
+# fonts-ipafont-gothic with Tesseract and its Japanese data.
+JAPANESE_FONT = "/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf"
+JAPANESE_SIGN = ["ホテルさくらの領収書", "京都駅から徒歩五分", "Total 3,200 yen"]
+
+
+def japanese_sign(path) -> None:
+    picture = Image.new("RGB", (900, 120 + 90 * len(JAPANESE_SIGN)), "white")
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.truetype(JAPANESE_FONT, 40)  # missing: fails, as a missing engine would
+    for n, line in enumerate(JAPANESE_SIGN):
+        draw.text((40, 50 + 90 * n), line, fill="black", font=font)
+    picture.save(path)
+
+
+def test_japanese_lines_are_read_by_tesseract(tmp_path):
+    japanese_sign(tmp_path / "receipt.png")
+    picture = Image.open(tmp_path / "receipt.png").convert("RGB")
+    lines = read_lines(picture, "ja")
+    assert [line.text for line in lines] == JAPANESE_SIGN  # kana and kanji, no stray spaces
+    assert all(0 <= line.box[0] < line.box[2] <= 1 for line in lines)
+    assert lines[0].box[3] <= lines[1].box[1]
+    # What the default engine makes of it: Chinese characters, but not the kana.
+    default = " ".join(line.text for line in read_lines(picture))
+    assert "ホテルさくら" not in default
+
+
+def test_index_with_japanese_ocr_finds_the_receipt(cli, photos):
+    japanese_sign(photos / "receipt.png")
+    result = cli("index", str(photos), "--ocr-language", "ja", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ocr_read"] == 28
+    for query in ("領収書", "さくら", "京都駅"):  # two and three characters, kana and kanji
+        hits = json.loads(cli("search", query, "--mode", "keyword", "--json").stdout)
+        assert hits and hits[0]["path"].endswith("receipt.png"), query
+    text = json.loads(cli("text", str(photos / "receipt.png"), "--json").stdout)
+    assert [t["text"] for t in text if t["kind"] == "ocr"] == ["\n".join(JAPANESE_SIGN)]
+
+
+def test_japanese_ocr_without_tesseract_indexes_and_says_how(tmp_path, tiny_model, photos,
+                                                               monkeypatch):  # fmt: skip
+    from mmsearch.imaging import tesseract
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no tesseract program to be found
+    tesseract.installed_languages.cache_clear()
+    try:
+        with open_library(tmp_path / "lib", model=str(tiny_model)) as lib:
+            summary = index_paths(lib, [photos], workers=0, ocr="ja")
+    finally:
+        tesseract.installed_languages.cache_clear()
+    assert summary.added == 27 and summary.ocr_read == 0
+    assert "sudo apt install tesseract-ocr tesseract-ocr-jpn" in summary.ocr_problem
+
+
+def test_an_unknown_ocr_language_is_refused(cli, photos):
+    result = cli("index", str(photos), "--ocr-language", "fr")
+    assert result.exit_code == 1
+    assert "OCR language 'fr' is not one mmsearch reads (ja: Japanese and English" in result.stderr
+    assert not cli.library.exists() or not any(cli.library.iterdir())

@@ -70,6 +70,16 @@ def index(
             "pip install 'mmsearch[ocr]').",
         ),
     ] = False,
+    ocr_language: Annotated[
+        str | None,
+        typer.Option(
+            "--ocr-language",
+            help="Read text in this language instead of Latin and Chinese: ja (Japanese, with "
+            "English; needs Tesseract: apt install tesseract-ocr tesseract-ocr-jpn). Implies "
+            "--ocr.",
+            show_default=False,
+        ),
+    ] = None,
     videos: Annotated[
         bool,
         typer.Option(
@@ -147,7 +157,7 @@ def index(
                 max_pixels=int(max_megapixels * 1e6),
                 progress=not as_json and sys.stderr.isatty(),
                 descriptions=described,
-                ocr=ocr,
+                ocr=ocr_language or ocr,
                 videos=videos,
                 engine=cluster,
             )

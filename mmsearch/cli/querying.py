@@ -123,7 +123,9 @@ def search(
     with open_library_for(library, model, device, db_url, query=True) as lib:
         relevance = _relevance(lib, within, knee, dedup, dedup_threshold, sort)
         hits = lib.search(terms, k=k, where=where, relevance=relevance, exact=exact, mode=mode)
-        warnings = [lib.query_language_warning(t.text) for t in terms if t.text]
+        # Words are matched in any script; only the model's scores depend on its languages.
+        semantic = mode != "keyword"
+        warnings = [lib.query_language_warning(t.text) for t in terms if t.text and semantic]
     for warning in filter(None, warnings):
         typer.echo(f"Warning: {warning}", err=True)
     print_image_hits(hits, as_json, paths_only)

@@ -1,5 +1,6 @@
 """Text in the picture (OCR): RapidOCR's PP-OCRv4 models on ONNX Runtime, shipped inside the
-``rapidocr-onnxruntime`` wheel, so it works offline (``pip install 'mmsearch[ocr]'``).
+``rapidocr-onnxruntime`` wheel, so it works offline (``pip install 'mmsearch[ocr]'``); it reads
+Latin and Chinese text. Japanese (``language="ja"``) is read by Tesseract (:mod:`.tesseract`).
 
 The detector finds text regions first and only those are recognised, so a photo without text
 costs one detection pass. Pictures are read at most :data:`OCR_SIDE` pixels on their longer
@@ -21,6 +22,9 @@ OCR_SIDE = 960  # longest side the detector sees: 12-pixel text at 4000 px stays
 MIN_SCORE = 0.6  # recognition confidence below which a line is noise
 MAX_LINES = 200
 INSTALL_HINT = "install it with `pip install 'mmsearch[ocr]'` (RapidOCR, models included)"
+# OCR languages: None reads Latin and Chinese (RapidOCR); the others name Tesseract's data.
+LANGUAGES = {None: "Latin and Chinese, by RapidOCR", "ja": "Japanese and English, by Tesseract"}
+_TESSERACT_DATA = {"ja": "jpn+eng"}
 
 
 @dataclass(frozen=True)
@@ -30,11 +34,22 @@ class TextLine:
     score: float
 
 
-def ocr_available() -> bool:
+def ocr_available(language: str | None = None) -> bool:
+    if language is not None:  # Tesseract reads the lines RapidOCR's detector finds
+        from mmsearch.imaging import tesseract
+
+        if not tesseract.available(_TESSERACT_DATA[language]):
+            return False
     try:
         return importlib.util.find_spec("rapidocr_onnxruntime") is not None
     except ValueError:  # imported as None: made unavailable on purpose
         return False
+
+
+def install_hint(language: str | None = None) -> str:
+    from mmsearch.imaging import tesseract
+
+    return INSTALL_HINT if language is None else tesseract.INSTALL_HINT
 
 
 @functools.cache
@@ -49,8 +64,14 @@ def _engine():
     )
 
 
-def read_lines(picture: Image.Image) -> list[TextLine]:
-    """The lines of text in an RGB picture, top to bottom.
+def _box(corners) -> tuple[float, float, float, float]:
+    xs, ys = [p[0] for p in corners], [p[1] for p in corners]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def read_lines(picture: Image.Image, language: str | None = None) -> list[TextLine]:
+    """The lines of text in an RGB picture, top to bottom, in ``language`` (see
+    :data:`LANGUAGES`).
 
     Raises:
         ImportError: the OCR engine is not installed (see :func:`ocr_available`).
@@ -59,15 +80,27 @@ def read_lines(picture: Image.Image) -> list[TextLine]:
     if scale < 1:
         size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
         picture = picture.resize(size, Image.Resampling.LANCZOS)
-    found, _ = _engine()(np.asarray(picture), use_cls=False)
+    pixels = np.asarray(picture)
+    if language is None:
+        found = [
+            (text, _box(corners), float(score))
+            for corners, text, score in _engine()(pixels, use_cls=False)[0] or []
+        ]
+    else:  # RapidOCR finds the lines, Tesseract reads them (see .tesseract)
+        from mmsearch.imaging import tesseract
+
+        if not ocr_available(language):
+            raise ImportError(tesseract.INSTALL_HINT)
+        corners = _engine()(pixels, use_cls=False, use_rec=False)[0] or []
+        boxes = sorted((_box(c) for c in corners), key=lambda box: (box[1], box[0]))
+        found = tesseract.read_boxes(picture, boxes, _TESSERACT_DATA[language])
     lines = []
-    for corners, text, score in found or []:
+    for text, (left, top, right, bottom), score in found:
         text = " ".join(str(text).split())
-        if not text or float(score) < MIN_SCORE:
+        if not text or score < MIN_SCORE:
             continue
-        xs, ys = [p[0] for p in corners], [p[1] for p in corners]
-        box = (min(xs) / picture.width, min(ys) / picture.height,
-               max(xs) / picture.width, max(ys) / picture.height)  # fmt: skip
-        lines.append(TextLine(text, tuple(round(v, 4) for v in box), round(float(score), 3)))
+        box = (left / picture.width, top / picture.height,
+               right / picture.width, bottom / picture.height)  # fmt: skip
+        lines.append(TextLine(text, tuple(round(v, 4) for v in box), round(score, 3)))
     lines.sort(key=lambda line: (line.box[1], line.box[0]))
     return lines[:MAX_LINES]

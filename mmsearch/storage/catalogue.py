@@ -30,6 +30,7 @@ from mmsearch.storage.engine import (
     set_setting,
 )
 from mmsearch.storage.identity import FileIdentity
+from mmsearch.storage.image_words import content_words, replace_words, word_row
 from mmsearch.storage.moments import (
     VideoMoments,
     drop_moments,
@@ -45,9 +46,6 @@ from mmsearch.storage.place_names import (
 from mmsearch.storage.schema import ImageRow, ImageText, Setting, SkippedFile
 
 SHOT_COLUMNS = tuple(f.name for f in dataclasses.fields(Shot))
-# Words that come with a picture's content, which a copy of it shares (names do not; place
-# names are derived from the position, a shot column).
-CONTENT_KINDS = ("metadata", "ocr")
 
 
 class StoredFile(NamedTuple):
@@ -113,7 +111,7 @@ class ImageCatalogue(FileIdentity, VideoMoments):
             for chunk in chunked(sorted(set(hashes))):
                 stmt = select(ImageRow).where(ImageRow.content_hash.in_(chunk))
                 rows = session.execute(stmt).scalars().all()
-                words = _content_words(session, [r.id for r in rows])
+                words = content_words(session, [r.id for r in rows])
                 moments = load_moments(session, [r.id for r in rows if r.duration_s is not None])
                 for row in rows:
                     vector = np.frombuffer(row.embedding, np.float32)
@@ -135,7 +133,7 @@ class ImageCatalogue(FileIdentity, VideoMoments):
                 )
             for path, image_id in ids.items():
                 words = texts[path] if isinstance(texts[path], Words) else Words(kind, texts[path])
-                session.add(_row(image_id, words._replace(kind=kind)))
+                session.add(word_row(image_id, words._replace(kind=kind)))
         return len(ids)
 
     def set_shots(self, settings: dict[str, Shot], sidecars: dict[str, int | None]) -> None:
@@ -231,7 +229,7 @@ class ImageCatalogue(FileIdentity, VideoMoments):
             stored = {**existing, **self._ids_by_path(session, [v["path"] for v in added])}
             ids = np.array([stored[path] for path in paths], dtype=np.int64)
             self._indexes.write_in(session, "images", ids, vectors)
-            _replace_texts(session, ids.tolist(), records)
+            replace_words(session, ids.tolist(), records)
             replace_place_words(session, list(zip(ids.tolist(), places, strict=True)))
             # Only updated rows have an old vector to drop (a removal scans the whole index).
             replaced = np.array(list(existing.values()), dtype=np.int64)
@@ -434,15 +432,6 @@ def _hit(row, score: float) -> ImageHit:
     )  # fmt: skip
 
 
-def _row(image_id: int, words: Words) -> ImageText:
-    return ImageText(**_text_columns(image_id, words))
-
-
-def _text_columns(image_id: int, words: Words) -> dict:
-    regions = [list(box) for box in words.regions] if words.regions is not None else None
-    return {"image_id": image_id, "kind": words.kind, "text": words.text, "regions": regions}
-
-
 def _columns(record: ImageRecord, vector: np.ndarray, place: dict, now: float) -> dict:
     """An image row's column values, from its record, vector and place."""
     columns = {
@@ -456,18 +445,6 @@ def _columns(record: ImageRecord, vector: np.ndarray, place: dict, now: float) -
     return {**columns, **place, "indexed_at": now, "embedding": vector.tobytes()}
 
 
-def _content_words(session: Session, ids: list[int]) -> dict[int, tuple[Words, ...]]:
-    """Per image, the words that come with its content (a copy has the same): metadata, OCR."""
-    stmt = select(ImageText.image_id, ImageText.kind, ImageText.text, ImageText.regions).where(
-        ImageText.image_id.in_(ids), ImageText.kind.in_(CONTENT_KINDS)
-    )
-    found: dict[int, tuple[Words, ...]] = {}
-    for image_id, kind, text, regions in session.execute(stmt).all():
-        boxes = tuple(tuple(box) for box in regions) if regions is not None else None
-        found[image_id] = (*found.get(image_id, ()), Words(kind, text, boxes))
-    return found
-
-
 def _record(row: ImageRow, texts: tuple[Words, ...] = (), moments=()) -> ImageRecord:
     columns = {
         f.name: getattr(row, f.name)
@@ -475,23 +452,6 @@ def _record(row: ImageRow, texts: tuple[Words, ...] = (), moments=()) -> ImageRe
         if f.name not in ("texts", "moments")
     }
     return ImageRecord(**columns, texts=texts, moments=tuple(moments))
-
-
-def _replace_texts(session: Session, ids: list[int], records: Sequence[ImageRecord]) -> None:
-    """The images' words become the records': names and the words of the content (stale once
-    the content changed) always; a description given separately is kept."""
-    kinds = {words.kind for r in records for words in r.texts} | {"name", *CONTENT_KINDS}
-    for chunk in chunked(ids):
-        session.execute(
-            delete(ImageText).where(ImageText.image_id.in_(chunk), ImageText.kind.in_(kinds))
-        )
-    rows = [
-        _text_columns(image_id, words)
-        for image_id, record in zip(ids, records, strict=True)
-        for words in record.texts
-    ]
-    if rows:
-        session.execute(insert(ImageText.__table__), rows)
 
 
 def as_vectors(vectors: np.ndarray, count: int) -> np.ndarray:

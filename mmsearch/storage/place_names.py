@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from mmsearch.imaging.exif import Shot
 from mmsearch.places import NO_PLACE, name_places
-from mmsearch.records import ImageRecord
+from mmsearch.records import ImageRecord, Words
 from mmsearch.storage.engine import chunked
+from mmsearch.storage.image_words import text_columns
 from mmsearch.storage.schema import ImageRow, ImageText
 
 
@@ -62,7 +63,7 @@ def replace_place_words(session: Session, placed: list[tuple[int, dict]]) -> Non
             delete(ImageText).where(ImageText.image_id.in_(chunk), ImageText.kind == "place")
         )
     rows = [
-        {"image_id": image_id, "kind": "place", "text": _place_words(place), "regions": None}
+        text_columns(image_id, Words("place", _place_words(place)))
         for image_id, place in placed
         if place["place_city"]
     ]
