@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from mmsearch.imaging import tesseract
+
 OCR_SIDE = 960  # longest side the detector sees: 12-pixel text at 4000 px stays legible
 MIN_SCORE = 0.6  # recognition confidence below which a line is noise
 MAX_LINES = 200
@@ -35,11 +37,9 @@ class TextLine:
 
 
 def ocr_available(language: str | None = None) -> bool:
-    if language is not None:  # Tesseract reads the lines RapidOCR's detector finds
-        from mmsearch.imaging import tesseract
-
-        if not tesseract.available(_TESSERACT_DATA[language]):
-            return False
+    # Tesseract reads the lines RapidOCR's detector finds: a language needs both.
+    if language is not None and not tesseract.available(_TESSERACT_DATA[language]):
+        return False
     try:
         return importlib.util.find_spec("rapidocr_onnxruntime") is not None
     except ValueError:  # imported as None: made unavailable on purpose
@@ -47,8 +47,6 @@ def ocr_available(language: str | None = None) -> bool:
 
 
 def install_hint(language: str | None = None) -> str:
-    from mmsearch.imaging import tesseract
-
     return INSTALL_HINT if language is None else tesseract.INSTALL_HINT
 
 
@@ -87,8 +85,6 @@ def read_lines(picture: Image.Image, language: str | None = None) -> list[TextLi
             for corners, text, score in _engine()(pixels, use_cls=False)[0] or []
         ]
     else:  # RapidOCR finds the lines, Tesseract reads them (see .tesseract)
-        from mmsearch.imaging import tesseract
-
         if not ocr_available(language):
             raise ImportError(tesseract.INSTALL_HINT)
         corners = _engine()(pixels, use_cls=False, use_rec=False)[0] or []
