@@ -69,6 +69,9 @@ QUERIES = json.loads((SAMPLE_CORPUS / "queries.json").read_text())
 # What the bundled model still misses in the top 5 (BENCHMARKS.md): strict, so that a better
 # model that finds them fails here until it is taken off this list.
 KNOWN_MISSES = {"本", "a computer", "コンピューター", "a calculator", "電卓", "トランプ"}
+# Sixth in exact (fp32) arithmetic, a books-folder newspaper; bf16 rounding of the unrewritten
+# tower once put it fifth. Not strict: a CPU's bf16 rounding may still do so.
+NEAR_MISSES = {"a book"}
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +99,8 @@ def bundled_library(tmp_path_factory):
             id=f"{lang}-{q['en']}",
             marks=[pytest.mark.xfail(strict=True, reason="a known miss")]
             if q[lang] in KNOWN_MISSES
+            else [pytest.mark.xfail(strict=False, reason="a near miss: sixth")]
+            if q[lang] in NEAR_MISSES
             else [],
         )
         for q in QUERIES
