@@ -1,7 +1,7 @@
 """Index a real folder with the real CLI and report what happened: time, outcome, peak memory.
 
     python bench/index_run.py /usr/share/openclipart/png [--model clipart-mini] [--workers N]
-        [--ocr]
+        [--ocr] [--db-url postgresql+psycopg://...]
 
 Runs ``mmsearch index FOLDER --json`` into a fresh library in a subprocess and samples the
 resident memory of its whole process tree (the indexer and its decoder workers) from /proc five
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--library", help="library folder (default: a fresh temporary one)")
     parser.add_argument("--ocr", action="store_true", help="index with --ocr")
+    parser.add_argument("--db-url", help="index into this database (PostgreSQL) instead")
     args = parser.parse_args()
 
     library = args.library or tempfile.mkdtemp(prefix="mmsearch-bench-")
@@ -71,6 +72,7 @@ def main() -> None:
     if args.workers is not None:
         command += ["--workers", str(args.workers)]
     command += ["--ocr"] if args.ocr else []
+    command += ["--db-url", args.db_url] if args.db_url else []
     started = time.monotonic()
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak: dict[str, int] = {}
