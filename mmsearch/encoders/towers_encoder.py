@@ -289,7 +289,11 @@ class TowersEncoder:
         return self.heads.texts(self.text_features(texts))
 
     def export_text_tower(self, folder: Path, weights: str) -> bool:
-        """Nothing to export: this text tower and the heads already run without torch."""
+        """Nothing to export: this text tower and the heads already run without torch. Loading
+        the text tower here writes its snapshot (:mod:`.sentence_snapshot`) at the end of an
+        index run, so the first search after it starts from the snapshot too."""
+        if self._text_tower is None:
+            self._text_tower = load_text_tower(self._text_spec)
         return False
 
     def _load_image_tower(self):
