@@ -13,6 +13,11 @@ from tests.helpers import shapes
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_CORPUS = REPO / "sample_corpus"
+# Offline for the whole session, not only inside each test: huggingface_hub reads this once,
+# when first imported, and the session's fixtures (training the tiny model imports open_clip)
+# run before any per-test fixture. Set there instead, a later "offline" test found the Hub
+# online and spent 90 s in download retries.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="session")
