@@ -253,10 +253,7 @@ class ImageCatalogue(FileIdentity, VideoMoments):
         if not paths:
             return 0
         with self._write() as session:
-            found = []
-            for chunk in chunked(paths):
-                where = ImageRow.path.in_(chunk)
-                found += session.execute(select(ImageRow.id).where(where)).scalars().all()
+            found = list(self._ids_by_path(session, paths).values())
             moments = drop_moments(session, found)
             for chunk in chunked(paths):
                 session.execute(delete(ImageRow).where(ImageRow.path.in_(chunk)))

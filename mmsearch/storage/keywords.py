@@ -12,6 +12,7 @@ FTS or SQL syntax.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,7 +55,10 @@ class KeywordIndex:
         if not terms:
             return []
         with Session(self._engine) as session:
-            per_term = {t: self._matches(session, t) for t in terms}
+            # The texts' count and mean length, for every substring-scanned term's BM25: one
+            # pass over image_texts per search, not one per term.
+            corpus = functools.cache(lambda: _corpus(session))
+            per_term = {t: self._matches(session, t, corpus) for t in terms}
             candidates = set().union(*(m.keys() for m in per_term.values()))
             for phrase in required:
                 candidates &= per_term[phrase].keys()
@@ -74,7 +78,7 @@ class KeywordIndex:
             for count, rank, image_id in best
         ]
 
-    def _matches(self, session: Session, term: str) -> dict[int, tuple[float, int]]:
+    def _matches(self, session: Session, term: str, corpus) -> dict[int, tuple[float, int]]:
         """image id → (BM25 rank, lower is better; text row id) of images whose words hold
         ``term``."""
         if self._fts and len(term) >= 3:
@@ -88,17 +92,18 @@ class KeywordIndex:
                 {"phrase": phrase, "limit": MAX_CANDIDATES},
             ).all()
         else:
-            rows = self._substring_matches(session, term)
+            rows = self._substring_matches(session, term, corpus)
         found: dict[int, tuple[float, int]] = {}
         for image_id, rank, row_id in rows:
             if image_id not in found or rank < found[image_id][0]:
                 found[image_id] = (float(rank), row_id)
         return found
 
-    def _substring_matches(self, session: Session, term: str) -> list[tuple[int, float, int]]:
+    def _substring_matches(self, session: Session, term: str, corpus) -> list[tuple]:
         """(image id, BM25 rank, text row id) of the texts holding ``term``, best first: a
         substring scan, ranked as FTS5 ranks (Okapi BM25 with its constants, lower is better),
-        counting the term's occurrences in each text and the text's length in characters."""
+        counting the term's occurrences in each text and the text's length in characters;
+        ``corpus()`` gives the texts' count and mean length."""
         term = term.lower()
         like = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = session.execute(
@@ -108,10 +113,7 @@ class KeywordIndex:
         ).all()
         if not rows:
             return []
-        texts, average = session.execute(
-            select(func.count(), func.avg(func.length(ImageText.text)))
-        ).one()
-        average = max(float(average or 1), 1.0)
+        texts, average = corpus()
         holding = len(rows)  # the term's document frequency, as far as the scan went
         idf = math.log((texts - holding + 0.5) / (holding + 0.5) + 1)
         ranked = []
@@ -135,3 +137,11 @@ class KeywordIndex:
             if any(t in lowered for t in terms):
                 matched.setdefault(image_id, {}).setdefault(kind, words[:300])
         return matched
+
+
+def _corpus(session: Session) -> tuple[int, float]:
+    """How many texts the images have, and their mean length in characters (BM25's N, avgdl)."""
+    texts, average = session.execute(
+        select(func.count(), func.avg(func.length(ImageText.text)))
+    ).one()
+    return texts, max(float(average or 1), 1.0)
