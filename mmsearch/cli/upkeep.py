@@ -96,7 +96,10 @@ def info(library: LibraryOpt = None, db_url: DbUrlOpt = None, as_json: JsonOpt =
         typer.echo(f"             {details.database_bytes / 1e6:.1f} MB")
     typer.echo(f"model:       {model.get('model', 'none yet')} (dim {model.get('dim', '-')})")
     if details.vector_store == "pgvector":
-        typer.echo("vectors:     images searched by PostgreSQL (pgvector, HNSW); texts by FAISS")
+        index = details.vector_index or "no index yet"
+        typer.echo(
+            f"vectors:     images searched by PostgreSQL (pgvector, {index}); texts by FAISS"
+        )
     else:
         typer.echo("vectors:     searched by FAISS, in index files in the library folder")
     skipped = f"{details.skipped_files} file{'' if details.skipped_files == 1 else 's'} skipped"

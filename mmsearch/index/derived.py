@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from mmsearch.index import pgvector_index
+from mmsearch.index import pgvector_index, pgvector_layout
 from mmsearch.index.faiss_index import FaissIndex, IndexChanges
 from mmsearch.storage.engine import get_setting
 from mmsearch.storage.schema import ImageRow, MomentRow, TextRow
@@ -43,6 +43,7 @@ class DerivedIndexes:
         self._writer_lock = writer_lock
         self._loaded: dict[str, FaissIndex] = {}
         self._pending: dict[str, tuple[int, int, IndexChanges]] = {}  # base, new generation, ...
+        self._wrote_in_database = False  # changed vectors the database indexes (flush)
         with Session(engine) as session:
             # "pgvector": the images' vectors are searched by PostgreSQL (pgvector_index),
             # nothing derived; "faiss": FAISS files in the library folder.
@@ -52,10 +53,22 @@ class DerivedIndexes:
         """Whether the database searches this modality itself (no index file)."""
         return modality == "images" and self.vector_store == "pgvector"
 
+    def database_index(self) -> str | None:
+        """The kind of index the database searches the images with ("hnsw", "ivfflat, N
+        lists"), None when it has none or FAISS files are used."""
+        if not self.in_database("images"):
+            return None
+        with Session(self._engine) as session:
+            layout = pgvector_layout.layout(session)
+        if layout is None or layout.kind is None:
+            return None
+        return f"{layout.kind}, {layout.lists} lists" if layout.lists else layout.kind
+
     def write_in(self, session: Session, modality: str, ids, vectors) -> None:
         """Write vectors that the database searches, in the transaction storing them."""
         if self.in_database(modality):
             pgvector_index.write(session, ids, vectors)
+            self._wrote_in_database = True
 
     def path(self, modality: str) -> Path:
         return self._library_dir / f"{modality}.faiss"
@@ -113,7 +126,9 @@ class DerivedIndexes:
     def apply(self, modality: str, generation: int, *, remove=None, add=None) -> None:
         """Record a change committed at ``generation``, to be written into the index file."""
         if self.in_database(modality):
-            return  # written with the rows (write_in), removed with them (a foreign key)
+            # Written with the rows (write_in), removed with them (a foreign key).
+            self._wrote_in_database = True
+            return
         base, last, changes = self._pending.get(modality, (None, None, None))
         if changes is None:
             header = FaissIndex.read_header(self.path(modality))
@@ -133,10 +148,14 @@ class DerivedIndexes:
             self._write_pending(modality)
 
     def flush(self) -> None:
-        """Write pending changes into the index files (atomically), and remove what a killed
-        writer left half-written."""
+        """Write pending changes into the index files (atomically), give the database's vectors
+        the kind of index that suits their number now (pgvector_layout.reorganise), and remove
+        what a killed writer left half-written."""
         for modality in sorted(self._pending):
             self._write_pending(modality)
+        if self._wrote_in_database:
+            pgvector_layout.reorganise(self._engine)
+            self._wrote_in_database = False
         remove_leftovers(self._library_dir)
 
     def _write_pending(self, modality: str) -> None:

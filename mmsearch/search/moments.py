@@ -15,12 +15,13 @@ MOMENTS_SHOWN = 3  # of a video hit: its best-matching moments...
 MOMENT_MARGIN = 0.05  # ...those within this cosine similarity of its best one
 
 
-def videos_by_moments(images, indexes, vector, fetch: int, allowed, exact) -> dict[int, float]:
-    """video id → its best moment's score, for the videos whose moments are nearest."""
+def videos_by_moments(images, indexes, vector, fetch: int, selection, exact) -> dict[int, float]:
+    """video id → its best moment's score, for the videos whose moments are nearest (of the
+    videos in ``selection``, a Selection, when given)."""
     if not indexes.generation("moments"):
         return {}  # no video was ever indexed: not even the (empty) moment index is read
     index = indexes.get("moments")
-    moments = images.moment_ids(allowed.tolist()) if allowed is not None else None
+    moments = images.moment_ids(selection.ids().tolist()) if selection is not None else None
     if not len(index) or (moments is not None and not len(moments)):
         return {}
     # A video's moments crowd each other: look at enough of them to find ``fetch`` videos.

@@ -30,6 +30,7 @@ from mmsearch.search.duplicates import DuplicateGroup, duplicate_groups
 from mmsearch.search.fusion import MODES
 from mmsearch.search.moments import video_duplicates, videos_by_moments, with_moments
 from mmsearch.search.projection import pca_2d
+from mmsearch.search.selection import Selection
 from mmsearch.search.terms import (
     ImageFilter,
     QueryTerm,
@@ -139,21 +140,21 @@ class Searcher:
                 vectors.append(vector)
                 exclude |= same
         query = compose(vectors, [t.weight for t in terms])
-        allowed = self._allowed_images(where, exclude) if where else None
+        selection = Selection(self.images, where, exclude) if where else None
         if mode != "semantic":
-            hits = self._fused(query, terms, k, mode, where, relevance, exclude, allowed, exact)
+            hits = self._fused(query, terms, k, mode, where, relevance, exclude, selection, exact)
             return by_date(hits) if relevance.sort == "date" else hits
         if relevance.dedup:
-            hits = self._distinct_hits(query, k, relevance.dedup, exclude, allowed, exact)
+            hits = self._distinct_hits(query, k, relevance.dedup, exclude, selection, exact)
         else:
-            hits = self.image_hits(query, k, exclude=exclude, allowed=allowed, exact=exact)
+            hits = self.image_hits(query, k, exclude=exclude, selection=selection, exact=exact)
         if relevance.within is not None:
             hits = cut_within(hits, relevance.within)
         if relevance.knee:
             hits = cut_at_knee(hits)
         return by_date(hits) if relevance.sort == "date" else hits
 
-    def _fused(self, query, terms, k, mode, where, relevance, exclude, allowed, exact):
+    def _fused(self, query, terms, k, mode, where, relevance, exclude, selection, exact):
         """The keyword ranking (words of the positive text terms; images holding a negative
         term's words left out), fused with the semantic one in hybrid mode. ``within`` and
         ``knee`` trim the semantic ranking before fusion (they read cosine scores); scores shown
@@ -174,7 +175,9 @@ class Searcher:
                 banned |= {h.image_id for h in self.keywords.search([], words, limit=10**9)}
         semantic = []
         if mode == "hybrid":
-            semantic = self.image_hits(query, fetch, exclude=exclude, allowed=allowed, exact=exact)
+            semantic = self.image_hits(
+                query, fetch, exclude=exclude, selection=selection, exact=exact
+            )
             if relevance.within is not None:
                 semantic = cut_within(semantic, relevance.within)
             if relevance.knee:
@@ -193,23 +196,18 @@ class Searcher:
             hits = collapse_near_duplicates(hits, vectors, relevance.dedup)
         return hits[:k]
 
-    def _distinct_hits(self, query, k, threshold, exclude, allowed, exact) -> list[ImageHit]:
+    def _distinct_hits(self, query, k, threshold, exclude, selection, exact) -> list[ImageHit]:
         """``k`` hits after folding near-duplicates, fetching more until there are ``k`` or the
         library has no more (a burst of 30 near-identical frames folds into one)."""
-        fetch, available = k * 4, len(allowed) if allowed is not None else self.images.count()
+        fetch, available = k * 4, self.images.count()
         while True:
-            hits = self.image_hits(query, fetch, exclude=exclude, allowed=allowed, exact=exact)
+            hits = self.image_hits(query, fetch, exclude=exclude, selection=selection, exact=exact)
             stored = self.images.image_vectors([h.id for h in hits])
             folded = collapse_near_duplicates(hits, stored, threshold)
-            if len(folded) >= k or fetch >= available:
+            # Fewer hits than asked for: every image that passes the filter is among them.
+            if len(folded) >= k or fetch >= available or (selection and len(hits) < fetch):
                 return folded[:k]
             fetch *= 4
-
-    def _allowed_images(self, where: ImageFilter, exclude: set[int]) -> np.ndarray:
-        ids = [i for i in self.images.ids_where(where.conditions()) if i not in exclude]
-        if not ids:
-            raise InputError(f"no image in the library matches the filters ({where.describe()})")
-        return np.array(ids, dtype=np.int64)
 
     def duplicates(self, threshold: float | None = None) -> list[DuplicateGroup]:
         """Groups of near-identical images (cosine similarity ≥ ``threshold``, default the
@@ -311,20 +309,28 @@ class Searcher:
             fetch *= 8
 
     def image_hits(
-        self, vector: np.ndarray, k: int, *, exclude=frozenset(), allowed=None, exact=False
+        self, vector: np.ndarray, k: int, *, exclude=frozenset(), selection=None, exact=False
     ) -> list[ImageHit]:
         """The ``k`` images and videos nearest to ``vector`` (a video by its best moment),
-        leaving out the ids in ``exclude``; only ``allowed`` ids (which already leave out
-        ``exclude``) when given."""
-        fetch = k if allowed is not None else k + len(exclude)
+        leaving out the ids in ``exclude``; only those of ``selection`` (a
+        :class:`~mmsearch.search.selection.Selection`, which already leaves out ``exclude``)
+        when given.
+
+        Raises:
+            InputError: no image is in ``selection``.
+        """
+        fetch = k if selection is not None else k + len(exclude)
         index = self.indexes.get("images")
-        scores, ids = index.search(vector, fetch, allowed=allowed, exact=exact)
+        restriction = selection.restriction(index) if selection is not None else {}
+        scores, ids = index.search(vector, fetch, exact=exact, **restriction)
         found = {
             int(i): float(s)
             for i, s in zip(ids[0], scores[0], strict=True)
             if i >= 0 and int(i) not in exclude
         }
-        by_moments = videos_by_moments(self.images, self.indexes, vector, fetch, allowed, exact)
+        if selection is not None and not found:
+            selection.ids()  # says that no image meets the filter, where none does
+        by_moments = videos_by_moments(self.images, self.indexes, vector, fetch, selection, exact)
         for video, score in by_moments.items():
             if video not in exclude:
                 found[video] = max(found.get(video, score), score)

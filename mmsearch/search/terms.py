@@ -2,9 +2,10 @@
 
 A query is a weighted sum of text and image terms on unit embeddings ("beach" + me.jpg −
 "people"), normalised again: CLIP's space is close to linear in concepts, so adding and
-subtracting directions composes meanings. Filters become SQL on the image metadata, and the
-allowed ids go into the FAISS search itself (an ID selector), so a filter that keeps one image in
-ten thousand still returns k results instead of the few that survived a top-k.
+subtracting directions composes meanings. Filters become SQL on the image metadata, evaluated
+inside the vector search itself (PostgreSQL's statement, or FAISS's ID selector: see
+mmsearch.search.selection), so a filter that keeps one image in ten thousand still returns k
+results instead of the few that survived a top-k.
 """
 
 from __future__ import annotations
