@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 
 import numpy as np
 import pytest
 import torch
 
 from mmsearch.index.faiss_index import FaissIndex
+from tests.conftest import BOTH_BACKENDS
+from tests.helpers.library_sql import library_sql
 
 
 @pytest.fixture
@@ -21,13 +22,6 @@ def indexed(cli, photos, tmp_path):
     captions.write_text("a red circle\na blue square\na green triangle\n")
     assert cli("add-texts", str(captions)).exit_code == 0
     return cli.library
-
-
-def _sql(library, statement: str, *args) -> None:
-    db = sqlite3.connect(library / "library.db")
-    db.execute(statement, args)
-    db.commit()
-    db.close()
 
 
 def _check(cli, *args):
@@ -44,6 +38,7 @@ def _repairs(cli, expected_problem: str) -> None:
     assert _check(cli)[0] == 0
 
 
+@BOTH_BACKENDS
 def test_a_sound_library_passes(cli, indexed):
     code, out = _check(cli)
     assert code == 0
@@ -89,11 +84,11 @@ def test_index_that_disagrees_with_the_database(cli, indexed):
     _repairs(cli, "missing from")
 
 
+@BOTH_BACKENDS
 def test_image_rows_without_usable_vectors(cli, indexed, photos):
-    _sql(indexed, "UPDATE images SET embedding = x'' WHERE id = 1")
-    _sql(
-        indexed, "UPDATE images SET embedding = ? WHERE id = 2", np.full(32, np.nan, "f4").tobytes()
-    )
+    library_sql(indexed, "UPDATE images SET embedding = :v WHERE id = 1", v=b"")
+    nan = np.full(32, np.nan, "f4").tobytes()
+    library_sql(indexed, "UPDATE images SET embedding = :v WHERE id = 2", v=nan)
     code, out = _check(cli)
     assert code == 1 and "problem [images]: 2 stored image vectors are damaged" in out
     assert "ids 1, 2" in out
@@ -103,8 +98,10 @@ def test_image_rows_without_usable_vectors(cli, indexed, photos):
     assert (summary["added"], summary["unchanged"]) == (2, 25)
 
 
+@BOTH_BACKENDS
 def test_text_vectors_are_encoded_again(cli, indexed):
-    _sql(indexed, "UPDATE texts SET embedding = ? WHERE id = 3", (np.ones(32, "f4") * 3).tobytes())
+    threes = (np.ones(32, "f4") * 3).tobytes()
+    library_sql(indexed, "UPDATE texts SET embedding = :v WHERE id = 3", v=threes)
     code, out = _check(cli)
     assert code == 1 and "problem [texts]: 1 stored text vectors are damaged" in out
     code, out = _check(cli, "--repair")
@@ -119,9 +116,10 @@ def test_text_vectors_are_encoded_again(cli, indexed):
     assert hits[0]["text"] == "a green triangle"
 
 
+@BOTH_BACKENDS
 def test_skip_records_of_indexed_files(cli, indexed, photos):
     path = str(photos / "red_circle_0.png")
-    _sql(indexed, "INSERT INTO skipped_files VALUES (?, 'corrupt', 'x', 1, 1)", path)
+    library_sql(indexed, "INSERT INTO skipped_files VALUES (:p, 'corrupt', 'x', 1, 1)", p=path)
     _repairs(cli, "1 files are recorded both as indexed and as skipped")
 
 
@@ -161,6 +159,7 @@ def test_corrupt_database_is_reported_not_repaired(cli, indexed):
     assert search.stderr.rstrip().endswith("`mmsearch check` says what is wrong")
 
 
+@BOTH_BACKENDS
 def test_files_prove_their_stored_hashes(cli, indexed, photos):
     """``--files`` reads every file with a stored hash: one changed under an unchanged size and
     time (damage on disk) is found and, repaired, encoded again by the next index."""

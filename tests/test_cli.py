@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.conftest import BOTH_BACKENDS
 from tests.helpers import shapes
 
 
+@BOTH_BACKENDS
 def test_index_then_search_json(cli, photos):
     result = cli("index", str(photos), "--json")
     assert result.exit_code == 0, result.output
@@ -45,6 +47,7 @@ def test_json_and_paths_only_together_is_an_error(cli, photos):
     )
 
 
+@BOTH_BACKENDS
 def test_reindex_is_incremental(cli, photos):
     assert cli("index", str(photos)).exit_code == 0
     (photos / "red_circle_0.png").unlink()  # deleted
@@ -101,6 +104,7 @@ def test_hidden_and_exclude(cli, photos):
     assert summary["added"] == 2
 
 
+@BOTH_BACKENDS
 def test_add_texts_collections_and_captions(cli, photos, tmp_path):
     cli("index", str(photos))
     captions = tmp_path / "shapes.txt"
@@ -139,6 +143,7 @@ def test_add_texts_collections_and_captions(cli, photos, tmp_path):
     assert missing.stderr.strip() == ("Error: no text collection named 'zoo' (collections: shapes)")
 
 
+@BOTH_BACKENDS
 def test_captions_for_an_image_outside_the_library(cli, photos, tmp_path):
     cli("index", str(photos))
     captions = tmp_path / "c.txt"
@@ -150,6 +155,7 @@ def test_captions_for_an_image_outside_the_library(cli, photos, tmp_path):
     assert hits[0]["text"] == "a blue square"
 
 
+@BOTH_BACKENDS
 def test_similar_leaves_out_the_query_image(cli, photos):
     cli("index", str(photos))
     query = photos / "green_circle_0.png"
@@ -357,6 +363,7 @@ def test_unreachable_hub_goes_offline_instead_of_retrying(cli, photos, monkeypat
     assert "An error happened while t)" not in result.stderr  # reasons end on a whole word
 
 
+@BOTH_BACKENDS
 def test_single_files_can_be_indexed_and_reindexed(cli, photos):
     one = photos / "red_square_1.png"
     first = json.loads(cli("index", str(one), "--json").stdout)

@@ -12,6 +12,7 @@ import pytest
 from indexer import index_paths
 from mmsearch import TextRecord, open_library
 from mmsearch.errors import LibraryBusyError
+from tests.conftest import BOTH_BACKENDS
 
 
 def _mmsearch(*args: str) -> subprocess.Popen:
@@ -80,9 +81,10 @@ def test_lock_is_released_when_the_writer_is_killed(lock_holder, tiny_model, pho
         assert index_paths(lib, [photos], workers=0).added == 27
 
 
-def test_readers_see_whole_batches_while_an_index_run_writes(tmp_path, tiny_model, photos):
+@BOTH_BACKENDS
+def test_readers_see_whole_batches_while_an_index_run_writes(tmp_path, tiny_model, photos, backend):
     lib_dir = tmp_path / "lib"
-    with open_library(lib_dir, model=str(tiny_model)) as lib:
+    with open_library(lib_dir, model=str(tiny_model), db_url=backend) as lib:
         index_paths(lib, [photos / "red_circle_0.png"], workers=0)  # something to search
     writer = _mmsearch(
         "index", str(photos), "--library", str(lib_dir), "--model", str(tiny_model),

@@ -13,6 +13,7 @@ from PIL import Image
 from mmsearch.errors import InputError
 from mmsearch.results import ImageHit
 from mmsearch.search.terms import QueryTerm, cut_at_knee, cut_within
+from tests.conftest import BOTH_BACKENDS
 
 JUNE_2024 = 1_718_000_000  # 2024-06-10
 MARCH_2020 = 1_584_000_000  # 2020-03-12
@@ -65,6 +66,7 @@ def test_plus_an_image_outweighs_the_text_and_leaves_the_image_out(cli, photos):
     assert len(hits) == 3 and "blue_square_0.png" not in _names(hits)
 
 
+@BOTH_BACKENDS
 def test_minus_removes_a_concept(cli, photos):
     cli("index", str(photos))
     plain = _names(_hits(cli("search", "a red circle", "-k", "6", "--json")))
@@ -82,6 +84,7 @@ def test_terms_that_cancel_out(cli, photos):
     assert "the query terms cancel each other out" in result.stderr
 
 
+@BOTH_BACKENDS
 def test_folder_filter_is_inside_the_search(cli, dated):
     # The sub-folder holds two pictures, neither of them a green triangle: a top-k-then-filter
     # search would return nothing; filtering inside the search returns both.
@@ -89,6 +92,7 @@ def test_folder_filter_is_inside_the_search(cli, dated):
     assert sorted(_names(hits)) == ["landscape.jpg", "portrait.png"]
 
 
+@BOTH_BACKENDS
 def test_date_filters_use_exif_then_mtime(cli, dated):
     june = _names(_hits(cli("search", "a shape", "--from", "2024-06", "--to", "2024-06", "-k",
                             "50", "--json")))  # fmt: skip
@@ -99,6 +103,7 @@ def test_date_filters_use_exif_then_mtime(cli, dated):
     assert may_2019[0]["taken_at"] == "2019-05-04T12:30:00"
 
 
+@BOTH_BACKENDS
 def test_size_orientation_and_type_filters(cli, dated):
     portrait = _names(_hits(cli("search", "a shape", "--orientation", "portrait", "--json")))
     assert portrait == ["portrait.png"]
@@ -113,6 +118,7 @@ def test_size_orientation_and_type_filters(cli, dated):
     assert heic.exit_code == 1 and "(type HEIF)" in heic.stderr
 
 
+@BOTH_BACKENDS
 def test_a_filter_that_matches_nothing_says_so(cli, dated):
     result = cli("search", "a shape", "--type", "gif", "--from", "2030")
     assert result.exit_code == 1
@@ -141,12 +147,14 @@ def test_bad_options_are_clear_errors(cli, photos, args, message):
     assert result.exit_code == 1 and message in result.stderr, result.stderr
 
 
+@BOTH_BACKENDS
 def test_sort_by_date(cli, dated):
     hits = _hits(cli("search", "a red circle", "-k", "8", "--sort", "date", "--json"))
     dates = [h["taken_at"] for h in hits]
     assert dates == sorted(dates) and len(hits) == 8
 
 
+@BOTH_BACKENDS
 def test_dedup_collapses_identical_copies(cli, photos):
     for n in (1, 2):
         shutil.copy(photos / "red_circle_0.png", photos / f"copy{n}.png")
@@ -162,6 +170,7 @@ def test_dedup_collapses_identical_copies(cli, photos):
     assert "(+2 near-identical)" in table
 
 
+@BOTH_BACKENDS
 def test_similar_takes_the_same_filters(cli, dated):
     hits = _hits(cli("similar", str(dated / "red_circle_0.png"), "--in", str(dated / "sub"),
                      "--json"))  # fmt: skip
@@ -187,6 +196,7 @@ def test_within_and_knee_from_the_cli(cli, photos):
     assert 1 <= len(knee) < 27
 
 
+@BOTH_BACKENDS
 def test_duplicates_lists_groups_of_near_identical_images(cli, photos):
     shutil.copy(photos / "red_circle_0.png", photos / "copy.png")
     Image.open(photos / "green_square_1.png").resize((47, 47)).resize((48, 48)).save(

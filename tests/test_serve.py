@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from mmsearch.imaging.pictures import open_picture
-from tests.conftest import SAMPLE_CORPUS
+from tests.conftest import SAMPLE_CORPUS, new_database
 from tests.helpers.phone_photos import save_phone_photo
 from tests.helpers.raw_photos import drawing, save_camera_raw
 
@@ -148,6 +148,47 @@ def test_places_are_listed_and_filter_every_search(served):
         assert status == 200 and [Path(h["path"]).name for h in hits] == ["phone.heic"], query
     status, error = _json(f"{url}/api/search?q=anything&near=Qwzzyx")
     assert status == 400 and "no town or city called 'Qwzzyx'" in error["error"]
+
+
+def test_the_api_answers_on_postgresql_as_on_sqlite(served, postgres_server, tmp_path):
+    """The web app on a PostgreSQL library (pgvector) of the same files answers as on SQLite:
+    searches with terms and filters, places, similar, captions and errors."""
+    url, photos, _ = served
+    library = tmp_path / "pg"
+    run = [sys.executable, "-m", "mmsearch"]
+    subprocess.run([*run, "index", str(photos), "--library", str(library), "--model",
+                    "clipart-mini", "--db-url", new_database(postgres_server)], check=True,
+                   capture_output=True)  # fmt: skip
+    captions = str(SAMPLE_CORPUS / "captions.jsonl")
+    subprocess.run([*run, "add-texts", captions, "--text-field", "caption", "--library",
+                    str(library)], check=True, capture_output=True)  # fmt: skip
+
+    def answers(base: str) -> dict:
+        star = _id_of(base, "star_23pt06step.png")  # ids may differ: compared by what they say
+        asked = {
+            "search": "api/search?q=flag&k=5",
+            "terms and filters": f"api/search?q=star&minus=0.3:flag&in={photos / 'shapes'}&k=3"
+            "&type=png",
+            "landscape": "api/search?q=a+dog&k=5&orientation=landscape",
+            "no match": "api/search?q=star&type=gif",
+            "country": "api/search?q=anything&country=pt",
+            "places": "api/places",
+            "similar": f"api/similar/{star}?k=5",
+            "captions": f"api/captions/{star}?k=3",
+        }
+        found = {}
+        for name, query in asked.items():
+            status, body = _json(f"{base}/{query}")
+            if isinstance(body, list):
+                body = [{k: v for k, v in item.items() if k not in ("id", "thumbnail")}
+                        for item in body]  # fmt: skip
+                for item in body:
+                    item["score"] = round(item["score"], 3) if "score" in item else None
+            found[name] = (status, body)
+        return found
+
+    with serving(library) as pg_url:
+        assert answers(pg_url) == answers(url)
 
 
 def test_a_query_is_never_taken_for_a_server_file(served):

@@ -12,6 +12,7 @@ from indexer import index_paths
 from mmsearch import open_library
 from mmsearch.records import mtime_iso
 from mmsearch.storage.schema import SCHEMA_VERSION
+from tests.conftest import BOTH_BACKENDS
 from tests.helpers import shapes
 
 
@@ -19,6 +20,7 @@ def _stored(library, path):
     return library.images.image_state()[str(path)]
 
 
+@BOTH_BACKENDS
 def test_moved_file_reuses_its_embedding(library, photos):
     """Renamed on the same disk, it is recognised by its inode: its row moves, id and all."""
     before = _stored(library, photos / "red_circle_0.png")
@@ -53,6 +55,7 @@ def test_duplicates_are_encoded_once(tmp_path, tiny_model, photos):
         assert hashes == {state[str(photos / "blue_square_0.png")].content_hash}
 
 
+@BOTH_BACKENDS
 def test_touched_file_is_not_encoded_again(library, photos):
     path = photos / "green_square_1.png"
     os.utime(path, ns=(10**18, 10**18))
@@ -61,6 +64,7 @@ def test_touched_file_is_not_encoded_again(library, photos):
     assert _stored(library, path).mtime_ns == 10**18  # next run compares against the new time
 
 
+@BOTH_BACKENDS
 def test_changed_content_is_encoded(library, photos):
     path = photos / "blue_circle_1.png"
     before = _stored(library, path)
@@ -216,6 +220,7 @@ def test_a_whole_folder_moved_at_once_stays_within_sqlites_bound_values(
     assert {path.split("/")[-2] for path in library.images.image_state()} == {"moved", "copies"}
 
 
+@BOTH_BACKENDS
 def test_a_folder_that_emptied_is_refused_not_wiped(cli, photos):
     """An unmounted network share leaves an empty mount point: indexing it again must not drop
     the 27 embeddings (hours of encoding on a real library)."""
@@ -242,6 +247,7 @@ def test_a_folder_that_emptied_is_refused_not_wiped(cli, photos):
     assert json.loads(cli("index", str(photos), "--json").stdout)["unchanged"] == 27
 
 
+@BOTH_BACKENDS
 def test_forget_removes_a_folders_images_even_when_it_is_gone(cli, photos):
     assert cli("index", str(photos)).exit_code == 0
     (photos / "sub").mkdir()
