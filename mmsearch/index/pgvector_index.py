@@ -30,7 +30,7 @@ from mmsearch.storage.schema import ImageRow
 # HNSW's, measured at 100,000 CLIP-like vectors: recall@10 0.90 at 100, 0.97 at 200, 0.98 at 400
 EF_SEARCH = 400
 # A filter the planner expects to keep at most this many images is answered by an exact scan of
-# them (an inverted file's lists would hold too few): 1% of a million, in 29 ms (BENCHMARKS.md).
+# them (an inverted file's lists would hold too few): 1% of a million, in 134 ms (BENCHMARKS.md).
 EXACT_BELOW = 20_000
 _CHUNK = 5_000
 
