@@ -136,3 +136,19 @@ def test_tower_rewrite_times_each_variant_at_each_precision():
     rows = [line for line in out.splitlines() if "img/s" in line]
     assert len(rows) in (3, 6)  # fp32, and bf16 where the CPU has it
     assert any(line.startswith("fp32  and SAME padding without a copy") for line in rows)
+
+
+@pytest.mark.slow
+def test_pgvector_recall_reports_both_stores_and_the_filters():
+    """Against a real server the script starts; small, so that pgvector's graph holds it all."""
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench/pgvector_recall.py"), "--vectors", "3000",
+         "--queries", "20", "--load", "bulk"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    report = json.loads(out)
+    assert report["pg_index_build_s"] > 0 and report["pg_index_bytes_per_vector"] > 2048
+    for row in ("pg_hnsw_ef400", "pg_filter_1%", "pg_filter_50%", "pg_filter_1%_as_id_array",
+                "faiss", "faiss_filter_1%"):  # fmt: skip
+        assert report[row]["filled"] == 10 and report[row]["recall"] >= 0.9, row
+    assert report["pg_exact"]["recall"] == 1.0
