@@ -14,12 +14,14 @@ the library grows.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from mmsearch.errors import DatabaseError
 from mmsearch.index import pgvector_index, pgvector_layout
 from mmsearch.index.faiss_index import FaissIndex, IndexChanges
 from mmsearch.storage.engine import get_setting
@@ -154,8 +156,12 @@ class DerivedIndexes:
         for modality in sorted(self._pending):
             self._write_pending(modality)
         if self._wrote_in_database:
-            pgvector_layout.reorganise(self._engine)
             self._wrote_in_database = False
+            # An optimisation, never a failure: the index in place answers every search. When
+            # the server is gone (closing after the run's own error, which must not be masked),
+            # the next run that writes tries again.
+            with contextlib.suppress(DatabaseError):
+                pgvector_layout.reorganise(self._engine)
         remove_leftovers(self._library_dir)
 
     def _write_pending(self, modality: str) -> None:

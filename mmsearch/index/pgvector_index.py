@@ -16,6 +16,8 @@ Index parameters, ``ef_search`` and the probes come from ``bench/pgvector_recall
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from sqlalchemy import Float, bindparam, cast, column, select, table, text
 from sqlalchemy.dialects.postgresql import ARRAY, REAL
@@ -25,6 +27,7 @@ from sqlalchemy.types import UserDefinedType
 
 from mmsearch.errors import DatabaseError, LibraryError
 from mmsearch.index.pgvector_layout import TABLE, build_index, create_table, layout
+from mmsearch.storage.engine import raise_driver_error
 from mmsearch.storage.schema import ImageRow
 
 # HNSW's, measured at 100,000 CLIP-like vectors: recall@10 0.90 at 100, 0.97 at 200, 0.98 at 400
@@ -62,12 +65,16 @@ def write(session: Session, ids, vectors: np.ndarray, *, indexed: bool = True) -
     session.execute(text(
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {TABLE}_incoming (LIKE {TABLE}) ON COMMIT DROP"
     ))  # fmt: skip
-    cursor = session.connection().connection.cursor()
+    connection = session.connection()
+    cursor = connection.connection.cursor()
     try:
         with cursor.copy(f"COPY {TABLE}_incoming FROM STDIN WITH (FORMAT BINARY)") as copy:
             copy.write(_binary_copy(ids, vectors))
+    except connection.dialect.loaded_dbapi.Error as error:  # the driver's own, not SQLAlchemy's
+        raise_driver_error(connection, error)
     finally:
-        cursor.close()
+        with contextlib.suppress(Exception):  # a dead connection's cursor may not close
+            cursor.close()
     session.execute(text(
         f"INSERT INTO {TABLE} SELECT * FROM {TABLE}_incoming ON CONFLICT (image_id) "
         f"DO UPDATE SET embedding = EXCLUDED.embedding; TRUNCATE {TABLE}_incoming"

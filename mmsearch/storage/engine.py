@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from sqlalchemy import bindparam, create_engine, event, inspect, select, text
 from sqlalchemy.engine import Engine, make_url
@@ -204,19 +204,34 @@ def _translate_error(context) -> None:
     error = context.sqlalchemy_exception
     if not isinstance(error, DBAPIError):
         return
-    orig = error.orig
-    if context.is_disconnect:  # SQLAlchemy still drops the dead connection from its pool
+    # On a disconnect SQLAlchemy still drops the dead connection from its pool.
+    raise _database_error(error.orig, context.is_disconnect) from error
+
+
+def raise_driver_error(connection, error: Exception) -> NoReturn:
+    """Raise a driver's error from outside SQLAlchemy's statements (a COPY through the driver's
+    own cursor) as the DatabaseError one from inside would be, the connection dropped from the
+    pool if it is dead; otherwise the raw error escapes, and the rollback after it meets a dead
+    connection and says only that the connection is bad."""
+    disconnect = connection.dialect.is_disconnect(error, connection.connection, None)
+    if disconnect:
+        connection.invalidate(error)
+    raise _database_error(error, disconnect) from error
+
+
+def _database_error(orig, disconnect: bool) -> DatabaseError:
+    if disconnect:
         said = " ".join(str(orig).split())  # a server's message spans lines
-        raise DatabaseError(
+        return DatabaseError(
             f"the connection to the database server was lost ({said}); what was committed is "
             "kept: run the command again once the server is back",
             orig=orig,
-        ) from error
-    raise DatabaseError(
+        )
+    return DatabaseError(
         f"the library database cannot be read or written ({orig}); "
         "`mmsearch check` says what is wrong",
         orig=orig,
-    ) from error
+    )
 
 
 def _read_only_pragmas(dbapi_connection, _record) -> None:
