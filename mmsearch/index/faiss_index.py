@@ -46,12 +46,16 @@ Chunks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
 def cells_for(count: int) -> int:
-    """How many IVF cells suit ``count`` vectors: about 4·√count, a power of two, with enough
-    points to train each; 0 means an exact flat index."""
-    if count < FLAT_LIMIT:
-        return 0
-    cells = 2 ** round(math.log2(4 * math.sqrt(count)))
-    while cells * TRAINING_POINTS_PER_CELL > count:
+    """How many IVF cells suit ``count`` vectors (:func:`inverted_file_cells`); 0 means an exact
+    flat index."""
+    return 0 if count < FLAT_LIMIT else inverted_file_cells(count)
+
+
+def inverted_file_cells(count: int) -> int:
+    """About 4·√count cells, a power of two, with enough points to train each (at least one
+    cell): for FAISS's inverted files and pgvector's lists alike."""
+    cells = 2 ** round(math.log2(4 * math.sqrt(max(count, 1))))
+    while cells > 1 and cells * TRAINING_POINTS_PER_CELL > count:
         cells //= 2
     return cells
 

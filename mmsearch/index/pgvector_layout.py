@@ -12,7 +12,7 @@ size:
 Why not HNSW at every size: a text query lies across CLIP's modality gap, far from every image,
 and a graph of image-to-image neighbours leads it astray as the graph grows. At 1,000,000
 CLIP-like vectors HNSW reached recall@10 0.87 at 27 ms (ef_search 400), the inverted file 0.9995
-at 13.5 ms (BENCHMARKS.md, "pgvector"). k-means cells are found from the query's side.
+at 10–14 ms (BENCHMARKS.md, "pgvector"). k-means cells are found from the query's side.
 
 The lists are trained on the vectors there at the build, so the index is rebuilt when the table
 has grown or shrunk fourfold since (:func:`reorganise`, at the end of the index run that crossed
@@ -30,7 +30,7 @@ import math
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from mmsearch.index.faiss_index import FLAT_LIMIT, RETRAIN_FACTOR, TRAINING_POINTS_PER_CELL
+from mmsearch.index.faiss_index import FLAT_LIMIT, RETRAIN_FACTOR, inverted_file_cells
 from mmsearch.storage.engine import get_setting, set_setting
 
 TABLE = "image_vectors"
@@ -93,12 +93,8 @@ def kind_for(count: int) -> str:
 
 
 def lists_for(count: int) -> int:
-    """About 4·√count lists, a power of two with enough vectors to train each (as FAISS's
-    cells), at most :data:`MAX_LISTS`."""
-    lists = 2 ** round(math.log2(4 * math.sqrt(max(count, 1))))
-    while lists > 1 and lists * TRAINING_POINTS_PER_CELL > count:
-        lists //= 2
-    return min(lists, MAX_LISTS)
+    """As many lists as FAISS would make cells, at most :data:`MAX_LISTS`."""
+    return min(inverted_file_cells(count), MAX_LISTS)
 
 
 def probes_for(lists: int, rows: float) -> int:
@@ -127,9 +123,7 @@ def build_index(session: Session) -> None:
     caller's transaction (a bulk load: nobody searches the table yet)."""
     if layout(session) is None:
         return  # no vector stored
-    count, dim = session.execute(
-        text(f"SELECT count(*), max(vector_dims(embedding)) FROM {TABLE}")
-    ).one()
+    count, dim = _count_and_dim(session)
     kind = kind_for(count)
     session.execute(text(f"SET LOCAL maintenance_work_mem = '{_memory_mb(kind, count, dim)}MB'"))
     session.execute(text(_create_statement(f"{TABLE}_{kind}", kind, count)))
@@ -144,9 +138,7 @@ def reorganise(engine) -> str | None:
         current = layout(session)
         if current is None:
             return None
-        count, dim = session.execute(
-            text(f"SELECT count(*), max(vector_dims(embedding)) FROM {TABLE}")
-        ).one()
+        count, dim = _count_and_dim(session)
         trained_on = int(get_setting(session, TRAINED_ON, 0) or 0)
     kind = kind_for(count)
     if current.kind == kind and (
@@ -169,6 +161,10 @@ def reorganise(engine) -> str | None:
         set_setting(session, TRAINED_ON, count if kind == "ivfflat" else 0)
         session.commit()
     return kind
+
+
+def _count_and_dim(session: Session) -> tuple[int, int | None]:
+    return session.execute(text(f"SELECT count(*), max(vector_dims(embedding)) FROM {TABLE}")).one()
 
 
 def _create_statement(name: str, kind: str, count: int, *, concurrently: bool = False) -> str:
