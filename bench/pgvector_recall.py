@@ -167,7 +167,7 @@ def main() -> None:
         report["pg_index"] = f"{layout.kind}, {layout.lists} lists" if layout.lists else layout.kind
         report["pg_bytes_per_vector"] = round(size[0] / len(ids))
         report["pg_index_bytes_per_vector"] = round(size[1] / len(ids))
-        index = PgvectorIndex(engine, 0, args.dim)
+        index = PgvectorIndex(engine, args.dim)
         if layout.kind == "hnsw":
             for ef in (40, 100, 200, 400):
                 pgvector_index.EF_SEARCH = ef

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO
@@ -152,3 +153,32 @@ def test_pgvector_recall_reports_both_stores_and_the_filters():
                 "faiss", "faiss_filter_1%"):  # fmt: skip
         assert report[row]["filled"] == 10 and report[row]["recall"] >= 0.9, row
     assert report["pg_exact"]["recall"] == 1.0
+
+
+def test_hubness_rescores_a_hub_and_reports_plain_scores_as_eval_does(tiny_model):
+    """bench/hubness.py: its plain scores are ``mmsearch eval``'s, and CSLS puts each image's
+    own caption above a caption that sits close to every image (a hub)."""
+    import importlib.util
+
+    from mmsearch.encoders.base import create_encoder
+    from mmsearch.encoders.registry import resolve_model
+    from mmsearch.train.from_files import evaluate_file
+
+    spec = importlib.util.spec_from_file_location("hubness", REPO / "bench/hubness.py")
+    hubness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hubness)
+    # Two images, their captions, and a hub caption a little nearer to each than its own.
+    similarity = np.array([[0.50, 0.10, 0.52], [0.10, 0.50, 0.52]])
+    assert list(similarity.argmax(axis=1)) == [2, 2]
+    assert list(hubness.csls(similarity, 2).argmax(axis=1)) == [0, 1]
+    assert list(hubness.inverted_softmax(similarity, 30, over_axis=0).argmax(axis=1)) == [0, 1]
+
+    captions = REPO / "sample_corpus/captions.jsonl"
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench/hubness.py"), str(captions), "--model", str(tiny_model)],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    report = json.loads(out)
+    evaluated = evaluate_file(create_encoder(resolve_model(str(tiny_model))), captions)
+    assert report["plain"] == {"t2i": evaluated.text_to_image, "i2t": evaluated.image_to_text}
+    assert 0 <= report["csls_k10"]["i2t_R@10"] <= 1

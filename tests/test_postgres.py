@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import uuid
 
+import numpy as np
 import pytest
 import sqlalchemy
 
@@ -172,6 +174,21 @@ def test_writers_on_two_machines_are_serialised_by_the_server(tiny_model, photos
         assert b.writing().writer_elsewhere() is None
         assert index_paths(a, [photos], workers=0).unchanged == 27  # a sees b's work
         assert len(a.search_text("a red circle", k=5)) == 5
+
+
+def test_a_query_vector_reaches_the_server_to_the_bit(db_url):
+    """A search sends its query vector as pgvector's text form: every float32 arrives as it
+    was, the smallest, the largest, negative zero and a random spread included."""
+    from mmsearch.index.pgvector_index import vector_literal
+
+    finfo, rng = np.finfo(np.float32), np.random.default_rng(0)
+    extremes = [finfo.tiny, finfo.max, -finfo.max, -0.0, 1 / 3]
+    spread = rng.standard_normal(507) * 10.0 ** rng.uniform(-30, 30, 507)
+    vector = np.concatenate([extremes, spread]).astype(np.float32)
+    (rows,) = _sql(db_url, "CREATE EXTENSION IF NOT EXISTS vector",
+                   f"SELECT '{vector_literal(vector)}'::vector::real[]")[1:]  # fmt: skip
+    arrived = np.array(rows[0][0], np.float32)
+    assert arrived.tobytes() == vector.tobytes()
 
 
 def test_pgvector_searches_in_the_database(cli, photos, tmp_path, db_url):
@@ -472,6 +489,28 @@ def test_the_vector_index_follows_the_library_size(tiny_model, photos, tmp_path,
             exact = library.search_text("a red circle", k=5, where=where, exact=True)
             assert [h.path for h in hits] == [h.path for h in exact]
 
+    def index_used(library) -> str:
+        """The index that answers the search as it is sent (its ORDER BY the expression the
+        index holds: otherwise every row is compared, right but slow at a million). Sequential
+        scans are priced out, as a table of 27 rows is cheaper to read whole."""
+        sent = []
+
+        def listener(connection, cursor, statement, parameters, *_):
+            sent.append((statement, parameters))
+
+        sqlalchemy.event.listen(library.engine, "before_cursor_execute", listener)
+        try:
+            library.search_text("a red circle", k=5)
+        finally:
+            sqlalchemy.event.remove(library.engine, "before_cursor_execute", listener)
+        statement, parameters = next((s, p) for s, p in sent if "<#>" in s)
+        with library.engine.connect() as connection:
+            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).scalars()
+            plan = "\n".join(plan)
+        used = re.search(r"Index Scan using (\S+)", plan)
+        return used.group(1) if used else plan  # the plan, for the assertion's message
+
     with open_library(tmp_path / "lib", model=str(tiny_model), db_url=db_url) as library:
         index_paths(library, pictures[:10], workers=0)
         assert kind(library) == ("hnsw", 0)
@@ -485,7 +524,9 @@ def test_the_vector_index_follows_the_library_size(tiny_model, photos, tmp_path,
             ("image_vectors_pkey",),
         ]
         answers_exactly(library)
+        assert index_used(library) == "image_vectors_ivfflat"
         library.images.remove_images([str(p) for p in pictures[5:]])
         library.flush()
         assert kind(library) == ("hnsw", 0)
         answers_exactly(library)
+        assert index_used(library) == "image_vectors_hnsw"

@@ -105,7 +105,7 @@ def _upload(url: str, data: bytes, filename: str = "query.png"):
 
 def _id_of(url: str, name: str) -> int:
     status, hits = _json(f"{url}/api/search?q=anything&k=1000")
-    assert status == 200
+    assert status == 200, hits
     return next(h["id"] for h in hits if Path(h["path"]).name == name)
 
 

@@ -43,7 +43,7 @@ class DerivedIndexes:
         self._engine = engine
         self._library_dir = library_dir
         self._writer_lock = writer_lock
-        self._loaded: dict[str, FaissIndex] = {}
+        self._loaded: dict[str, FaissIndex | pgvector_index.PgvectorIndex] = {}
         self._pending: dict[str, tuple[int, int, IndexChanges]] = {}  # base, new generation, ...
         self._wrote_in_database = False  # changed vectors the database indexes (flush)
         with Session(engine) as session:
@@ -88,10 +88,13 @@ class DerivedIndexes:
         items it has removed meanwhile find no row and are left out.
         """
         if self.in_database(modality):
-            with Session(self._engine) as session:
-                model = get_setting(session, "model")
-            dim = int(model["dim"]) if model else 1
-            return pgvector_index.PgvectorIndex(self._engine, self.generation(modality), dim)
+            if modality not in self._loaded:  # the database is the index: one for the library
+                with Session(self._engine) as session:
+                    model = get_setting(session, "model")
+                if model is None:  # no image yet: the dimension is not known
+                    return pgvector_index.PgvectorIndex(self._engine, 1)
+                self._loaded[modality] = pgvector_index.PgvectorIndex(self._engine, model["dim"])
+            return self._loaded[modality]
         self._write_pending(modality)
         generation = self.generation(modality)
         index = self._loaded.get(modality)
@@ -112,6 +115,7 @@ class DerivedIndexes:
         """Rebuild the modality's index from the database and save it, whatever is loaded."""
         if self.in_database(modality):
             pgvector_index.rebuild(self._engine, lambda: self._stored_chunks(modality))
+            self._loaded.pop(modality, None)
             return self.get(modality)
         index = self._loaded[modality] = self._rebuild(modality)
         return index
@@ -162,6 +166,7 @@ class DerivedIndexes:
             # the next run that writes tries again.
             with contextlib.suppress(DatabaseError):
                 pgvector_layout.reorganise(self._engine)
+            self._loaded.pop("images", None)  # it remembers the layout it searched
         remove_leftovers(self._library_dir)
 
     def _write_pending(self, modality: str) -> None:

@@ -17,25 +17,27 @@ Index parameters, ``ef_search`` and the probes come from ``bench/pgvector_recall
 from __future__ import annotations
 
 import contextlib
+import time
 
 import numpy as np
 from sqlalchemy import Float, bindparam, cast, column, select, table, text
-from sqlalchemy.dialects.postgresql import ARRAY, REAL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import UserDefinedType
 
 from mmsearch.errors import DatabaseError, LibraryError
-from mmsearch.index.pgvector_layout import TABLE, build_index, create_table, layout
+from mmsearch.index.pgvector_layout import TABLE, Layout, build_index, create_table, layout
 from mmsearch.storage.engine import raise_driver_error
 from mmsearch.storage.schema import ImageRow
 
 # HNSW's, measured at 100,000 CLIP-like vectors: recall@10 0.90 at 100, 0.97 at 200, 0.98 at 400
 EF_SEARCH = 400
 # A filter the planner expects to keep at most this many images is answered by an exact scan of
-# them (an inverted file's lists would hold too few): 1% of a million, in 134 ms (BENCHMARKS.md).
+# them (an inverted file's lists would hold too few): 1% of a million, 118–134 ms (BENCHMARKS.md).
 EXACT_BELOW = 20_000
 _CHUNK = 5_000
+# How long a search trusts the index layout it read (reading it took 0.6 ms of a 10 ms search)
+LAYOUT_SECONDS = 30.0
 
 
 def extension_available(engine) -> bool:
@@ -106,30 +108,78 @@ def stored(engine) -> dict[int, np.ndarray]:
     return found
 
 
+def vector_literal(vector: np.ndarray) -> str:
+    """pgvector's text form of a vector, ``[x,y,...]``, each float32 to the bit (9 digits).
+
+    Sent as text, not as a ``real[]`` to cast: the driver's array dumper and the server's array
+    parser took 1 ms of a 10 ms search at a million vectors (BENCHMARKS.md, "pgvector")."""
+    return "[" + ",".join([f"{x:.9g}" for x in np.asarray(vector, np.float32).tolist()]) + "]"
+
+
 class _Vector(UserDefinedType):
-    """pgvector's ``vector`` type, for casts in statements (values travel as ``real[]``)."""
+    """pgvector's ``vector`` type (``halfvec(d)``: half precision), for casts in statements."""
 
     cache_ok = True
 
+    def __init__(self, half_of: int | None = None):
+        self.half_of = half_of
+
     def get_col_spec(self, **_) -> str:
-        return "vector"
+        return f"halfvec({self.half_of})" if self.half_of else "vector"
 
 
 _VECTORS = table(TABLE, column("image_id"), column("embedding"))
 
 
-_ONE_BY_ONE = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+# Session settings for a selective filter's exact scan, reset after it: look each image up
+# (a hash or merge join would read every vector's row).
+_ONE_BY_ONE = "SET enable_hashjoin = off; SET enable_mergejoin = off"
+_JOINS_AGAIN = "RESET enable_hashjoin; RESET enable_mergejoin"
+_APPLIED = "mmsearch.pgvector_settings"  # in a connection's info: the search settings it has
 
 
-def _planned_rows(session: Session, statement) -> float:
+def _planned_rows(connection, statement) -> float:
     """How many rows PostgreSQL's planner expects ``statement`` to return (no row is read)."""
-    compiled = statement.compile(dialect=session.get_bind().dialect)
-    plan = (
-        session.connection()
-        .exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params)
-        .scalar_one()
-    )
-    return float(plan[0]["Plan"]["Plan Rows"])
+    compiled = statement.compile(dialect=connection.dialect)
+    plan = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params)
+    return float(plan.scalar_one()[0]["Plan"]["Plan Rows"])
+
+
+def _apply(connection, settings: str) -> None:
+    """Give the connection the search settings, unless it has them from its last search."""
+    if connection.info.get(_APPLIED) != settings:
+        connection.exec_driver_sql(settings)
+        connection.info[_APPLIED] = settings
+
+
+def _statements(k: int, half_of: int | None, conditions, exclude: tuple[int, ...]):
+    """The search of the ``k`` nearest to ``:q`` among the rows that pass: (ordered by the
+    distance the index holds, so the index answers it; ordered by the score, the same order but
+    an expression no index holds, so every row that passes is compared: exact)."""
+
+    def distance(half=None):
+        vectors = _VECTORS.c.embedding
+        if half:  # the expression an inverted file indexes (pgvector_layout.half_precision)
+            vectors = cast(vectors, _Vector(half))
+        return vectors.op("<#>", return_type=Float)(cast(bindparam("q"), _Vector(half)))
+
+    score = (-distance()).label("score")  # always of the rows' own, full-precision vectors
+    statement = select(_VECTORS.c.image_id, score).limit(k)
+    if conditions:
+        statement = statement.where(_VECTORS.c.image_id.in_(select(ImageRow.id).where(*conditions)))
+    if exclude:
+        statement = statement.where(_VECTORS.c.image_id.not_in(exclude))
+    return statement.order_by(distance(half_of)), statement.order_by(score.desc())
+
+
+def _exact(connection, statement, query: dict, one_by_one: bool) -> list:
+    if not one_by_one:
+        return connection.execute(statement, query).all()
+    connection.exec_driver_sql(_ONE_BY_ONE)
+    try:
+        return connection.execute(statement, query).all()
+    finally:
+        connection.exec_driver_sql(_JOINS_AGAIN)
 
 
 def _exists(session: Session) -> bool:
@@ -142,10 +192,22 @@ class PgvectorIndex:
 
     filters_in_sql = True  # see mmsearch.search.selection
 
-    def __init__(self, engine, generation: int, dim: int):
+    def __init__(self, engine, dim: int):
         self._engine = engine
-        self.generation = generation
-        self.dim = dim
+        self.dim = int(dim)
+        self._layout: tuple[float, Layout] | None = None  # (when read, layout)
+
+    def _current_layout(self, connection) -> Layout | None:
+        """The table's layout, read again after :data:`LAYOUT_SECONDS` (another machine may
+        have replaced the index; until then, a search ordered for the old one is still right,
+        only slower: no index answers it, so every row is compared)."""
+        now = time.monotonic()
+        if self._layout is None or now - self._layout[0] > LAYOUT_SECONDS:
+            found = layout(connection)
+            if found is None:  # no table yet: the first images may come at any moment
+                return None
+            self._layout = (now, found)
+        return self._layout[1]
 
     def __len__(self) -> int:
         with Session(self._engine) as session:
@@ -158,47 +220,37 @@ class PgvectorIndex:
 
         ``conditions`` (SQLAlchemy conditions on ImageRow: a search filter) and ``exclude``
         (ids) go into the statement's ``WHERE``, so the database evaluates the filter as it walks
-        the graph. When the walk yields fewer than ``k`` rows that pass (a filter keeping few
+        the index. When the walk yields fewer than ``k`` rows that pass (a filter keeping few
         images), the same statement runs again as an exact scan, which returns every row that
-        passes: fewer than ``k`` rows means fewer than ``k`` images match."""
-        query = np.atleast_2d(np.asarray(queries, np.float32))[0]
-        distance = _VECTORS.c.embedding.op("<#>", return_type=Float)(
-            cast(cast(bindparam("q", query.tolist()), ARRAY(REAL)), _Vector())
-        )
-        score = (-distance).label("score")
-        statement = select(_VECTORS.c.image_id, score).limit(int(k))
-        if conditions:
-            chosen = select(ImageRow.id).where(*conditions)
-            statement = statement.where(_VECTORS.c.image_id.in_(chosen))
-        if len(exclude):
-            statement = statement.where(_VECTORS.c.image_id.not_in([int(i) for i in exclude]))
-        # Ordered by the distance, the index answers; ordered by the score (the same order, an
-        # expression no index holds), the rows that pass are all compared: exact.
-        by_graph, by_scan = statement.order_by(distance), statement.order_by(score.desc())
-        with Session(self._engine) as session:
-            table = layout(session)
-            share = 1.0
-            if table is not None and conditions and table.kind == "ivfflat" and not exact:
+        passes: fewer than ``k`` rows means fewer than ``k`` images match.
+
+        One statement, in autocommit, where the settings are those of the connection's last
+        search: the round trips of a transaction and its settings took a third of a search's
+        10 ms at a million images (BENCHMARKS.md, "pgvector")."""
+        query = {"q": vector_literal(np.atleast_2d(queries)[0])}
+        scores, ids = np.full((1, k), -np.inf, np.float32), np.full((1, k), -1, np.int64)
+        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            table = self._current_layout(connection)
+            if table is None:
+                return scores, ids
+            by_index, by_scan = _statements(k, self.dim if table.half else None, conditions,
+                                            tuple(int(i) for i in exclude))  # fmt: skip
+            share, one_by_one = 1.0, False
+            if conditions and table.kind == "ivfflat" and not exact:
                 # The lists nearest the query hold few of a selective filter's images: scan as
                 # many of them as an unfiltered query would (more lists), or, when the planner
-                # expects few, all of them exactly.
-                passing = _planned_rows(session, select(ImageRow.id).where(*conditions))
-                exact = passing <= EXACT_BELOW
+                # expects few, all of them exactly, one by one.
+                passing = _planned_rows(connection, select(ImageRow.id).where(*conditions))
+                exact = one_by_one = passing <= EXACT_BELOW
                 share = min(1.0, passing / max(table.rows, 1.0))
-                if exact:  # look each one up (a hash join would read every vector's row)
-                    session.execute(text(_ONE_BY_ONE))
-            if table is None:
-                rows = []
-            elif exact:
-                rows = session.execute(by_scan).all()
+            if exact:
+                rows = _exact(connection, by_scan, query, one_by_one)
             else:
-                session.execute(text(table.search_settings(k, EF_SEARCH, share)))
-                rows = session.execute(by_graph).all()
+                _apply(connection, table.search_settings(k, EF_SEARCH, share))
+                rows = connection.execute(by_index, query).all()
                 if conditions and len(rows) < k:
-                    rows = session.execute(by_scan).all()
-            session.rollback()
+                    rows = _exact(connection, by_scan, query, False)
         rows.sort(key=lambda row: -row[1])  # an inverted file's iterative scan is not in order
-        scores, ids = np.full((1, k), -np.inf, np.float32), np.full((1, k), -1, np.int64)
         for n, (image_id, score) in enumerate(rows):
             ids[0, n], scores[0, n] = image_id, score
         return scores, ids

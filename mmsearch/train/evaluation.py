@@ -47,13 +47,23 @@ def retrieval_scores(
 
 
 def _direction(similarity: np.ndarray, relevant: np.ndarray) -> dict[str, float]:
-    """Rank of the first relevant item for each query row (1 = best)."""
-    order = np.argsort(-similarity, axis=1, kind="stable")
-    hit_at = np.take_along_axis(relevant, order, axis=1)
-    first = hit_at.argmax(axis=1) + 1
+    first = _first_hits(similarity, relevant)
     scores = {f"R@{k}": float(np.mean(first <= k)) for k in KS}
     scores["median_rank"] = float(np.median(first))
     return scores
+
+
+def recall_at(similarity: np.ndarray, relevant: np.ndarray, k: int) -> float:
+    """Share of the query rows (``similarity``: queries × items) with a relevant item in their
+    top ``k``."""
+    return float(np.mean(_first_hits(similarity, relevant) <= k))
+
+
+def _first_hits(similarity: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """Rank of the first relevant item for each query row (1 = best)."""
+    order = np.argsort(-similarity, axis=1, kind="stable")
+    hit_at = np.take_along_axis(relevant, order, axis=1)
+    return hit_at.argmax(axis=1) + 1
 
 
 def evaluate_encoder(encoder, pictures: np.ndarray, image_captions: list[str]) -> RetrievalScores:
