@@ -4,8 +4,8 @@ What is copied is the source of truth: every row of every table (images with the
 moments, words, skip records, collections and their texts, the query cache) with its id, and
 the settings (model identity, indexed folders), the target's own ``vector_store`` aside. What is
 derived is made by the target itself: SQLite's keyword index by its triggers as the words
-arrive, pgvector's vectors in the same transactions as their images (its HNSW index built over
-them at the end), FAISS files on first use.
+arrive, pgvector's vectors in the same transactions as their images (the index that suits
+their number built over them at the end), FAISS files on first use.
 
 Rows go in id order, a transaction of ``batch_rows`` at a time, so an interrupted copy keeps
 what it committed and the next run carries on after the last id the target holds. The target

@@ -26,7 +26,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import UserDefinedType
 
 from mmsearch.errors import DatabaseError, LibraryError
-from mmsearch.index.pgvector_layout import TABLE, Layout, build_index, create_table, layout
+from mmsearch.index.pgvector_layout import (
+    DROP_INDEXES,
+    TABLE,
+    Layout,
+    build_index,
+    create_table,
+    layout,
+)
 from mmsearch.storage.engine import raise_driver_error
 from mmsearch.storage.schema import ImageRow
 
@@ -279,10 +286,7 @@ def rebuild(engine, rows) -> int:
     with Session(engine) as session:
         if _exists(session):
             # Not DROP TABLE: that locks ``images`` too (its foreign key), which ``rows`` reads.
-            session.execute(text(
-                f"DROP INDEX IF EXISTS {TABLE}_hnsw; DROP INDEX IF EXISTS {TABLE}_ivfflat; "
-                f"DELETE FROM {TABLE}"
-            ))  # fmt: skip
+            session.execute(text(f"{DROP_INDEXES}; DELETE FROM {TABLE}"))
         for ids, vectors in rows():
             write(session, ids, vectors, indexed=False)
             count += len(ids)

@@ -47,6 +47,7 @@ HNSW_EF_CONSTRUCTION = 64
 HNSW_MAX_EF_SEARCH = 1000  # the most pgvector accepts
 TRAINED_ON = "pgvector.trained_on"  # setting: the rows the inverted file's lists were trained on
 _NEW = f"{TABLE}_new"  # an index being built concurrently
+DROP_INDEXES = f"DROP INDEX IF EXISTS {TABLE}_hnsw; DROP INDEX IF EXISTS {TABLE}_ivfflat"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,10 +163,7 @@ def reorganise(engine) -> str | None:
         finally:
             connection.execute(text("RESET maintenance_work_mem"))
     with Session(engine) as session:
-        session.execute(text(
-            f"DROP INDEX IF EXISTS {TABLE}_hnsw; DROP INDEX IF EXISTS {TABLE}_ivfflat; "
-            f"ALTER INDEX {_NEW} RENAME TO {TABLE}_{kind}"
-        ))  # fmt: skip
+        session.execute(text(f"{DROP_INDEXES}; ALTER INDEX {_NEW} RENAME TO {TABLE}_{kind}"))
         set_setting(session, TRAINED_ON, count if kind == "ivfflat" else 0)
         session.commit()
     return kind

@@ -1,7 +1,7 @@
 """The images a filtered search may return, in the form each vector index takes them.
 
 PostgreSQL's index (pgvector) is given the filter itself, conditions on ``images`` that go into
-the search statement's ``WHERE``: the database evaluates them as it walks its graph, and no id
+the search statement's ``WHERE``: the database evaluates them as it walks its index, and no id
 travels to this process and back. A FAISS index is given the ids, read once from the database.
 """
 
