@@ -11,6 +11,7 @@ waiting reader are told.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -49,7 +50,13 @@ class ServerLock:
 
     def release(self) -> None:
         if self._connection is not None:
-            self._connection.close()  # ending the session releases its advisory locks
+            # Unlocked before closing: the server ends a closed session a moment after the
+            # client has gone, so a writer that came next at once could still find it held. A
+            # dead connection's session is gone already, its lock with it.
+            with contextlib.suppress(Exception):
+                self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
+                self._connection.commit()
+            self._connection.close()
             self._connection = None
 
     def holder(self) -> str | None:
