@@ -5,7 +5,7 @@
 
 ``--other`` is a checkout of an earlier commit (``git worktree add /tmp/mmsearch-before REV``);
 both run with this virtual environment, the other tree first on ``sys.path``. The cold search
-uses the lite0-muse-clipart library of ``bench/cold_query.py`` (data/bench-cold-lite0-muse-clipart,
+uses the lite0-muse-clipart-memory library of ``bench/cold_query.py`` (data/bench-cold-lite0-muse-clipart-memory,
 made when missing), with a query not asked before. Prints median wall seconds per tree.
 """
 
@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LIBRARY = REPO / "data" / "bench-cold-lite0-muse-clipart"
+LIBRARY = REPO / "data" / "bench-cold-lite0-muse-clipart-memory"
 
 
 def timed(tree: Path, args: list[str]) -> float:
@@ -42,7 +42,7 @@ def main() -> None:
     if not (LIBRARY / "library.db").is_file():
         subprocess.run(
             [sys.executable, "-m", "mmsearch", "index", str(REPO / "sample_corpus/images"),
-             "--model", "lite0-muse-clipart", "--library", str(LIBRARY)],
+             "--model", "lite0-muse-clipart-memory", "--library", str(LIBRARY)],
             check=True, capture_output=True,
         )  # fmt: skip
     trees = {"this tree": REPO, **({"other": args.other.resolve()} if args.other else {})}

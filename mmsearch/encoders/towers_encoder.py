@@ -8,7 +8,8 @@ space. Everything the heads need is in a model folder:
 * ``towers_config.json``: which towers, the head shapes, the dimension, the temperature and
   the preprocessing (a :class:`TowersConfig`);
 * ``heads.npz``: the head weights and the image features' standardisation, plain arrays loaded
-  with ``allow_pickle=False`` (nothing in the file can run code).
+  with ``allow_pickle=False`` (nothing in the file can run code), and optionally a memory of the
+  training collection that both heads' vectors read from (:mod:`mmsearch.encoders.memory`).
 
 The heads run in numpy, so a text query needs no torch at all: the text tower of the bundled
 model (Universal Sentence Encoder) is numpy too, which is what makes a cold query fast.
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmsearch.encoders import memory
+from mmsearch.encoders.memory import Readout
 from mmsearch.encoders.registry import ModelSpec, weights_id
 from mmsearch.encoders.towers import (
     ImageTowerSpec,
@@ -50,6 +53,9 @@ class TowersConfig:
         resize_mode: how pictures are fitted to the tower's square input.
         image_size: the input size; 0 for the size the tower was trained at. Smaller is much
             faster (EfficientNet-Lite0 at 192 px: 1.9 times the images per second of 224 px).
+        image_memory: how an image vector reads the training titles of its nearest pictures
+            (:mod:`mmsearch.encoders.memory`); inactive by default.
+        text_memory: how a text vector reads the pictures of its nearest training captions.
     """
 
     image_tower: str
@@ -59,11 +65,16 @@ class TowersConfig:
     logit_scale: float = 100.0
     resize_mode: str = "longest"
     image_size: int = 0
+    image_memory: Readout = Readout()
+    text_memory: Readout = Readout()
 
     @classmethod
     def read(cls, folder: Path) -> TowersConfig:
         try:
             data = json.loads((folder / CONFIG_FILE).read_text())
+            for side in ("image_memory", "text_memory"):
+                if side in data:
+                    data[side] = Readout(**data[side])
             return cls(**data)
         except (OSError, ValueError, TypeError) as exc:
             raise ModelError(f"cannot read towers model {folder / CONFIG_FILE}: {exc}") from exc
@@ -87,14 +98,23 @@ class Heads:
     """The trained projections, in numpy: tower features → unit vectors of ``dim``.
 
     The image head standardises the tower's features (their training mean and std), then
-    applies one linear layer, or two with a GELU between them; the text head is linear.
+    applies one linear layer, or two with a GELU between them; the text head is linear. Where
+    the heads carry a memory of the training collection and ``config`` reads it, each vector is
+    then pulled toward its neighbours' (:mod:`mmsearch.encoders.memory`).
     """
 
     IMAGE_KEYS = ("image_mean", "image_std", "image_w1", "image_b1")
     TEXT_KEYS = ("text_w1", "text_b1")
 
-    def __init__(self, arrays: dict[str, np.ndarray]):
-        self.arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+    def __init__(self, arrays: dict[str, np.ndarray], config: TowersConfig | None = None):
+        self.arrays = {
+            k: np.ascontiguousarray(
+                v, dtype=np.int64 if k == memory.CAPTION_PICTURE else np.float32
+            )
+            for k, v in arrays.items()
+        }
+        self.image_memory = config.image_memory if config else Readout()
+        self.text_memory = config.text_memory if config else Readout()
 
     @classmethod
     def read(cls, path: Path, config: TowersConfig) -> Heads:
@@ -103,19 +123,37 @@ class Heads:
                 arrays = {k: z[k] for k in z.files}
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot read head weights {path}: {exc}") from exc
-        heads = cls(arrays)
+        heads = cls(arrays, config)
         heads.check(config)
         return heads
 
     def write(self, path: Path) -> None:
-        np.savez(path, **self.arrays)
+        # The memory in half precision: it is most of the file, and a cosine between two
+        # half-precision unit vectors is exact to 1e-3, far below the gaps a ranking turns on.
+        np.savez(
+            path,
+            **{
+                k: v.astype(np.float16) if k in memory.KEYS and v.dtype == np.float32 else v
+                for k, v in self.arrays.items()
+            },
+        )
 
     def check(self, config: TowersConfig) -> None:
         """The weights fit the towers and dimension the config names.
 
         Raises:
-            ModelError: they were trained for other towers or another dimension.
+            ModelError: they were trained for other towers or another dimension, or the config
+                reads a memory that the weights do not hold.
         """
+        reads_memory = config.image_memory.active or config.text_memory.active
+        absent = [k for k in memory.KEYS if k not in self.arrays]
+        if reads_memory and absent:
+            raise ModelError(
+                f"the towers model's config reads a memory of its training pictures, but its "
+                f"head weights hold none ({', '.join(absent)} missing); the config and heads.npz "
+                "come from different trainings: copy both files of one model folder, or retrain "
+                "with `mmsearch train --kind towers`"
+            )
         image = image_tower_spec(config.image_tower).features
         text = text_tower_spec(config.text_tower).features
         hidden = config.image_hidden or config.dim
@@ -129,6 +167,15 @@ class Heads:
         }
         if config.image_hidden:
             expected |= {"image_w2": (hidden, config.dim), "image_b2": (config.dim,)}
+        if reads_memory:
+            pictures = len(self.arrays[memory.IMAGES])
+            captions = len(self.arrays[memory.CAPTIONS])
+            expected |= {
+                memory.IMAGES: (pictures, config.dim),
+                memory.TITLES: (pictures, config.dim),
+                memory.CAPTIONS: (captions, text),
+                memory.CAPTION_PICTURE: (captions,),
+            }
         for key, shape in expected.items():
             found = self.arrays.get(key)
             if found is None or found.shape != shape:
@@ -146,10 +193,24 @@ class Heads:
         x = x @ a["image_w1"] + a["image_b1"]
         if "image_w2" in a:
             x = _gelu(x) @ a["image_w2"] + a["image_b2"]
-        return _unit(x)
+        vectors = _unit(x)
+        if not self.image_memory.active:
+            return vectors
+        return memory.pull(vectors, vectors, a[memory.IMAGES], a[memory.TITLES], self.image_memory)
 
     def texts(self, features: np.ndarray) -> np.ndarray:
-        return _unit(features @ self.arrays["text_w1"] + self.arrays["text_b1"])
+        a = self.arrays
+        vectors = _unit(features @ a["text_w1"] + a["text_b1"])
+        if not self.text_memory.active:
+            return vectors
+        return memory.pull(
+            vectors,
+            _unit(features),
+            a[memory.CAPTIONS],
+            a[memory.IMAGES],
+            self.text_memory,
+            value_of=a[memory.CAPTION_PICTURE],
+        )
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:

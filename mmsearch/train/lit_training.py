@@ -5,7 +5,8 @@ draws a batch of pictures, one view of each (the plain one or an augmented one) 
 captions, and minimises CLIP's symmetric InfoNCE loss over the batch with a learnt temperature.
 A validation slice carved from the training collection (never the held-out set) is scored after
 every epoch; the model folder keeps the latest epoch within one standard error of the best
-(Breiman's one-standard-error rule).
+(Breiman's one-standard-error rule). The heads then get a memory of the training pictures
+(:mod:`mmsearch.train.memory_fit`), its readouts chosen on the same slice.
 
 Everything random flows from one seeded ``torch.Generator`` whose state is in the checkpoint
 written after every epoch, so a resumed run ends exactly where an uninterrupted one would.
@@ -29,6 +30,7 @@ from mmsearch.errors import TrainingError
 from mmsearch.train.checkpoints import resume_checkpoint, save_checkpoint
 from mmsearch.train.evaluation import retrieval_scores
 from mmsearch.train.lit_features import image_features, text_features
+from mmsearch.train.memory_fit import fit_memory
 from mmsearch.train.open_clip_training import TrainingSample, TrainResult
 
 CHECKPOINT = "lit_checkpoint.pt"
@@ -51,6 +53,7 @@ class LitConfig:
     temperature: float = 0.07  # the initial one; it is learnt
     views: int = 3  # augmented views per picture, besides the plain one
     val_fraction: float = 0.05  # of the training pictures, held back to choose the epoch
+    memory: bool = True  # a memory of the training pictures (needs the validation slice)
     seed: int = 0
 
 
@@ -204,14 +207,31 @@ def train_towers(
 
     model.load_state_dict(best["state"])
     towers = dataclasses.replace(towers, logit_scale=float(model.logit_scale.detach().exp()))
-    write_model(output_dir, towers, model.heads(mean.numpy(), std.numpy()))
+    heads = model.heads(mean.numpy(), std.numpy())
+    chosen = {"best_epoch": best["epoch"]}
+    if config.memory and kept_val:
+        fitted = fit_memory(
+            heads,
+            features[0, kept_train],
+            [captions[i] for i in kept_train],
+            text_vectors,
+            features[0, kept_val],
+            [captions[i] for i in kept_val],
+            log=log,
+        )
+        heads = fitted.heads
+        towers = dataclasses.replace(
+            towers, image_memory=fitted.image_memory, text_memory=fitted.text_memory
+        )
+        chosen |= fitted.scores
+    write_model(output_dir, towers, heads)
     return TrainResult(
         output_dir=str(output_dir),
         epochs=len(history),
         steps=len(history) * steps_per_epoch,
         seconds=round(time.time() - started, 1),
         final_loss=history[-1]["loss"] if history else math.nan,
-        history=history + [{"best_epoch": best["epoch"]}],
+        history=history + [chosen],
     )
 
 

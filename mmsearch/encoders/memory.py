@@ -1,0 +1,80 @@
+"""A towers model's memory of its training collection: vectors pulled toward their neighbours'.
+
+The heads of a towers model are two linear maps trained on a few thousand captioned pictures;
+what they miss is what the pretrained towers know but the heads never learnt to line up. The
+training collection itself can fill part of that gap at no training cost (retrieval-augmented
+embeddings, as Tip-Adapter and SuS-X do for CLIP's zero-shot classifiers):
+
+* **a picture** is pulled toward the titles of the training pictures that look most like it:
+  its image vector ``v`` becomes ``unit(v + w · Σ softmax(s/τ) t)`` over its ``k`` nearest
+  training pictures (cosine ``s`` of image vectors), ``t`` their titles' text vectors;
+* **a text** is pulled toward the pictures whose captions read most like it, its nearest
+  captions found in the *text tower's own* space, where the multilingual tower puts a sentence
+  and its translation side by side (the heads, trained on English captions only, lose part of
+  that). A Japanese query thus reaches the pictures whose English captions mean the same,
+  including names of sets that the training captions carry only in English.
+
+Both are plain reads of fixed arrays stored with the heads (``memory_*`` in ``heads.npz``); the
+readouts' ``k``, ``τ`` and ``w`` are chosen on the validation slice by
+:mod:`mmsearch.train.memory_fit`. A picture far from every training picture still gets the
+pull, as a softmax always sums to one: what that costs on photographs is measured in
+BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# heads.npz arrays of a memory, with their roles
+IMAGES = "memory_images"  # N x dim: the training pictures' image vectors
+TITLES = "memory_titles"  # N x dim: their titles' text vectors
+CAPTIONS = "memory_captions"  # M x text features: unit text tower vectors of their captions
+CAPTION_PICTURE = "memory_caption_picture"  # M: which picture each caption describes
+KEYS = (IMAGES, TITLES, CAPTIONS, CAPTION_PICTURE)
+
+
+@dataclass(frozen=True)
+class Readout:
+    """How a vector reads from the memory: its ``k`` nearest entries, weighted by a softmax of
+    their cosines at ``temperature``, added with ``weight`` (0: the memory is not read)."""
+
+    k: int = 0
+    temperature: float = 0.05
+    weight: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.k > 0 and self.weight > 0
+
+
+def pull(
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    keys: np.ndarray,
+    values: np.ndarray,
+    readout: Readout,
+    *,
+    value_of: np.ndarray | None = None,
+) -> np.ndarray:
+    """Unit ``vectors`` moved toward the ``values`` of their queries' nearest ``keys``.
+
+    ``queries`` (one per vector) are compared with ``keys`` by dot product; both are unit
+    vectors of the same space, which need not be the space of ``vectors`` and ``values``.
+    ``value_of`` maps each key to its row of ``values`` (default: the same row).
+    """
+    if not readout.active or len(vectors) == 0:
+        return vectors
+    k = min(readout.k, len(keys))
+    similarity = queries @ keys.T
+    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    top = np.take_along_axis(similarity, nearest, axis=1)
+    weights = np.exp((top - top.max(axis=1, keepdims=True)) / readout.temperature)
+    weights /= weights.sum(axis=1, keepdims=True)
+    rows = nearest if value_of is None else value_of[nearest]
+    read = np.einsum("nk,nkd->nd", weights, values[rows])
+    moved = vectors + readout.weight * read
+    return (moved / np.maximum(np.linalg.norm(moved, axis=1, keepdims=True), 1e-12)).astype(
+        np.float32
+    )
