@@ -139,9 +139,10 @@ def test_duplicates_default_to_the_models_measured_threshold(tmp_path, library):
     from mmsearch import open_library
     from mmsearch.encoders.registry import PRESETS
 
-    assert PRESETS["lite0-muse-clipart-memory"].duplicate_threshold == 0.90
+    assert PRESETS["lite0-muse-clipart-memory"].duplicate_threshold == 0.95
+    assert PRESETS["lite0-muse-clipart"].duplicate_threshold == 0.90
     assert PRESETS["clipart-mini"].duplicate_threshold == 0.99
-    with open_library(tmp_path / "towers", model="lite0-muse-clipart-memory") as towers:
+    with open_library(tmp_path / "towers", model="lite0-muse-clipart") as towers:
         assert towers.duplicate_threshold == 0.90
     assert library.duplicate_threshold == 0.95  # the test model: not measured
     assert library.duplicates() == library.duplicates(0.95)

@@ -30,9 +30,10 @@ import numpy as np
 # heads.npz arrays of a memory, with their roles
 IMAGES = "memory_images"  # N x dim: the training pictures' image vectors
 TITLES = "memory_titles"  # N x dim: their titles' text vectors
-CAPTIONS = "memory_captions"  # M x text features: unit text tower vectors of their captions
-CAPTION_PICTURE = "memory_caption_picture"  # M: which picture each caption describes
-KEYS = (IMAGES, TITLES, CAPTIONS, CAPTION_PICTURE)
+CAPTIONS = "memory_captions"  # C x text features: each distinct caption, as the text tower reads it
+CAPTION_IMAGES = "memory_caption_images"  # C x dim: the mean image vector of its pictures
+CAPTION_COUNTS = "memory_caption_counts"  # C: how many pictures it describes
+KEYS = (IMAGES, TITLES, CAPTIONS, CAPTION_IMAGES, CAPTION_COUNTS)
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,14 @@ def pull(
     values: np.ndarray,
     readout: Readout,
     *,
-    value_of: np.ndarray | None = None,
+    counts: np.ndarray | None = None,
 ) -> np.ndarray:
     """Unit ``vectors`` moved toward the ``values`` of their queries' nearest ``keys``.
 
     ``queries`` (one per vector) are compared with ``keys`` by dot product; both are unit
     vectors of the same space, which need not be the space of ``vectors`` and ``values``.
-    ``value_of`` maps each key to its row of ``values`` (default: the same row).
+    ``counts`` weighs each key as that many equal keys (a caption shared by many pictures, its
+    value their mean): the read is then what it would be over one key per picture.
     """
     if not readout.active or len(vectors) == 0:
         return vectors
@@ -71,9 +73,10 @@ def pull(
     nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
     top = np.take_along_axis(similarity, nearest, axis=1)
     weights = np.exp((top - top.max(axis=1, keepdims=True)) / readout.temperature)
+    if counts is not None:
+        weights *= counts[nearest]
     weights /= weights.sum(axis=1, keepdims=True)
-    rows = nearest if value_of is None else value_of[nearest]
-    read = np.einsum("nk,nkd->nd", weights, values[rows])
+    read = np.einsum("nk,nkd->nd", weights, values[nearest])
     moved = vectors + readout.weight * read
     return (moved / np.maximum(np.linalg.norm(moved, axis=1, keepdims=True), 1e-12)).astype(
         np.float32

@@ -150,7 +150,9 @@ PRESETS: dict[str, ModelSpec] = {
             description="Bundled offline model: EfficientNet-Lite0 + multilingual USE, heads "
             "trained on Open Clip Art and a memory of its 7,400 drawings (clip art and icons; "
             "16 languages)",
-            duplicate_threshold=0.90,  # BENCHMARKS.md, "Duplicate thresholds per model"
+            # Higher than its heads alone: the memory pulls drawings of one set together
+            # (BENCHMARKS.md, "Duplicate thresholds per model")
+            duplicate_threshold=0.95,
         ),
         ModelSpec(
             name="lite0-muse-clipart",

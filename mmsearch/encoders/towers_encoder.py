@@ -107,12 +107,7 @@ class Heads:
     TEXT_KEYS = ("text_w1", "text_b1")
 
     def __init__(self, arrays: dict[str, np.ndarray], config: TowersConfig | None = None):
-        self.arrays = {
-            k: np.ascontiguousarray(
-                v, dtype=np.int64 if k == memory.CAPTION_PICTURE else np.float32
-            )
-            for k, v in arrays.items()
-        }
+        self.arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
         self.image_memory = config.image_memory if config else Readout()
         self.text_memory = config.text_memory if config else Readout()
 
@@ -133,7 +128,7 @@ class Heads:
         np.savez(
             path,
             **{
-                k: v.astype(np.float16) if k in memory.KEYS and v.dtype == np.float32 else v
+                k: v.astype(np.float16) if k in memory.KEYS and k != memory.CAPTION_COUNTS else v
                 for k, v in self.arrays.items()
             },
         )
@@ -174,7 +169,8 @@ class Heads:
                 memory.IMAGES: (pictures, config.dim),
                 memory.TITLES: (pictures, config.dim),
                 memory.CAPTIONS: (captions, text),
-                memory.CAPTION_PICTURE: (captions,),
+                memory.CAPTION_IMAGES: (captions, config.dim),
+                memory.CAPTION_COUNTS: (captions,),
             }
         for key, shape in expected.items():
             found = self.arrays.get(key)
@@ -207,9 +203,9 @@ class Heads:
             vectors,
             _unit(features),
             a[memory.CAPTIONS],
-            a[memory.IMAGES],
+            a[memory.CAPTION_IMAGES],
             self.text_memory,
-            value_of=a[memory.CAPTION_PICTURE],
+            counts=a[memory.CAPTION_COUNTS],
         )
 
 

@@ -51,13 +51,19 @@ def memory_arrays(
             first.
         text_features: the text tower's features of every caption.
     """
-    pairs = [(row, picture) for picture, rows in enumerate(captions) for row in sorted(set(rows))]
-    raw = text_features / np.maximum(np.linalg.norm(text_features, axis=1, keepdims=True), 1e-12)
+    images = heads.images(image_features)
+    pictures: dict[int, list[int]] = {}  # caption row → the pictures it describes
+    for picture, rows in enumerate(captions):
+        for row in set(rows):
+            pictures.setdefault(row, []).append(picture)
+    distinct = sorted(pictures)
+    raw = text_features[distinct]
     return {
-        memory.IMAGES: heads.images(image_features),
+        memory.IMAGES: images,
         memory.TITLES: heads.texts(text_features[[rows[0] for rows in captions]]),
-        memory.CAPTIONS: raw[[row for row, _ in pairs]],
-        memory.CAPTION_PICTURE: np.array([picture for _, picture in pairs], dtype=np.int64),
+        memory.CAPTIONS: raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12),
+        memory.CAPTION_IMAGES: np.stack([images[pictures[row]].mean(axis=0) for row in distinct]),
+        memory.CAPTION_COUNTS: np.array([len(pictures[row]) for row in distinct], np.float32),
     }
 
 
@@ -112,4 +118,6 @@ def fit_memory(
         [*captions, *val_captions],
         text_features,
     )
-    return FittedMemory(Heads({**heads.arrays, **everything}), image_side, text_side, scores)
+    fitted = Heads({**heads.arrays, **everything})
+    fitted.image_memory, fitted.text_memory = image_side, text_side
+    return FittedMemory(fitted, image_side, text_side, scores)
