@@ -1,7 +1,8 @@
 """Calibrate a model's duplicate threshold: cosine similarities of real duplicates (the same
 photo re-saved, resized, cropped a little, brightened) against those of different photos.
 
-    python bench/duplicate_threshold.py [--models lite0-muse-clipart-memory,clipart-mini] [FOLDER...]
+    python bench/duplicate_threshold.py [--models lite0-muse-clipart-memory,clipart-mini]
+        [FOLDER...]
 
 Photos: one picture per wallpaper in /usr/share/wallpapers (the largest rendition) and every
 JPEG in /usr/share/backgrounds, or the FOLDERs given. For each model it prints, per threshold,

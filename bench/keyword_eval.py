@@ -2,7 +2,8 @@
 
     python bench/keyword_eval.py [--constants 10,30,60,100]
 
-Two libraries of sample_corpus, built in data/bench-keywords (reused), with lite0-muse-clipart-memory:
+Two libraries of sample_corpus, built in data/bench-keywords (reused), with
+lite0-muse-clipart-memory:
 
 - **named**: the drawings under their own names, plus JPEG copies of 15 of them carrying XMP
   keywords written by exiftool (a place and a person each, Lightroom hierarchy included), and

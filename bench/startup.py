@@ -5,8 +5,9 @@
 
 ``--other`` is a checkout of an earlier commit (``git worktree add /tmp/mmsearch-before REV``);
 both run with this virtual environment, the other tree first on ``sys.path``. The cold search
-uses the lite0-muse-clipart-memory library of ``bench/cold_query.py`` (data/bench-cold-lite0-muse-clipart-memory,
-made when missing), with a query not asked before. Prints median wall seconds per tree.
+uses the lite0-muse-clipart-memory library of ``bench/cold_query.py``
+(data/bench-cold-lite0-muse-clipart-memory, made when missing), with a query not asked before.
+Prints median wall seconds per tree.
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ NOBODY = 65534
 
 @pytest.fixture
 def read_only_library():
-    """A small lite0-muse-clipart-memory library, then every file and folder in it made read-only."""
+    """A small lite0-muse-clipart-memory library, then every file and folder in it made
+    read-only."""
     if os.geteuid() == 0 and not shutil.which("setpriv"):
         pytest.skip("running as root without setpriv to become another user")
     # Not under pytest's tmp_path: its base folder is private to this user.
