@@ -1,8 +1,9 @@
 """The memory of a towers model (:mod:`mmsearch.encoders.memory`): built from the training
 pictures once the heads are trained, its readouts chosen on the validation slice.
 
-The memory holds the training pictures only, never the validation slice, so a validation
-picture is scored as an unseen one would be. The two readouts are chosen one after the other
+While the readouts are chosen, the memory holds the training pictures only, never the
+validation slice, so a validation picture is scored as an unseen one would be; the memory
+shipped then holds the slice too. The two readouts are chosen one after the other
 (the image side first, then the text side with the image side in place) from a small grid, by
 the sum of both directions' Recall@10; a tie goes to the weaker pull, which leaves pictures
 unlike the training collection (photographs) closer to what the heads alone give.
