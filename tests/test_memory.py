@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mmsearch.encoders import memory
-from mmsearch.encoders.memory import Readout, pull
+from mmsearch.encoders.memory import Readout, pull, unit
 from mmsearch.encoders.registry import resolve_model
 from mmsearch.encoders.towers_encoder import HEADS_FILE, Heads, TowersConfig, TowersEncoder
 from mmsearch.errors import ModelError
@@ -18,17 +18,13 @@ from mmsearch.train.memory_fit import fit_memory
 from tests.conftest import SAMPLE_CORPUS
 
 
-def _unit(x):
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
 def test_a_vector_moves_toward_the_values_of_its_nearest_keys():
     keys = np.eye(3, dtype=np.float32)
     values = np.array([[0, 0, 0, 1], [0, 0, 1, 0], [0, 1, 0, 0]], dtype=np.float32)
     vectors = np.array([[1, 0, 0, 0]], dtype=np.float32)
-    query = _unit(np.array([[1.0, 0.1, 0.0]]))
+    query = unit(np.array([[1.0, 0.1, 0.0]]))
     moved = pull(vectors, query, keys, values, Readout(k=1, temperature=0.05, weight=1.0))
-    np.testing.assert_allclose(moved, _unit(np.array([[1.0, 0, 0, 1]])), atol=1e-6)
+    np.testing.assert_allclose(moved, unit(np.array([[1.0, 0, 0, 1]])), atol=1e-6)
     # Two neighbours at a high temperature: nearly an even mix of their values.
     mixed = pull(vectors, query, keys, values, Readout(k=2, temperature=100.0, weight=1.0))
     assert mixed[0, 3] == pytest.approx(mixed[0, 2], rel=0.01) and mixed[0, 1] == 0
@@ -39,9 +35,9 @@ def test_a_vector_moves_toward_the_values_of_its_nearest_keys():
 
 def test_a_key_with_a_count_weighs_as_that_many_keys():
     """A caption that describes three pictures (its value their mean) reads as three keys."""
-    keys = _unit(np.array([[1.0, 0], [0.9, 0.1]]))
+    keys = unit(np.array([[1.0, 0], [0.9, 0.1]]))
     values = np.array([[0, 1.0], [1.0, 0]], dtype=np.float32)
-    query = _unit(np.array([[0.95, 0.05]]))
+    query = unit(np.array([[0.95, 0.05]]))
     readout = Readout(k=2, temperature=1.0, weight=1.0)
     vectors = np.zeros((1, 2), np.float32) + 1e-3
     counted = pull(vectors, query, keys, values, readout, counts=np.array([1.0, 3.0]))

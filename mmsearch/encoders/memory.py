@@ -78,6 +78,9 @@ def pull(
     weights /= weights.sum(axis=1, keepdims=True)
     read = np.einsum("nk,nkd->nd", weights, values[nearest])
     moved = vectors + readout.weight * read
-    return (moved / np.maximum(np.linalg.norm(moved, axis=1, keepdims=True), 1e-12)).astype(
-        np.float32
-    )
+    return unit(moved)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (a zero row stays zero), as float32."""
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mmsearch.encoders import memory
-from mmsearch.encoders.memory import Readout
+from mmsearch.encoders.memory import Readout, unit
 from mmsearch.encoders.registry import ModelSpec, weights_id
 from mmsearch.encoders.towers import (
     ImageTowerSpec,
@@ -189,19 +189,19 @@ class Heads:
         x = x @ a["image_w1"] + a["image_b1"]
         if "image_w2" in a:
             x = _gelu(x) @ a["image_w2"] + a["image_b2"]
-        vectors = _unit(x)
+        vectors = unit(x)
         if not self.image_memory.active:
             return vectors
         return memory.pull(vectors, vectors, a[memory.IMAGES], a[memory.TITLES], self.image_memory)
 
     def texts(self, features: np.ndarray) -> np.ndarray:
         a = self.arrays
-        vectors = _unit(features @ a["text_w1"] + a["text_b1"])
+        vectors = unit(features @ a["text_w1"] + a["text_b1"])
         if not self.text_memory.active:
             return vectors
         return memory.pull(
             vectors,
-            _unit(features),
+            unit(features),
             a[memory.CAPTIONS],
             a[memory.CAPTION_IMAGES],
             self.text_memory,
@@ -212,10 +212,6 @@ class Heads:
 def _gelu(x: np.ndarray) -> np.ndarray:
     # The tanh form of torch.nn.GELU(approximate="tanh"), which training uses.
     return 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 class TowersEncoder:

@@ -58,11 +58,10 @@ def memory_arrays(
         for row in set(rows):
             pictures.setdefault(row, []).append(picture)
     distinct = sorted(pictures)
-    raw = text_features[distinct]
     return {
         memory.IMAGES: images,
         memory.TITLES: heads.texts(text_features[[rows[0] for rows in captions]]),
-        memory.CAPTIONS: raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12),
+        memory.CAPTIONS: memory.unit(text_features[distinct]),
         memory.CAPTION_IMAGES: np.stack([images[pictures[row]].mean(axis=0) for row in distinct]),
         memory.CAPTION_COUNTS: np.array([len(pictures[row]) for row in distinct], np.float32),
     }
