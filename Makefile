@@ -26,7 +26,7 @@ lint: setup
 
 demo: setup
 	rm -rf $(DEMO_LIBRARY)
-	$(MMSEARCH) index sample_corpus/images --model lite0-muse-clipart-memory --library $(DEMO_LIBRARY)
+	$(MMSEARCH) index sample_corpus/images --model lite0-muse-clipart-memory-jmdict --library $(DEMO_LIBRARY)
 	$(MMSEARCH) add-texts sample_corpus/captions.jsonl --text-field caption --library $(DEMO_LIBRARY)
 	@echo; echo '$$ mmsearch search "flag" -k 5'
 	@$(MMSEARCH) search "flag" -k 5 --library $(DEMO_LIBRARY)

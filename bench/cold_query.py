@@ -1,6 +1,6 @@
 """Cold text queries on the bundled models: a new ``mmsearch search`` process per query.
 
-    python bench/cold_query.py [--runs 7] [--models lite0-muse-clipart-memory,clipart-mini]
+    python bench/cold_query.py [--runs 7] [--models lite0-muse-clipart-memory-jmdict,clipart-mini]
 
 Indexes sample_corpus once per model (into data/bench-cold-MODEL, reused), then times ``mmsearch
 search`` in new processes, each with a query not asked before (so the query cache cannot answer
@@ -35,7 +35,7 @@ CHECK = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--models", default="lite0-muse-clipart-memory,clipart-mini")
+    parser.add_argument("--models", default="lite0-muse-clipart-memory-jmdict,clipart-mini")
     args = parser.parse_args()
     rows = []
     for model in args.models.split(","):

@@ -1,7 +1,7 @@
 """Calibrate a model's duplicate threshold: cosine similarities of real duplicates (the same
 photo re-saved, resized, cropped a little, brightened) against those of different photos.
 
-    python bench/duplicate_threshold.py [--models lite0-muse-clipart-memory,clipart-mini]
+    python bench/duplicate_threshold.py [--models lite0-muse-clipart-memory-jmdict,clipart-mini]
         [FOLDER...]
 
 Photos: one picture per wallpaper in /usr/share/wallpapers (the largest rendition) and every
@@ -70,7 +70,7 @@ def variants(picture: Image.Image) -> dict[str, Image.Image]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="*", type=Path)
-    parser.add_argument("--models", default="lite0-muse-clipart-memory,clipart-mini")
+    parser.add_argument("--models", default="lite0-muse-clipart-memory-jmdict,clipart-mini")
     args = parser.parse_args()
     paths = photos(args.folders)
     pictures = [load_image(p, min_size=1024) for p in paths]

@@ -2,7 +2,7 @@
 re-scorings of the same similarity matrix, on a captioned collection.
 
     python bench/hubness.py data/clipart/heldout.jsonl --images-root /usr/share/openclipart \
-        --model lite0-muse-clipart-memory
+        --model lite0-muse-clipart-memory-jmdict
 
 A few items (a "hub") sit close to many queries of the other modality and crowd the top of
 every ranking. Two corrections, each using the collection itself as the bank, as a library
@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("captions_file")
     parser.add_argument("--images-root")
-    parser.add_argument("--model", default="lite0-muse-clipart-memory")
+    parser.add_argument("--model", default="lite0-muse-clipart-memory-jmdict")
     args = parser.parse_args()
     encoder = create_encoder(resolve_model(args.model), device="cpu")
     images, image_captions, captions, texts = _vectors(encoder, args.captions_file,

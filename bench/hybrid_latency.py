@@ -3,10 +3,10 @@ library of 100,000 images with realistic names, and the keyword index's size per
 
     python bench/hybrid_latency.py [--images 100000]
 
-Builds (once, in data/bench-hybrid-N) a lite0-muse-clipart-memory library of synthetic vectors whose
-paths read like a photo collection (``/photos/2019/lisbon-trip/IMG_04213.jpg``, 200 event
-folders) and whose every tenth image carries metadata keywords. Queries repeat, so the query
-cache answers the text's embedding and what is timed is the search itself.
+Builds (once, in data/bench-hybrid-N) a lite0-muse-clipart-memory-jmdict library of synthetic
+vectors whose paths read like a photo collection (``/photos/2019/lisbon-trip/IMG_04213.jpg``,
+200 event folders) and whose every tenth image carries metadata keywords. Queries repeat, so the
+query cache answers the text's embedding and what is timed is the search itself.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ QUERIES = ["kestrel", "lisbon trip", "a dog on a beach", "IMG_04213", "sunset ov
 
 def build(library: Path, images: int) -> None:
     rng = np.random.default_rng(0)
-    with open_library(library, model="lite0-muse-clipart-memory") as lib:
+    with open_library(library, model="lite0-muse-clipart-memory-jmdict") as lib:
         dim = lib.encoder.dim
         centres = rng.standard_normal((500, dim)).astype(np.float32)
         for start in range(0, images, 10_000):

@@ -3,7 +3,7 @@
     python bench/keyword_eval.py [--constants 10,30,60,100]
 
 Two libraries of sample_corpus, built in data/bench-keywords (reused), with
-lite0-muse-clipart-memory:
+lite0-muse-clipart-memory-jmdict:
 
 - **named**: the drawings under their own names, plus JPEG copies of 15 of them carrying XMP
   keywords written by exiftool (a place and a person each, Lightroom hierarchy included), and
@@ -127,7 +127,7 @@ def build() -> tuple[Path, Path, dict]:
                               (unnamed, [])):  # fmt: skip
             subprocess.run(
                 [sys.executable, "-m", "mmsearch", "index", str(folder), "--library",
-                 str(folder) + "-lib", "--model", "lite0-muse-clipart-memory", *extra],
+                 str(folder) + "-lib", "--model", "lite0-muse-clipart-memory-jmdict", *extra],
                 check=True, capture_output=True,
             )  # fmt: skip
     return named, unnamed, json.loads((WORK / "truth.json").read_text())

@@ -1,6 +1,6 @@
 """What the Ray engine costs on one machine, and a scaling model from measured per-stage costs.
 
-    python bench/ray_engine.py [--models clipart-mini,lite0-muse-clipart-memory] [--copies 2]
+    python bench/ray_engine.py [--models clipart-mini,lite0-muse-clipart-memory-jmdict] [--copies 2]
 
 In one run, for each model, images per second of ``mmsearch index`` into a fresh library:
 
@@ -141,7 +141,7 @@ def _on_postgresql(root: Path, model: str, records, vectors) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="clipart-mini,lite0-muse-clipart-memory")
+    parser.add_argument("--models", default="clipart-mini,lite0-muse-clipart-memory-jmdict")
     parser.add_argument("--copies", type=int, default=2)
     args = parser.parse_args()
     import ray

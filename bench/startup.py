@@ -5,8 +5,9 @@
 
 ``--other`` is a checkout of an earlier commit (``git worktree add /tmp/mmsearch-before REV``);
 both run with this virtual environment, the other tree first on ``sys.path``. The cold search
-uses the lite0-muse-clipart-memory library of ``bench/cold_query.py``
-(data/bench-cold-lite0-muse-clipart-memory, made when missing), with a query not asked before.
+uses the lite0-muse-clipart-memory-jmdict library of ``bench/cold_query.py``
+(data/bench-cold-lite0-muse-clipart-memory-jmdict, made when missing), with a query not asked
+before.
 Prints median wall seconds per tree.
 """
 
@@ -22,7 +23,7 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LIBRARY = REPO / "data" / "bench-cold-lite0-muse-clipart-memory"
+LIBRARY = REPO / "data" / "bench-cold-lite0-muse-clipart-memory-jmdict"
 
 
 def timed(tree: Path, args: list[str]) -> float:
@@ -43,7 +44,7 @@ def main() -> None:
     if not (LIBRARY / "library.db").is_file():
         subprocess.run(
             [sys.executable, "-m", "mmsearch", "index", str(REPO / "sample_corpus/images"),
-             "--model", "lite0-muse-clipart-memory", "--library", str(LIBRARY)],
+             "--model", "lite0-muse-clipart-memory-jmdict", "--library", str(LIBRARY)],
             check=True, capture_output=True,
         )  # fmt: skip
     trees = {"this tree": REPO, **({"other": args.other.resolve()} if args.other else {})}

@@ -3,7 +3,8 @@ mmsearch does, against every frame), moments per minute, what the library grows 
 video, peak memory on a long 4K video, and indexing throughput on a folder of photos and
 videos, all in one run.
 
-    python bench/video_cost.py [--seconds 30] [--photos 60] [--model lite0-muse-clipart-memory]
+    python bench/video_cost.py [--seconds 30] [--photos 60] \
+        [--model lite0-muse-clipart-memory-jmdict]
 
 The videos are made here with libx264 (preset veryfast, B-frames on, its scene-cut keyframes):
 real photographs (the Debian wallpapers) panned slowly, a new one every 4 seconds, at 24 frames
@@ -85,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--photos", type=int, default=60)
-    parser.add_argument("--model", default="lite0-muse-clipart-memory")
+    parser.add_argument("--model", default="lite0-muse-clipart-memory-jmdict")
     args = parser.parse_args()
     from mmsearch.imaging.video import sample_video
 

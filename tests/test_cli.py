@@ -180,7 +180,8 @@ def test_models_lists_presets(cli):
     result = cli("models", "--json", model=False)
     kinds = {m["name"]: m["kind"] for m in json.loads(result.stdout)}
     assert {"clipart-mini", "lite0-muse-clipart", "vit-b-32-256", "xlm-roberta-b-32"} <= set(kinds)
-    assert kinds["lite0-muse-clipart-memory"] == "towers" and kinds["vit-b-32-256"] == "open_clip"
+    assert kinds["lite0-muse-clipart-memory-jmdict"] == "towers"
+    assert kinds["vit-b-32-256"] == "open_clip"
 
 
 def test_library_from_environment(cli, photos, tmp_path, monkeypatch, tiny_model):
@@ -327,8 +328,9 @@ def test_pretrained_weights_unavailable_offline(cli, photos):
         "downloading needs network access to the Hugging Face Hub"
     )
     assert (
-        "Models that work offline: lite0-muse-clipart-memory, lite0-muse-clipart, clipart-mini "
-        "(bundled with mmsearch; --model lite0-muse-clipart-memory)"
+        "Models that work offline: lite0-muse-clipart-memory-jmdict, lite0-muse-clipart-memory, "
+        "lite0-muse-clipart, clipart-mini (bundled with mmsearch; --model "
+        "lite0-muse-clipart-memory-jmdict)"
     ) in result.stderr
     assert not cli.library.exists()  # a failed first run leaves no library that looks created
 
@@ -358,7 +360,7 @@ def test_unreachable_hub_goes_offline_instead_of_retrying(cli, photos, monkeypat
     finally:
         hub.hub_reachable.cache_clear()
     assert result.exit_code == 1
-    assert "Models that work offline: lite0-muse-clipart-memory" in result.stderr
+    assert "Models that work offline: lite0-muse-clipart-memory-jmdict" in result.stderr
     assert os.environ["HF_HUB_OFFLINE"] == "1" and constants.HF_HUB_OFFLINE is True
     assert "An error happened while t)" not in result.stderr  # reasons end on a whole word
 

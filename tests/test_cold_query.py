@@ -24,7 +24,7 @@ print(json.dumps({"hits": [h.path for h in hits],
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["lite0-muse-clipart-memory", "clipart-mini"])
+@pytest.mark.parametrize("model", ["lite0-muse-clipart-memory-jmdict", "clipart-mini"])
 def test_cold_text_query_needs_no_torch(tmp_path, model):
     folder = tmp_path / "drawings"
     folder.mkdir()

@@ -107,6 +107,20 @@ def test_towers_folder_is_a_towers_model():
     assert resolve_model(str(spec.folder)).kind == "towers"
 
 
+def test_a_model_sharing_heads_is_told_apart_by_its_dictionary():
+    """lite0-muse-clipart-memory-jmdict reads lite0-muse-clipart-memory's heads file (no copy
+    ships) and adds a dictionary, whose hash is part of its weights: a library of one model is
+    never searched with the other's Japanese vectors."""
+    shared = resolve_model("lite0-muse-clipart-memory-jmdict")
+    plain = resolve_model("lite0-muse-clipart-memory")
+    assert shared.weights_path.resolve() == plain.weights_path.resolve()
+    with_dictionary, without = weights_id(shared), weights_id(plain)
+    assert "+lexicon:" not in without and "+lexicon:" in with_dictionary
+    assert with_dictionary.replace(with_dictionary.split(";")[0], "") == without.replace(
+        without.split(";")[0], ""
+    )  # the same towers
+
+
 def test_local_weights_are_hashed_once_per_file_version(tmp_path, monkeypatch):
     """A library's identity check on every open must not hash a 600 MB checkpoint each time."""
     import hashlib
@@ -139,6 +153,7 @@ def test_duplicates_default_to_the_models_measured_threshold(tmp_path, library):
     from mmsearch import open_library
     from mmsearch.encoders.registry import PRESETS
 
+    assert PRESETS["lite0-muse-clipart-memory-jmdict"].duplicate_threshold == 0.95
     assert PRESETS["lite0-muse-clipart-memory"].duplicate_threshold == 0.95
     assert PRESETS["lite0-muse-clipart"].duplicate_threshold == 0.90
     assert PRESETS["clipart-mini"].duplicate_threshold == 0.99

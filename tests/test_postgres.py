@@ -419,7 +419,7 @@ def test_the_server_restarted_during_an_index_run(tmp_path):
         library = tmp_path / "lib"
         command = [sys.executable, "-m", "mmsearch", "index", str(REPO / "sample_corpus/images"),
                    "--library", str(library), "--db-url", url,
-                   "--model", "lite0-muse-clipart-memory",
+                   "--model", "lite0-muse-clipart-memory-jmdict",
                    "--batch-size", "8", "--workers", "1"]  # fmt: skip
         run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120

@@ -25,7 +25,7 @@ NOBODY = 65534
 
 @pytest.fixture
 def read_only_library():
-    """A small lite0-muse-clipart-memory library, then every file and folder in it made
+    """A small lite0-muse-clipart-memory-jmdict library, then every file and folder in it made
     read-only."""
     if os.geteuid() == 0 and not shutil.which("setpriv"):
         pytest.skip("running as root without setpriv to become another user")
@@ -36,7 +36,7 @@ def read_only_library():
     photos = REPO / "sample_corpus/images/animals/mammals"
     subprocess.run(
         [sys.executable, "-m", "mmsearch", "index", str(photos), "--library", str(library),
-         "--model", "lite0-muse-clipart-memory", "--workers", "0"],
+         "--model", "lite0-muse-clipart-memory-jmdict", "--workers", "0"],
         check=True, capture_output=True,
     )  # fmt: skip
     for path in [library, *library.iterdir()]:

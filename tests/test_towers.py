@@ -126,7 +126,7 @@ def test_bf16_blocks_agree_with_fp32():
     from mmsearch.imaging.preprocess import fit_to_model
     from tests.conftest import SAMPLE_CORPUS
 
-    spec = resolve_model("lite0-muse-clipart-memory")
+    spec = resolve_model("lite0-muse-clipart-memory-jmdict")
     fp32, bf16 = (TowersEncoder(spec, image_precision=p) for p in ("fp32", "bf16"))
     paths = sorted((SAMPLE_CORPUS / "images").rglob("*.png"))[::12]
     pictures = np.stack([fit_to_model(load_image(p), fp32.preprocess) for p in paths])

@@ -27,7 +27,7 @@ def drawings(tmp_path_factory):
 
 @pytest.fixture
 def towers_library(tmp_path, drawings):
-    with open_library(tmp_path / "lib", model="lite0-muse-clipart-memory") as library:
+    with open_library(tmp_path / "lib", model="lite0-muse-clipart-memory-jmdict") as library:
         index_paths(library, [drawings], workers=0)
     return tmp_path / "lib"
 
@@ -65,7 +65,7 @@ def test_another_tower_version_is_named_on_open(towers_library):
     [
         pytest.param("   ", "a query text is empty", id="blank"),
         pytest.param(
-            "x" * 2001, "longer than lite0-muse-clipart-memory's text tower takes", id="long"
+            "x" * 2001, "longer than lite0-muse-clipart-memory-jmdict's text tower takes", id="long"
         ),
     ],
 )
@@ -90,7 +90,7 @@ def test_query_in_a_script_the_tower_never_learnt_is_warned(towers_library, quer
     assert ("Warning: the query" in result.stderr) == warned, result.stderr
     if warned:
         assert (
-            "in Hebrew script, which model lite0-muse-clipart-memory was not trained"
+            "in Hebrew script, which model lite0-muse-clipart-memory-jmdict was not trained"
             in result.stderr
         )
 
@@ -101,5 +101,5 @@ def test_english_only_model_warns_on_japanese(cli, photos):
     assert result.exit_code == 0
     assert (
         "is in Han script" in result.stderr
-        and "lite0-muse-clipart-memory reads ar, de, en, es" in result.stderr
+        and "lite0-muse-clipart-memory-jmdict reads ar, de, en, es" in result.stderr
     )

@@ -187,7 +187,7 @@ def video_library(tmp_path_factory):
             "index",
             str(photos),
             "--model",
-            "lite0-muse-clipart-memory",
+            "lite0-muse-clipart-memory-jmdict",
             "--json",
             "--workers",
             "0",
@@ -264,7 +264,7 @@ def test_info_counts_videos_moments_and_hours(video_library):
 
 def test_no_videos_leaves_them_out(video_library, tmp_path):
     runner = CliRunner()
-    lib = ["--library", str(tmp_path / "lib"), "--model", "lite0-muse-clipart-memory"]
+    lib = ["--library", str(tmp_path / "lib"), "--model", "lite0-muse-clipart-memory-jmdict"]
     result = runner.invoke(app, ["index", str(video_library.photos), "--no-videos", "--json", *lib])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["added"] == 2
@@ -276,7 +276,7 @@ def test_bad_videos_are_skipped_with_reasons_and_retried_only_when_they_should(t
     (folder / "notes.mp4").write_text("not a video")
     _unknown_codec(make_video(tmp_path / "a.mp4", PARTY), folder / "zz.mp4")
     runner = CliRunner()
-    lib = ["--library", str(tmp_path / "lib"), "--model", "lite0-muse-clipart-memory"]
+    lib = ["--library", str(tmp_path / "lib"), "--model", "lite0-muse-clipart-memory-jmdict"]
     first = runner.invoke(app, ["index", str(folder), "--json", "--workers", "0", *lib])
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout)
@@ -303,7 +303,7 @@ def test_a_video_that_changes_while_indexed_is_indexed_again(tmp_path, monkeypat
 
     monkeypatch.setattr(indexer.decode, "sample_video", replaced_first)
     runner = CliRunner()
-    lib = ["--library", str(tmp_path / "lib"), "--model", "lite0-muse-clipart-memory"]
+    lib = ["--library", str(tmp_path / "lib"), "--model", "lite0-muse-clipart-memory-jmdict"]
     assert runner.invoke(app, ["index", str(folder), "--workers", "0", *lib]).exit_code == 0
     monkeypatch.setattr(indexer.decode, "sample_video", real)
     again = json.loads(runner.invoke(app, ["index", str(folder), "--json", *lib]).stdout)
@@ -390,7 +390,7 @@ def test_check_finds_and_repairs_damaged_moments(tmp_path):
     make_video(folder / "party.mp4", PARTY)
     runner = CliRunner()
     lib = ["--library", str(tmp_path / "lib")]
-    model = ["--model", "lite0-muse-clipart-memory"]
+    model = ["--model", "lite0-muse-clipart-memory-jmdict"]
     assert runner.invoke(app, ["index", str(folder), *model, *lib]).exit_code == 0
     assert runner.invoke(app, ["check", *lib]).exit_code == 0
     (tmp_path / "lib" / "moments.faiss").unlink()
@@ -417,7 +417,7 @@ def test_a_copy_takes_the_stored_moments_and_a_rename_keeps_them(tmp_path):
     runner = CliRunner()
     lib = ["--library", str(tmp_path / "lib")]
     first = runner.invoke(
-        app, ["index", str(folder), "--json", "--model", "lite0-muse-clipart-memory", *lib]
+        app, ["index", str(folder), "--json", "--model", "lite0-muse-clipart-memory-jmdict", *lib]
     )
     assert json.loads(first.stdout)["reused"] == 1  # the copy: hashed, never decoded
     info = json.loads(runner.invoke(app, ["info", "--json", *lib]).stdout)

@@ -76,7 +76,7 @@ class ModelSpec:
     def weights_path(self) -> Path | None:
         """The local file holding the weights, when the weights are local."""
         if self.kind == "towers":
-            return self.folder / "heads.npz"
+            return self.folder / _towers_config(self).get("heads", "heads.npz")
         if self.folder is not None:
             return _checkpoint_in(self.folder)
         if self.pretrained and Path(self.pretrained).is_file():
@@ -143,13 +143,24 @@ PRESETS: dict[str, ModelSpec] = {
             languages=("multilingual",),
         ),
         ModelSpec(
+            name="lite0-muse-clipart-memory-jmdict",
+            arch=f"towers-dir:{BUNDLED_MODEL_DIR / 'lite0-muse-clipart-memory-jmdict'}",
+            kind="towers",
+            dim=512,
+            description="Bundled offline model: EfficientNet-Lite0 + multilingual USE, heads "
+            "trained on Open Clip Art, a memory of its 7,400 drawings and a Japanese-English "
+            "dictionary (JMdict) for Japanese queries (clip art and icons; 16 languages)",
+            # The image side is lite0-muse-clipart-memory's (BENCHMARKS.md, "Duplicate
+            # thresholds per model")
+            duplicate_threshold=0.95,
+        ),
+        ModelSpec(
             name="lite0-muse-clipart-memory",
             arch=f"towers-dir:{BUNDLED_MODEL_DIR / 'lite0-muse-clipart-memory'}",
             kind="towers",
             dim=512,
-            description="Bundled offline model: EfficientNet-Lite0 + multilingual USE, heads "
-            "trained on Open Clip Art and a memory of its 7,400 drawings (clip art and icons; "
-            "16 languages)",
+            description="The same towers, heads and memory without the Japanese dictionary "
+            "(kept so that its libraries open)",
             # Higher than its heads alone: the memory pulls drawings of one set together
             # (BENCHMARKS.md, "Duplicate thresholds per model")
             duplicate_threshold=0.95,
@@ -178,7 +189,7 @@ DEFAULT_MODEL = "vit-b-32-256"
 # Where a model's duplicate threshold was not measured (the pretrained CLIPs cannot be
 # downloaded here): the value CLIP-based tools commonly use.
 DEFAULT_DUPLICATE_THRESHOLD = 0.95
-OFFLINE_MODEL = "lite0-muse-clipart-memory"
+OFFLINE_MODEL = "lite0-muse-clipart-memory-jmdict"
 
 
 def list_models() -> list[ModelSpec]:
@@ -275,9 +286,13 @@ def model_languages(spec: ModelSpec) -> tuple[str, ...]:
 
 
 def towers_weights_id(spec: ModelSpec) -> str:
+    from mmsearch.encoders.lexicon import existing
     from mmsearch.encoders.towers import tower_identity
 
     parts = [f"sha256:{file_sha256(spec.weights_path)}"]
+    lexicon = _towers_config(spec).get("lexicon")
+    if lexicon:  # its glosses change Japanese texts' vectors: part of the weights
+        parts[0] += f"+lexicon:{file_sha256(existing(spec.folder / lexicon))}"
     for tower in _tower_specs(spec):
         found = tower_identity(tower)
         parts.append(f"{found['package']}=={found['version']}:{found['sha256'][:16]}")
@@ -286,14 +301,22 @@ def towers_weights_id(spec: ModelSpec) -> str:
 
 def _tower_specs(spec: ModelSpec) -> tuple:
     """(image tower, text tower) specs that a towers model folder names."""
-    import json
-
     from mmsearch.encoders.towers import image_tower_spec, text_tower_spec
 
+    config = _towers_config(spec)
     try:
-        config = json.loads((spec.folder / "towers_config.json").read_text())
         return image_tower_spec(config["image_tower"]), text_tower_spec(config["text_tower"])
-    except (OSError, ValueError, KeyError) as exc:
+    except KeyError as exc:
+        raise ModelError(f"cannot read towers model {spec.folder}: {exc}") from exc
+
+
+def _towers_config(spec: ModelSpec) -> dict:
+    """A towers model folder's ``towers_config.json``, as plain data (no torch, no numpy)."""
+    import json
+
+    try:
+        return json.loads((spec.folder / "towers_config.json").read_text())
+    except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read towers model {spec.folder}: {exc}") from exc
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mmsearch.encoders import memory
+from mmsearch.encoders.lexicon import Lexicon
 from mmsearch.encoders.memory import Readout, unit
 from mmsearch.encoders.registry import ModelSpec, weights_id
 from mmsearch.encoders.towers import (
@@ -56,6 +57,11 @@ class TowersConfig:
         image_memory: how an image vector reads the training titles of its nearest pictures
             (:mod:`mmsearch.encoders.memory`); inactive by default.
         text_memory: how a text vector reads the pictures of its nearest training captions.
+        heads: the head weights' file, relative to the folder; a model that only adds to
+            another's (a dictionary) names the other's file instead of shipping a copy.
+        lexicon: a Japanese–English dictionary file in the folder (:mod:`mmsearch.encoders.lexicon`)
+            whose glosses are added to Japanese texts' tower vectors; "" for none.
+        lexicon_weight: the glosses' weight against the text's own vector.
     """
 
     image_tower: str
@@ -67,6 +73,9 @@ class TowersConfig:
     image_size: int = 0
     image_memory: Readout = Readout()
     text_memory: Readout = Readout()
+    heads: str = HEADS_FILE
+    lexicon: str = ""
+    lexicon_weight: float = 0.0
 
     @classmethod
     def read(cls, folder: Path) -> TowersConfig:
@@ -240,10 +249,11 @@ class TowersEncoder:
             raise ModelError(f"image precision {image_precision!r}: use auto, fp32 or bf16")
         self.spec = spec
         if towers_only is not None:
-            self.config, self.heads = towers_only, None
+            self.config, self.heads, self.lexicon = towers_only, None, None
         else:
             self.config = TowersConfig.read(spec.folder)
-            self.heads = Heads.read(spec.folder / HEADS_FILE, self.config)
+            self.heads = Heads.read(spec.folder / self.config.heads, self.config)
+            self.lexicon = self._open_lexicon()
         self._image_spec: ImageTowerSpec = image_tower_spec(self.config.image_tower)
         self._text_spec = text_tower_spec(self.config.text_tower)
         self._device = device
@@ -334,7 +344,23 @@ class TowersEncoder:
             return np.zeros((0, self._text_spec.features), np.float32)
         if self._text_tower is None:
             self._text_tower = load_text_tower(self._text_spec)
-        return np.asarray(self._text_tower.encode(list(texts)), dtype=np.float32)
+        features = np.asarray(self._text_tower.encode(list(texts)), dtype=np.float32)
+        if self.lexicon is None:
+            return features
+        glossed = [(i, g) for i, t in enumerate(texts) if (g := self.lexicon.translate(t))]
+        if glossed:
+            rows = [i for i, _ in glossed]
+            glosses = np.asarray(self._text_tower.encode([g for _, g in glossed]), np.float32)
+            mixed = features[rows] + self.config.lexicon_weight * glosses
+            # the sum at the text's own length: the heads were trained on the tower's vectors
+            lengths = np.linalg.norm(features[rows], axis=1, keepdims=True)
+            features[rows] = unit(mixed) * lengths
+        return features
+
+    def _open_lexicon(self) -> Lexicon | None:
+        if not (self.config.lexicon and self.config.lexicon_weight > 0):
+            return None
+        return Lexicon(self.spec.folder / self.config.lexicon)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         if not texts:
