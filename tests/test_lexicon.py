@@ -128,12 +128,14 @@ def test_a_glossed_japanese_query_moves_toward_its_english_meaning():
 
 
 def copy_of_the_bundled_model(folder: Path) -> Path:
-    """The bundled model's config and dictionary in ``folder``, reading the installed heads."""
+    """The bundled model's config, dictionary and class names in ``folder``, reading the
+    installed heads."""
     folder.mkdir()
     config = json.loads((BUNDLED.folder / "towers_config.json").read_text())
     config["heads"] = str(BUNDLED.weights_path.resolve())
     (folder / "towers_config.json").write_text(json.dumps(config))
-    shutil.copy(BUNDLED.folder / "lexicon_ja.sqlite", folder)
+    for name in ("lexicon_ja.sqlite", "classes.npz"):
+        shutil.copy(BUNDLED.folder / name, folder)
     return folder
 
 
@@ -142,7 +144,7 @@ def test_a_missing_dictionary_is_a_clear_error(tmp_path):
     (folder / "lexicon_ja.sqlite").unlink()
     spec = resolve_model(str(folder))
     for opening in (TowersEncoder, weights_id):  # the encoder, and a library's identity check
-        with pytest.raises(ModelError, match=r"dictionary .*lexicon_ja.sqlite is missing; reinst"):
+        with pytest.raises(ModelError, match=r"file .*lexicon_ja.sqlite is missing; reinstall"):
             opening(spec)
 
 

@@ -107,18 +107,16 @@ def test_towers_folder_is_a_towers_model():
     assert resolve_model(str(spec.folder)).kind == "towers"
 
 
-def test_a_model_sharing_heads_is_told_apart_by_its_dictionary():
+def test_a_model_sharing_heads_is_told_apart_by_its_other_files():
     """lite0-muse-clipart-memory-jmdict reads lite0-muse-clipart-memory's heads file (no copy
-    ships) and adds a dictionary, whose hash is part of its weights: a library of one model is
-    never searched with the other's Japanese vectors."""
+    ships) and adds class names and a dictionary, whose hashes are part of its weights: a
+    library of one model is never searched with the other's vectors."""
     shared = resolve_model("lite0-muse-clipart-memory-jmdict")
     plain = resolve_model("lite0-muse-clipart-memory")
     assert shared.weights_path.resolve() == plain.weights_path.resolve()
-    with_dictionary, without = weights_id(shared), weights_id(plain)
-    assert "+lexicon:" not in without and "+lexicon:" in with_dictionary
-    assert with_dictionary.replace(with_dictionary.split(";")[0], "") == without.replace(
-        without.split(";")[0], ""
-    )  # the same towers
+    extended, alone = weights_id(shared).split(";"), weights_id(plain).split(";")
+    assert extended[0].startswith(alone[0] + "+classes:") and "+lexicon:" in extended[0]
+    assert "+" not in alone[0] and extended[1:] == alone[1:]  # the same towers
 
 
 def test_local_weights_are_hashed_once_per_file_version(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ import re
 import sqlite3
 from pathlib import Path
 
+from mmsearch.encoders.registry import model_file
 from mmsearch.errors import ModelError
 
 # Kana and CJK ideographs: a text without any is left as it is.
@@ -35,21 +36,11 @@ LONGEST = 16
 _SEPARATORS = re.compile(r"[・_（）()「」『』、。，,]")
 
 
-def existing(path: Path) -> Path:
-    """``path``, or a clear error where the model's dictionary file is missing."""
-    if not path.is_file():
-        raise ModelError(
-            f"the towers model's dictionary {path} is missing; reinstall mmsearch, or rebuild "
-            "it with scripts/build_lexicon_ja.py"
-        )
-    return path
-
-
 class Lexicon:
     """Japanese headwords → English glosses, and the segmentation that applies them."""
 
     def __init__(self, path: Path):
-        self.path = existing(path)
+        self.path = model_file(path)
         self._db: sqlite3.Connection | None = None
 
     def _glosses(self, candidates: list[str]) -> dict[str, str]:

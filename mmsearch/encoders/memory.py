@@ -12,9 +12,14 @@ embeddings, as Tip-Adapter and SuS-X do for CLIP's zero-shot classifiers):
   captions found in the *text tower's own* space, where the multilingual tower puts a sentence
   and its translation side by side (the heads, trained on English captions only, lose part of
   that). A Japanese query thus reaches the pictures whose English captions mean the same,
-  including names of sets that the training captions carry only in English.
+  including names of sets that the training captions carry only in English;
+* **a picture** is also pulled toward the names of the ImageNet classes its image tower's own
+  classifier sees in it (softmax of its ``k`` largest logits at ``τ``): the towers' pretraining
+  knows "alp", "paintbrush" and "sports car", which 7,000 drawings never taught the heads. The
+  classifier's rows (its bias appended) are the keys, the pooled features (a 1 appended) the
+  query, the class names' text vectors the values.
 
-Both are plain reads of fixed arrays stored with the heads (``memory_*`` in ``heads.npz``); the
+All three are plain reads of fixed arrays stored with the heads (``memory_*`` in ``heads.npz``); the
 readouts' ``k``, ``τ`` and ``w`` are chosen on the validation slice by
 :mod:`mmsearch.train.memory_fit`. A picture far from every training picture still gets the
 pull, as a softmax always sums to one: what that costs on photographs is measured in
@@ -34,6 +39,10 @@ CAPTIONS = "memory_captions"  # C x text features: each distinct caption, as the
 CAPTION_IMAGES = "memory_caption_images"  # C x dim: the mean image vector of its pictures
 CAPTION_COUNTS = "memory_caption_counts"  # C: how many pictures it describes
 KEYS = (IMAGES, TITLES, CAPTIONS, CAPTION_IMAGES, CAPTION_COUNTS)
+# A towers model's class names (TowersConfig.classes, a file of its own)
+CLASS_KEYS = "class_keys"  # C x (pooled + 1): the image tower's classifier, its bias last
+CLASS_NAMES = "class_names"  # C x dim: each class name's text vector
+CLASS_ARRAYS = (CLASS_KEYS, CLASS_NAMES)
 
 
 @dataclass(frozen=True)
@@ -61,8 +70,9 @@ def pull(
 ) -> np.ndarray:
     """Unit ``vectors`` moved toward the ``values`` of their queries' nearest ``keys``.
 
-    ``queries`` (one per vector) are compared with ``keys`` by dot product; both are unit
-    vectors of the same space, which need not be the space of ``vectors`` and ``values``.
+    ``queries`` (one per vector) are compared with ``keys`` by dot product (cosines for unit
+    vectors, logits for a classifier's rows), in a space that need not be that of ``vectors``
+    and ``values``.
     ``counts`` weighs each key as that many equal keys (a caption shared by many pictures, its
     value their mean): the read is then what it would be over one key per picture.
     """
@@ -79,6 +89,13 @@ def pull(
     read = np.einsum("nk,nkd->nd", weights, values[nearest])
     moved = vectors + readout.weight * read
     return unit(moved)
+
+
+def classifier_queries(features: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """The pooled features that a classifier's ``keys`` (its bias last) read, a 1 appended:
+    they are the last of the tower's features."""
+    pooled = features[:, features.shape[1] - (keys.shape[1] - 1) :]
+    return np.hstack([pooled, np.ones((len(pooled), 1), np.float32)])
 
 
 def unit(x: np.ndarray) -> np.ndarray:

@@ -286,17 +286,27 @@ def model_languages(spec: ModelSpec) -> tuple[str, ...]:
 
 
 def towers_weights_id(spec: ModelSpec) -> str:
-    from mmsearch.encoders.lexicon import existing
     from mmsearch.encoders.towers import tower_identity
 
     parts = [f"sha256:{file_sha256(spec.weights_path)}"]
-    lexicon = _towers_config(spec).get("lexicon")
-    if lexicon:  # its glosses change Japanese texts' vectors: part of the weights
-        parts[0] += f"+lexicon:{file_sha256(existing(spec.folder / lexicon))}"
+    config = _towers_config(spec)
+    for role in ("classes", "lexicon"):  # files beside the heads that change vectors too
+        if config.get(role):
+            parts[0] += f"+{role}:{file_sha256(model_file(spec.folder / config[role]))}"
     for tower in _tower_specs(spec):
         found = tower_identity(tower)
         parts.append(f"{found['package']}=={found['version']}:{found['sha256'][:16]}")
     return "towers:" + ";".join(parts)
+
+
+def model_file(path: Path) -> Path:
+    """``path``, or a clear error where a file of a model's folder is missing."""
+    if not path.is_file():
+        raise ModelError(
+            f"the towers model's file {path} is missing; reinstall mmsearch, or rebuild it "
+            "(scripts/build_lexicon_ja.py, scripts/build_class_names.py)"
+        )
+    return path
 
 
 def _tower_specs(spec: ModelSpec) -> tuple:

@@ -21,8 +21,12 @@ import functools
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmsearch.errors import ModelError, ModelUnavailableError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,18 @@ def load_image_tower(spec: ImageTowerSpec):
     the same parameters in the same order with other names, so they are matched by position
     and checked by shape (``tests/test_towers.py`` proves the outputs equal the reference's).
     """
+    model = _pretrained(spec)
+    model.reset_classifier(0)
+    return model.eval()
+
+
+def image_tower_classifier(spec: ImageTowerSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(weight, bias) of the tower's ImageNet classifier: C x pooled features, and C."""
+    classifier = _pretrained(spec).get_classifier()
+    return classifier.weight.detach().numpy(), classifier.bias.detach().numpy()
+
+
+def _pretrained(spec: ImageTowerSpec):
     import timm
     import torch
 
@@ -221,8 +237,7 @@ def load_image_tower(spec: ImageTowerSpec):
             )
         renamed[name] = value
     model.load_state_dict(renamed)
-    model.reset_classifier(0)
-    return model.eval()
+    return model
 
 
 def load_text_tower(spec: TextTowerSpec):

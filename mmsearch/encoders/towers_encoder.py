@@ -62,6 +62,9 @@ class TowersConfig:
         lexicon: a Japanese–English dictionary file in the folder (:mod:`mmsearch.encoders.lexicon`)
             whose glosses are added to Japanese texts' tower vectors; "" for none.
         lexicon_weight: the glosses' weight against the text's own vector.
+        classes: a file in the folder with the image tower's classifier and its class names'
+            text vectors (:mod:`mmsearch.train.class_names`); "" for none.
+        class_memory: how an image vector reads the names of the classes the classifier sees.
     """
 
     image_tower: str
@@ -76,12 +79,14 @@ class TowersConfig:
     heads: str = HEADS_FILE
     lexicon: str = ""
     lexicon_weight: float = 0.0
+    classes: str = ""
+    class_memory: Readout = Readout()
 
     @classmethod
     def read(cls, folder: Path) -> TowersConfig:
         try:
             data = json.loads((folder / CONFIG_FILE).read_text())
-            for side in ("image_memory", "text_memory"):
+            for side in ("image_memory", "text_memory", "class_memory"):
                 if side in data:
                     data[side] = Readout(**data[side])
             return cls(**data)
@@ -119,14 +124,18 @@ class Heads:
         self.arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
         self.image_memory = config.image_memory if config else Readout()
         self.text_memory = config.text_memory if config else Readout()
+        self.class_memory = config.class_memory if config else Readout()
 
     @classmethod
-    def read(cls, path: Path, config: TowersConfig) -> Heads:
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot read head weights {path}: {exc}") from exc
+    def read(cls, path: Path, config: TowersConfig, classes: Path | None = None) -> Heads:
+        """The head weights in ``path``, with the class names in ``classes`` where given."""
+        arrays = {}
+        for file in (path, classes) if classes else (path,):
+            try:
+                with np.load(file, allow_pickle=False) as z:
+                    arrays |= {k: z[k] for k in z.files}
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"cannot read head weights {file}: {exc}") from exc
         heads = cls(arrays, config)
         heads.check(config)
         return heads
@@ -158,6 +167,12 @@ class Heads:
                 "come from different trainings: copy both files of one model folder, or retrain "
                 "with `mmsearch train --kind towers`"
             )
+        if config.class_memory.active and not all(k in self.arrays for k in memory.CLASS_ARRAYS):
+            raise ModelError(
+                "the towers model's config reads class names, but they are missing (the config "
+                "names no classes file, or it holds none); rebuild it with "
+                "scripts/build_class_names.py"
+            )
         image = image_tower_spec(config.image_tower).features
         text = text_tower_spec(config.text_tower).features
         hidden = config.image_hidden or config.dim
@@ -181,6 +196,13 @@ class Heads:
                 memory.CAPTION_IMAGES: (captions, config.dim),
                 memory.CAPTION_COUNTS: (captions,),
             }
+        if config.class_memory.active:
+            classes, pooled = self.arrays[memory.CLASS_KEYS].shape
+            expected |= {
+                # its rows read the last of the tower's features, and end with a bias
+                memory.CLASS_KEYS: (classes, min(pooled, image + 1)),
+                memory.CLASS_NAMES: (classes, config.dim),
+            }
         for key, shape in expected.items():
             found = self.arrays.get(key)
             if found is None or found.shape != shape:
@@ -198,10 +220,14 @@ class Heads:
         x = x @ a["image_w1"] + a["image_b1"]
         if "image_w2" in a:
             x = _gelu(x) @ a["image_w2"] + a["image_b2"]
-        vectors = unit(x)
-        if not self.image_memory.active:
+        plain = unit(x)
+        vectors = memory.pull(plain, plain, a.get(memory.IMAGES), a.get(memory.TITLES),
+                              self.image_memory)  # fmt: skip
+        if not self.class_memory.active:
             return vectors
-        return memory.pull(vectors, vectors, a[memory.IMAGES], a[memory.TITLES], self.image_memory)
+        keys = a[memory.CLASS_KEYS]
+        queries = memory.classifier_queries(features, keys)
+        return memory.pull(vectors, queries, keys, a[memory.CLASS_NAMES], self.class_memory)
 
     def texts(self, features: np.ndarray) -> np.ndarray:
         a = self.arrays
@@ -252,7 +278,8 @@ class TowersEncoder:
             self.config, self.heads, self.lexicon = towers_only, None, None
         else:
             self.config = TowersConfig.read(spec.folder)
-            self.heads = Heads.read(spec.folder / self.config.heads, self.config)
+            classes = spec.folder / self.config.classes if self.config.classes else None
+            self.heads = Heads.read(spec.folder / self.config.heads, self.config, classes)
             self.lexicon = self._open_lexicon()
         self._image_spec: ImageTowerSpec = image_tower_spec(self.config.image_tower)
         self._text_spec = text_tower_spec(self.config.text_tower)
