@@ -30,7 +30,7 @@ from mmsearch.train.evaluation import retrieval_scores  # noqa: E402
 
 GRID = [Readout()] + [
     Readout(k=k, temperature=t, weight=w)
-    for w, k, t in itertools.product((0.1, 0.2, 0.3, 0.5, 1.0), (5, 10, 20), (1.0, 2.0))
+    for w, k, t in itertools.product((0.5, 1.0, 2.0, 3.0), (5, 20), (1.0, 2.0))
 ]
 
 

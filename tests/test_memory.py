@@ -45,6 +45,24 @@ def test_a_key_with_a_count_weighs_as_that_many_keys():
     np.testing.assert_allclose(counted, repeated, atol=1e-6)
 
 
+def test_over_all_keys_a_query_sure_of_no_key_is_pulled_less():
+    """Weights from the softmax over every key (a classifier's probabilities): a query whose
+    largest logit stands out is pulled almost fully; one whose logits are all alike barely."""
+    keys = np.eye(4, dtype=np.float32)
+    values = np.eye(4, dtype=np.float32)[:, ::-1].copy()
+    vectors = np.full((2, 4), 0.5, np.float32)
+    queries = np.array([[10.0, 0, 0, 0], [1.0, 0.9, 0.9, 0.9]], np.float32)  # sure; unsure
+    readout = Readout(k=1, temperature=1.0, weight=1.0)
+    moved = pull(vectors, queries, keys, values, readout, over_all_keys=True)
+    renormalised = pull(vectors, queries, keys, values, readout)
+    expected_sure = unit(vectors[:1] + (np.exp(10) / (np.exp(10) + 3)) * values[0])
+    np.testing.assert_allclose(moved[0], expected_sure[0], atol=1e-6)
+    unsure = np.exp(1.0) / (np.exp(1.0) + 3 * np.exp(0.9))  # 0.27
+    np.testing.assert_allclose(moved[1], unit(vectors[1:] + unsure * values[0])[0], atol=1e-6)
+    # Over the k nearest alone, both would be pulled by the whole weight.
+    np.testing.assert_allclose(renormalised[1], unit(vectors[1:] + values[0])[0], atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small towers model with a memory, trained on 80 drawings of sample_corpus."""

@@ -14,7 +14,9 @@ embeddings, as Tip-Adapter and SuS-X do for CLIP's zero-shot classifiers):
   that). A Japanese query thus reaches the pictures whose English captions mean the same,
   including names of sets that the training captions carry only in English;
 * **a picture** is also pulled toward the names of the ImageNet classes its image tower's own
-  classifier sees in it (softmax of its ``k`` largest logits at ``τ``): the towers' pretraining
+  classifier sees in it (its ``k`` likeliest classes, each by its probability under the
+  classifier's softmax at ``τ``, so a picture the classifier is unsure of is pulled less; a
+  drawing often is, a photograph less often): the towers' pretraining
   knows "alp", "paintbrush" and "sports car", which 7,000 drawings never taught the heads. The
   classifier's rows (its bias appended) are the keys, the pooled features (a 1 appended) the
   query, the class names' text vectors the values.
@@ -67,6 +69,7 @@ def pull(
     readout: Readout,
     *,
     counts: np.ndarray | None = None,
+    over_all_keys: bool = False,
 ) -> np.ndarray:
     """Unit ``vectors`` moved toward the ``values`` of their queries' nearest ``keys``.
 
@@ -75,6 +78,9 @@ def pull(
     and ``values``.
     ``counts`` weighs each key as that many equal keys (a caption shared by many pictures, its
     value their mean): the read is then what it would be over one key per picture.
+    ``over_all_keys``: the ``k`` weights are the softmax over every key rather than over the
+    ``k`` nearest, so a query close to no key in particular (a classifier unsure of a picture)
+    is pulled less.
     """
     if not readout.active or len(vectors) == 0:
         return vectors
@@ -82,10 +88,14 @@ def pull(
     similarity = queries @ keys.T
     nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
     top = np.take_along_axis(similarity, nearest, axis=1)
-    weights = np.exp((top - top.max(axis=1, keepdims=True)) / readout.temperature)
+    scale = (similarity if over_all_keys else top).max(axis=1, keepdims=True)
+    weights = np.exp((top - scale) / readout.temperature)
     if counts is not None:
         weights *= counts[nearest]
-    weights /= weights.sum(axis=1, keepdims=True)
+    if over_all_keys:
+        weights /= np.exp((similarity - scale) / readout.temperature).sum(axis=1, keepdims=True)
+    else:
+        weights /= weights.sum(axis=1, keepdims=True)
     read = np.einsum("nk,nkd->nd", weights, values[nearest])
     moved = vectors + readout.weight * read
     return unit(moved)

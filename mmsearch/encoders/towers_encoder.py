@@ -227,7 +227,8 @@ class Heads:
             return vectors
         keys = a[memory.CLASS_KEYS]
         queries = memory.classifier_queries(features, keys)
-        return memory.pull(vectors, queries, keys, a[memory.CLASS_NAMES], self.class_memory)
+        names = a[memory.CLASS_NAMES]
+        return memory.pull(vectors, queries, keys, names, self.class_memory, over_all_keys=True)
 
     def texts(self, features: np.ndarray) -> np.ndarray:
         a = self.arrays
