@@ -101,16 +101,14 @@ def main(source: str, out: str) -> None:
         lexicon = words(db)
         lexicon.update(names(db, lexicon))
         db.close()
+    rows = sorted((k, v) for k, v in lexicon.items() if len(k) <= LONGEST)
     Path(out).unlink(missing_ok=True)
     with sqlite3.connect(out) as built:
         built.execute("CREATE TABLE words (headword TEXT PRIMARY KEY, gloss TEXT) WITHOUT ROWID")
-        built.executemany(
-            "INSERT INTO words VALUES (?, ?)",
-            sorted((k, v) for k, v in lexicon.items() if len(k) <= LONGEST),
-        )
+        built.executemany("INSERT INTO words VALUES (?, ?)", rows)
     built.execute("VACUUM")
     built.close()
-    print(f"{out}: {len(lexicon):,} headwords")
+    print(f"{out}: {len(rows):,} headwords")
 
 
 if __name__ == "__main__":

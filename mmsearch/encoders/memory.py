@@ -21,11 +21,12 @@ embeddings, as Tip-Adapter and SuS-X do for CLIP's zero-shot classifiers):
   classifier's rows (its bias appended) are the keys, the pooled features (a 1 appended) the
   query, the class names' text vectors the values.
 
-All three are plain reads of fixed arrays stored with the heads (``memory_*`` in ``heads.npz``); the
-readouts' ``k``, ``τ`` and ``w`` are chosen on the validation slice by
-:mod:`mmsearch.train.memory_fit`. A picture far from every training picture still gets the
-pull, as a softmax always sums to one: what that costs on photographs is measured in
-BENCHMARKS.md.
+All three are plain reads of fixed arrays: the memory's stored with the heads (``memory_*`` in
+``heads.npz``), the class names in a file of their own (``TowersConfig.classes``); the
+memory's readouts (``k``, ``τ``, ``w``) are chosen on the validation slice by
+:mod:`mmsearch.train.memory_fit`, the class names' by ``scripts/choose_class_readout.py``. A
+picture far from every training picture still gets the memory's pull, as a softmax over its
+nearest always sums to one: what that costs on photographs is measured in BENCHMARKS.md.
 """
 
 from __future__ import annotations

@@ -148,10 +148,10 @@ PRESETS: dict[str, ModelSpec] = {
             kind="towers",
             dim=512,
             description="Bundled offline model: EfficientNet-Lite0 + multilingual USE, heads "
-            "trained on Open Clip Art, a memory of its 7,400 drawings and a Japanese-English "
-            "dictionary (JMdict) for Japanese queries (clip art and icons; 16 languages)",
-            # The image side is lite0-muse-clipart-memory's (BENCHMARKS.md, "Duplicate
-            # thresholds per model")
+            "trained on Open Clip Art, a memory of its 7,400 drawings, the tower's ImageNet "
+            "class names and a Japanese dictionary (clip art and icons; 16 languages)",
+            # Two different AIGA signs score 0.94 (BENCHMARKS.md, "Duplicate thresholds per
+            # model")
             duplicate_threshold=0.95,
         ),
         ModelSpec(
@@ -159,7 +159,7 @@ PRESETS: dict[str, ModelSpec] = {
             arch=f"towers-dir:{BUNDLED_MODEL_DIR / 'lite0-muse-clipart-memory'}",
             kind="towers",
             dim=512,
-            description="The same towers, heads and memory without the Japanese dictionary "
+            description="The same towers, heads and memory without class names and dictionary "
             "(kept so that its libraries open)",
             # Higher than its heads alone: the memory pulls drawings of one set together
             # (BENCHMARKS.md, "Duplicate thresholds per model")

@@ -58,7 +58,7 @@ class TowersConfig:
             (:mod:`mmsearch.encoders.memory`); inactive by default.
         text_memory: how a text vector reads the pictures of its nearest training captions.
         heads: the head weights' file, relative to the folder; a model that only adds to
-            another's (a dictionary) names the other's file instead of shipping a copy.
+            another's (class names, a dictionary) names the other's file instead of shipping a copy.
         lexicon: a Japanese–English dictionary file in the folder (:mod:`mmsearch.encoders.lexicon`)
             whose glosses are added to Japanese texts' tower vectors; "" for none.
         lexicon_weight: the glosses' weight against the text's own vector.
