@@ -21,12 +21,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from validation_slice import validation_slice  # noqa: E402
+from validation_slice import choose, validation_slice  # noqa: E402
 
 from mmsearch.encoders.memory import Readout  # noqa: E402
 from mmsearch.encoders.towers_encoder import Heads, TowersEncoder  # noqa: E402
 from mmsearch.train.class_names import class_arrays  # noqa: E402
-from mmsearch.train.evaluation import retrieval_scores  # noqa: E402
 
 GRID = [Readout()] + [
     Readout(k=k, temperature=t, weight=w)
@@ -48,17 +47,12 @@ def main() -> None:
     towers = TowersEncoder(None, towers_only=chosen_on.config)
     texts = heads.texts(towers.text_features(titles))
     print(f"{len(chosen_on.titles)} validation drawings, {len(titles)} titles")
-    best = None
-    for readout in GRID:
+
+    def vectors(readout):
         heads.class_memory = readout
-        images = heads.images(chosen_on.features)
-        scores = retrieval_scores(images, chosen_on.titles, texts, titles)
-        total = scores.text_to_image["R@10"] + scores.image_to_text["R@10"]
-        print(f"{readout}: text → image R@10 {scores.text_to_image['R@10']:.4f}, "
-              f"image → text R@10 {scores.image_to_text['R@10']:.4f}")  # fmt: skip
-        if best is None or total > best[1]:
-            best = (readout, total)
-    print(f"chosen: {best[0]}")
+        return heads.images(chosen_on.features), texts
+
+    choose(GRID, vectors, chosen_on.titles, titles)
 
 
 if __name__ == "__main__":

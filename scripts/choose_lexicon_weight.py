@@ -18,11 +18,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from validation_slice import validation_slice  # noqa: E402
+from validation_slice import choose, validation_slice  # noqa: E402
 
 from mmsearch.encoders.registry import resolve_model  # noqa: E402
 from mmsearch.encoders.towers_encoder import TowersEncoder  # noqa: E402
-from mmsearch.train.evaluation import retrieval_scores  # noqa: E402
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 TITLES_JA = Path(__file__).resolve().parent / "validation_titles_ja.tsv"
@@ -44,16 +43,12 @@ def main() -> None:
     distinct = sorted(set(queries))
     images = chosen_on.heads.images(chosen_on.features)
     print(f"{len(queries)} validation drawings, {len(distinct)} Japanese titles")
-    best = None
-    for weight in WEIGHTS:
+
+    def vectors(weight):
         encoder.config = dataclasses.replace(encoder.config, lexicon_weight=weight)
-        scores = retrieval_scores(images, queries, encoder.encode_texts(distinct), distinct)
-        total = scores.text_to_image["R@10"] + scores.image_to_text["R@10"]
-        print(f"lexicon_weight {weight:4}: text → image R@10 {scores.text_to_image['R@10']:.3f}, "
-              f"image → text R@10 {scores.image_to_text['R@10']:.3f}")  # fmt: skip
-        if best is None or total > best[1]:
-            best = (weight, total)
-    print(f"chosen: lexicon_weight {best[0]}")
+        return images, encoder.encode_texts(distinct)
+
+    choose(WEIGHTS, vectors, queries, distinct, label=lambda w: f"lexicon_weight {w}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ cache.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mmsearch.encoders import memory  # noqa: E402
 from mmsearch.encoders.towers_encoder import HEADS_FILE, Heads, TowersConfig, TowersEncoder  # noqa: E402
 from mmsearch.train.captioned import read_captioned  # noqa: E402
+from mmsearch.train.evaluation import retrieval_scores  # noqa: E402
 from mmsearch.train.lit_features import image_features, text_features  # noqa: E402
 from mmsearch.train.lit_training import split_validation  # noqa: E402
 from mmsearch.train.memory_fit import memory_arrays  # noqa: E402
@@ -54,3 +56,25 @@ def validation_slice(captions: str, run: Path, fraction: float, images_root: str
     heads = Heads({**alone.arrays, **trained}, config)
     titles = [" ".join(ordered[kept[i]].captions[0].split()) for i in in_val]
     return ValidationSlice(config, heads, features[0, in_val], titles)
+
+
+def choose(
+    settings: Sequence,
+    vectors: Callable[[object], tuple[np.ndarray, np.ndarray]],
+    queries: list[str],
+    distinct: list[str],
+    label: Callable[[object], str] = str,
+):
+    """The setting whose (image vectors, vectors of ``distinct``) score the largest sum of both
+    directions' Recall@10 for ``queries``; a tie keeps the earlier one (order the weakest
+    first). Prints each setting's scores and the choice."""
+    best = None
+    for setting in settings:
+        images, texts = vectors(setting)
+        scores = retrieval_scores(images, queries, texts, distinct)
+        t2i, i2t = scores.text_to_image["R@10"], scores.image_to_text["R@10"]
+        print(f"{label(setting)}: text → image R@10 {t2i:.4f}, image → text R@10 {i2t:.4f}")
+        if best is None or t2i + i2t > best[1]:
+            best = (setting, t2i + i2t)
+    print(f"chosen: {label(best[0])}")
+    return best[0]
