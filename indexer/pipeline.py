@@ -30,7 +30,7 @@ from mmsearch.imaging.fingerprint import KnownContent
 from mmsearch.imaging.ocr import LANGUAGES, install_hint, ocr_available
 from mmsearch.imaging.pictures import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from mmsearch.imaging.raw import RAW_EXTENSIONS
-from mmsearch.imaging.video import VIDEO_EXTENSIONS, is_video_path
+from mmsearch.imaging.video import VIDEO_EXTENSIONS, is_video_path, poster_index
 from mmsearch.library import Library
 from mmsearch.paths import is_at_or_under, is_under
 from mmsearch.records import ImageRecord, MomentRecord, Words, mtime_iso
@@ -330,7 +330,7 @@ def _encode(encoder, decoded: dict[str, Decoded]) -> dict[str, Encoded]:
         if not d.is_video:
             encoded[key] = Encoded(own[0])
             continue
-        poster = int(np.argmax(own @ own.mean(axis=0)))
+        poster = poster_index(own)
         moments = tuple(MomentRecord(t, v) for t, v in zip(d.moment_times, own, strict=True))
         encoded[key] = Encoded(own[poster], d.moment_times[poster], moments)
     return encoded

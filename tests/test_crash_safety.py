@@ -152,7 +152,7 @@ def test_sigkill_at_random_moments(folder, tmp_path, tiny_model, backend):
         # A hash is stored where a copy was possible, which depends on the files a run met;
         # where stored, it is the file's.
         assert {digest, got["images"][path][0]} <= {None, content_hash(path)}
-        np.testing.assert_allclose(got["images"][path][1], vector, atol=1e-5)
+        np.testing.assert_allclose(got["images"][path][1], vector, atol=1e-5, err_msg=path)
     assert got["moments"].keys() == expected["moments"].keys() and len(expected["moments"]) > 2
     for path, (times, vectors) in expected["moments"].items():
         np.testing.assert_array_equal(got["moments"][path][0], times)

@@ -7,12 +7,13 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from mmsearch.cli import app
 from mmsearch.errors import ImageError
-from mmsearch.imaging.video import MIN_SPACING, sample_video
+from mmsearch.imaging.video import MIN_SPACING, poster_index, sample_video
 from tests.conftest import SAMPLE_CORPUS
 from tests.helpers.videos import BLACK, Scene, make_video
 
@@ -158,6 +159,20 @@ def test_a_truncated_video_keeps_the_moments_before_the_damage(tmp_path):
 def test_a_one_frame_video_is_one_moment(tmp_path):
     video = sample_video(str(make_video(tmp_path / "one.mp4", [Scene(FLAG, 0.1)])), 32)
     assert [m.t for m in video.moments] == [0.0]
+
+
+def test_the_poster_is_the_central_moment_and_ties_go_to_the_earliest():
+    """Rounding, which differs with the batch a frame was encoded in, must not change the
+    poster: a resumed run stores the one a single run stores (a SIGKILL campaign found that)."""
+    rng = np.random.default_rng(0)
+    a, b, c = (v / np.linalg.norm(v) for v in rng.normal(size=(3, 64)))
+    central = (a + b) / np.linalg.norm(a + b)
+    assert poster_index(np.stack([a, central, b])) == 1
+    for _ in range(20):  # two moments are always equally near their mean
+        noise = rng.normal(scale=1e-6, size=(2, 64))
+        assert poster_index(np.stack([a, c]) + noise) == 0
+        assert poster_index(np.stack([c, a]) + noise) == 0
+    assert poster_index(a[None]) == 0
 
 
 # -- through the CLI, with the bundled model -----------------------------------------------------

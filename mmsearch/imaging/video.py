@@ -43,6 +43,9 @@ BLANK_RANGE = 12.0
 # ...and one whose small colour picture differs from the last moment's by less than this (mean
 # absolute difference, of 255) shows nothing new: a still shot, compression noise (about 1).
 NEAR_IDENTICAL = 10.0
+# Cosines closer than this are a tie between moments: far above float rounding (1e-6), far below
+# what tells two shots apart.
+POSTER_TIE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,18 @@ class Video:
     problems: tuple[str, ...] = ()  # what went wrong after some moments were read (damage)
     text: str = ""  # what the container says in words: title, comment, description, keywords
     position: tuple[float, float] | None = None  # where phones record it (ISO 6709), degrees
+
+
+def poster_index(vectors: np.ndarray) -> int:
+    """Which of a video's moment vectors stands for the whole video (its poster): the one
+    nearest to them all, the earliest where several are within rounding of the nearest.
+
+    Why the tie rule: two moments are always equally near their mean (a·(a+b)/2 = b·(a+b)/2),
+    and float rounding, which differs with the batch a frame was encoded in, would pick either;
+    a run that resumes an interrupted one must store the poster a single run stores.
+    """
+    nearness = vectors @ vectors.mean(axis=0)
+    return int(np.flatnonzero(nearness >= nearness.max() - POSTER_TIE)[0])
 
 
 def is_video_path(path: str | os.PathLike[str]) -> bool:

@@ -21,7 +21,7 @@ from mmsearch.errors import EmptyLibraryError, ImageError, InputError
 from mmsearch.imaging.fingerprint import content_hash
 from mmsearch.imaging.pictures import load_image
 from mmsearch.imaging.preprocess import fit_to_model
-from mmsearch.imaging.video import frame_at, is_video_path, sample_video
+from mmsearch.imaging.video import frame_at, is_video_path, poster_index, sample_video
 from mmsearch.index.derived import DerivedIndexes
 from mmsearch.library_model import LibraryModel
 from mmsearch.results import MAX_RESULTS, ImageHit, TextHit
@@ -404,7 +404,7 @@ class Searcher:
         vectors = self.model.encoder.encode_images(
             np.stack([fit_to_model(m.image, cfg) for m in video.moments])
         )
-        return vectors[int(np.argmax(vectors @ vectors.mean(axis=0)))], set()
+        return vectors[poster_index(vectors)], set()
 
     def _unhashed_twin(self, path: str, digest: str):
         """A stored image with this content that was stored without a hash (no copy of it was
