@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from typer.testing import CliRunner
 
 from mmsearch.cli import app
@@ -63,13 +64,17 @@ def tiny_model(request, tmp_path_factory) -> Path:
     code = b"".join(p.read_bytes() for p in inputs) + repr(config).encode()
     key = hashlib.sha1(code).hexdigest()[:12]
     cached = Path(request.config.cache.mkdir(f"tiny-model-{key}"))
-    if (cached / "open_clip_config.json").is_file():
-        return cached
-    root = tmp_path_factory.mktemp("tiny-model")
-    pairs = shapes.make_set(root / "train", per_kind=40, seed=1)
-    train([TrainingSample(str(p), [c]) for p, c in pairs], root / "model", config)
-    for name in ("open_clip_config.json", "open_clip_pytorch_model.bin"):
-        shutil.copy(root / "model" / name, cached / name)
+    # The suite runs in several pytest-xdist workers: the first to get here trains, the others
+    # wait for it and read its model.
+    with FileLock(cached.with_suffix(".lock")):
+        if (cached / "open_clip_config.json").is_file():
+            return cached
+        root = tmp_path_factory.mktemp("tiny-model")
+        pairs = shapes.make_set(root / "train", per_kind=40, seed=1)
+        train([TrainingSample(str(p), [c]) for p, c in pairs], root / "model", config)
+        # The config last: it is what marks the folder complete.
+        for name in ("open_clip_pytorch_model.bin", "open_clip_config.json"):
+            shutil.copy(root / "model" / name, cached / name)
     return cached
 
 
