@@ -18,6 +18,7 @@ model (Universal Sentence Encoder) is numpy too, which is what makes a cold quer
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from mmsearch.encoders import memory
 from mmsearch.encoders.lexicon import Lexicon
 from mmsearch.encoders.memory import Readout, unit
 from mmsearch.encoders.registry import ModelSpec, weights_id
+from mmsearch.encoders.stored_arrays import StoredArrays
 from mmsearch.encoders.towers import (
     ImageTowerSpec,
     image_tower_spec,
@@ -120,23 +122,21 @@ class Heads:
     IMAGE_KEYS = ("image_mean", "image_std", "image_w1", "image_b1")
     TEXT_KEYS = ("text_w1", "text_b1")
 
-    def __init__(self, arrays: dict[str, np.ndarray], config: TowersConfig | None = None):
-        self.arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+    def __init__(self, arrays: Mapping[str, np.ndarray], config: TowersConfig | None = None):
+        if isinstance(arrays, StoredArrays):  # read from files, each array when first used
+            self.arrays, self.shapes = arrays, arrays.shapes
+        else:
+            self.arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+            self.shapes = {k: v.shape for k, v in self.arrays.items()}
         self.image_memory = config.image_memory if config else Readout()
         self.text_memory = config.text_memory if config else Readout()
         self.class_memory = config.class_memory if config else Readout()
 
     @classmethod
     def read(cls, path: Path, config: TowersConfig, classes: Path | None = None) -> Heads:
-        """The head weights in ``path``, with the class names in ``classes`` where given."""
-        arrays = {}
-        for file in (path, classes) if classes else (path,):
-            try:
-                with np.load(file, allow_pickle=False) as z:
-                    arrays |= {k: z[k] for k in z.files}
-            except (OSError, ValueError) as exc:
-                raise ModelError(f"cannot read head weights {file}: {exc}") from exc
-        heads = cls(arrays, config)
+        """The head weights in ``path``, with the class names in ``classes`` where given;
+        checked against ``config`` now, each array read when first used."""
+        heads = cls(StoredArrays([path, classes] if classes else [path]), config)
         heads.check(config)
         return heads
 
@@ -187,8 +187,8 @@ class Heads:
         if config.image_hidden:
             expected |= {"image_w2": (hidden, config.dim), "image_b2": (config.dim,)}
         if reads_memory:
-            pictures = len(self.arrays[memory.IMAGES])
-            captions = len(self.arrays[memory.CAPTIONS])
+            pictures = self.shapes[memory.IMAGES][0]
+            captions = self.shapes[memory.CAPTIONS][0]
             expected |= {
                 memory.IMAGES: (pictures, config.dim),
                 memory.TITLES: (pictures, config.dim),
@@ -197,19 +197,19 @@ class Heads:
                 memory.CAPTION_COUNTS: (captions,),
             }
         if config.class_memory.active:
-            classes, pooled = self.arrays[memory.CLASS_KEYS].shape
+            classes, pooled = self.shapes[memory.CLASS_KEYS]
             expected |= {
                 # its rows read the last of the tower's features, and end with a bias
                 memory.CLASS_KEYS: (classes, min(pooled, image + 1)),
                 memory.CLASS_NAMES: (classes, config.dim),
             }
         for key, shape in expected.items():
-            found = self.arrays.get(key)
-            if found is None or found.shape != shape:
+            found = self.shapes.get(key)
+            if found != shape:
                 raise ModelError(
                     f"the head weights do not fit {config.image_tower} + {config.text_tower} "
                     f"at dimension {config.dim}: {key} is "
-                    f"{'missing' if found is None else tuple(found.shape)}, expected {shape}; "
+                    f"{'missing' if found is None else tuple(found)}, expected {shape}; "
                     "the heads were trained for other towers (retrain them with `mmsearch train "
                     "--kind towers`)"
                 )
