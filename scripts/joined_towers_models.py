@@ -20,11 +20,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mmsearch.encoders.registry import resolve_model  # noqa: E402
 from mmsearch.encoders.towers_encoder import TowersEncoder  # noqa: E402
-from mmsearch.errors import ImageError  # noqa: E402
-from mmsearch.imaging.pictures import open_picture  # noqa: E402
-from mmsearch.imaging.preprocess import fit_to_model  # noqa: E402
-from mmsearch.train.captioned import read_captioned  # noqa: E402
 from mmsearch.train.evaluation import retrieval_scores  # noqa: E402
+from mmsearch.train.from_files import scored_pictures  # noqa: E402
 
 
 def main() -> None:
@@ -34,16 +31,9 @@ def main() -> None:
     parser.add_argument("--images-root", default="/usr/share/openclipart")
     args = parser.parse_args()
     members = [TowersEncoder(resolve_model(m), image_precision="fp32") for m in args.models]
-    cfg = members[0].preprocess
-    pictures, captions = [], []
-    for sample in read_captioned(args.captions, images_root=args.images_root, skip_missing=True):
-        try:
-            picture = open_picture(sample.image, min_size=cfg.size).image
-        except ImageError:
-            continue
-        pictures.append(fit_to_model(picture, cfg))
-        captions.append(sample.captions[0])
-    pictures = np.stack(pictures)
+    pictures, captions, _ = scored_pictures(
+        args.captions, members[0].preprocess, images_root=args.images_root, skip_missing=True
+    )
     # The towers are shared: their features once, each model's heads on them.
     features = np.concatenate(
         [members[0].tower_features(pictures[i : i + 64]) for i in range(0, len(pictures), 64)]

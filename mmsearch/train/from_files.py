@@ -148,12 +148,29 @@ def evaluate_file(
     Images that cannot be decoded (corrupt, over the decompression-bomb limit) are left out and
     reported through ``on_skip``; the scores say how many.
     """
+    pictures, captions, skipped = scored_pictures(
+        captions_file, encoder.preprocess, images_root=images_root, skip_missing=skip_missing,
+        on_skip=on_skip,
+    )  # fmt: skip
+    scores = evaluate_encoder(encoder, pictures, captions)
+    return dataclasses.replace(scores, skipped_images=skipped)
+
+
+def scored_pictures(
+    captions_file: str | os.PathLike[str],
+    cfg,
+    *,
+    images_root: str | None = None,
+    skip_missing: bool = False,
+    on_skip=lambda path, why: None,
+) -> tuple[np.ndarray, list[str], int]:
+    """What ``evaluate_file`` scores: the collection's decodable pictures fitted to ``cfg`` (a
+    PreprocessConfig), the first caption of each, and how many could not be decoded."""
     from mmsearch.errors import ImageError
     from mmsearch.imaging.pictures import open_picture
     from mmsearch.imaging.preprocess import fit_to_model
 
     samples = read_captioned(captions_file, images_root=images_root, skip_missing=skip_missing)
-    cfg = encoder.preprocess
     pictures, captions, skipped = [], [], 0
     for sample in samples:
         try:
@@ -164,5 +181,4 @@ def evaluate_file(
             continue
         pictures.append(fit_to_model(picture, cfg))
         captions.append(sample.captions[0])
-    scores = evaluate_encoder(encoder, np.stack(pictures), captions)
-    return dataclasses.replace(scores, skipped_images=skipped)
+    return np.stack(pictures), captions, skipped
