@@ -42,3 +42,20 @@ def test_cold_text_query_needs_no_torch(tmp_path, model):
     result = json.loads(run.stdout)
     assert len(result["hits"]) == 3
     assert result["heavy"] == []
+
+
+def test_the_command_freezes_what_it_made_before_the_interpreter_tears_down(monkeypatch):
+    # The teardown's garbage collections would walk every object the imports made: 0.2 s of
+    # a cold `mmsearch search` (BENCHMARKS.md). Frozen objects are skipped.
+    import gc
+
+    from mmsearch.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["mmsearch", "--help"])
+    gc.unfreeze()
+    try:
+        with pytest.raises(SystemExit):
+            main()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
