@@ -7,9 +7,16 @@ The public names below load on first use (PEP 562), so that ``import mmsearch.cl
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# Before torch or FAISS loads an OpenMP runtime, which reads this once: idle OpenMP threads
+# sleep instead of spinning on the cores that the next step needs. Spinning, FAISS's threads
+# doubled a warm text query, and torch's took the cores of the indexer's decoder workers
+# (clipart-mini on 3,000 PNGs: 107 -> 153 images/s); see BENCHMARKS.md. A user's setting stands.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # public name → the module that defines it
 _EXPORTS = {

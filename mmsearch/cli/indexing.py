@@ -135,10 +135,6 @@ def index(
     described = read_descriptions(descriptions) if descriptions else None
     cluster = _cluster_engine(engine, ray_address, encoders, gpus_per_worker)
 
-    # Before torch and FAISS load OpenMP: idle OpenMP threads then sleep instead of spinning on
-    # the cores the decoder workers need (clipart-mini on 3,000 PNGs: 107 -> 153 images/s; no
-    # change for the default model, whose encoder is the limit). See BENCHMARKS.md.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from mmsearch.opening import discard_if_never_used, library_exists
 
     stored_before_interrupt = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -133,9 +132,6 @@ def train(
     from mmsearch.train.open_clip_training import TrainConfig
 
     if kind == "towers":
-        # Decoder workers run beside the image tower: idle OpenMP threads must sleep, not spin
-        # on the cores the workers need (as `mmsearch index` does).
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from mmsearch.train.from_files import train_towers_from_files
         from mmsearch.train.lit_training import LitConfig
 
