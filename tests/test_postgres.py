@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 import uuid
 
 import numpy as np
@@ -124,6 +125,7 @@ def test_a_library_of_a_newer_schema_is_refused(cli, photos, tmp_path, db_url):
     assert "upgrade mmsearch" in result.stderr
 
 
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool (.ci/run installs it)")
 def test_a_library_of_the_previous_schema_is_upgraded(cli, photos, tmp_path, db_url):
     """As schema 5 left it: no GPS, place, rating, sidecar or inode columns. Opening it adds
     them in one transaction, and the next index reads the positions from the headers alone."""
