@@ -180,6 +180,10 @@ def test_the_cli_searches_in_every_mode_and_shows_the_words(cli, photos):
         assert json.loads(result.stdout)
     keyword = json.loads(cli("search", "circle", "--mode", "keyword", "--json").stdout)
     assert "circle" in keyword[0]["matched"]["name"]
+    table = cli("search", "circle", "--mode", "hybrid", "-k", "20").stdout.splitlines()
+    named = [line for line in table if "circle" in line.rsplit("/", 1)[-1]]
+    assert named and all(line.endswith("  (words in its name)") for line in named)
+    assert all("(words in" not in line for line in table if line not in named)
     shown = cli("text", str(photos / "red_circle_0.png"))
     assert shown.exit_code == 0 and shown.stdout.startswith("[name] ")
 

@@ -254,6 +254,11 @@ def print_image_hits(hits, as_json: bool, paths_only: bool) -> None:
             if hit.moments:
                 at = ", ".join(clock(t) for t, _ in hit.moments)
                 more += f"  at {at} (video, {clock(hit.duration_s)})"
+            # A hybrid hit may rank by its words alone, its score (the picture's cosine) low:
+            # say so, or the table looks out of order.
+            kinds = [kind for kind, _ in hit.matched if kind != "semantic"]
+            if kinds:
+                more += f"  (words in its {', '.join(kinds)})"
             typer.echo(f"{n:>3}  {hit.score:6.3f}  {date:11}  {size:>11}  {hit.path}{more}")
 
 
