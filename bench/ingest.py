@@ -1,25 +1,26 @@
 """Indexing throughput against its limits, all measured in one run on the same files.
 
-    python bench/ingest.py FOLDER [--model vit-b-32-256|clipart-mini|ARCH] [--limit N]
+    python bench/ingest.py FOLDER [--model PRESET|ARCH] [--limit N]
 
 For one folder and one model (batch size 32, CPU), in images per second:
 
-- ``encoder``: the image tower alone on pictures already decoded and fitted (the ceiling when
+- ``encoder``: the model alone on pictures already decoded and fitted (the ceiling when
   encoding is the bottleneck, as for the default ViT-B/32-256);
 - ``decode``: the decoder workers alone (one per core: hash, decode, fit; no encoder), the
   ceiling when decoding is the bottleneck, as for the small bundled model;
 - ``index``: ``mmsearch index``'s pipeline end to end into a fresh library;
 - ``naive``: the straightforward pipeline: full decode with Pillow (a camera RAW file
-  demosaiced in full by rawpy) and open_clip's own preprocessing transform in the main process,
-  then the encoder, batch by batch;
+  demosaiced in full by rawpy) and the fit to the model's input in the main process, then the
+  encoder, batch by batch;
 - ``both``: 1 / (1/encoder + 1/decode), the ceiling when neither is far the faster: on a
   machine where decoders and encoder share the cores, every image costs both.
 
 ``--image-precision fp32`` times the image tower in fp32 rather than the default (its body in
 bf16 on CPUs with native bf16).
 
-Presets without downloadable weights are timed with random weights of the same architecture:
-speed does not depend on the weights' values.
+Any preset may be timed, a towers model (the bundled one) too. open_clip presets without
+downloadable weights are timed with random weights of the same architecture: speed does not
+depend on the weights' values.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def _encoder(model: str, image_precision: str):
 
     register_open_clip_configs()
     spec = PRESETS.get(model)
+    if spec is not None and spec.kind == "towers":
+        from mmsearch.encoders.towers_encoder import TowersEncoder
+
+        return TowersEncoder(spec, device="cpu", batch_size=BATCH, image_precision=image_precision)
     if spec is None or (spec.pretrained and not spec.weights_path):
         arch = spec.arch if spec else model
         spec = ModelSpec(name=f"{arch} (random weights)", arch=arch, pretrained=None)
@@ -60,8 +65,6 @@ def _files(folder: str, limit: int) -> list[str]:
 def measure(folder: str, model: str, limit: int, image_precision: str = "auto") -> dict:
     import logging
 
-    import open_clip
-    import torch
     from PIL import Image
 
     from indexer import index_paths
@@ -69,6 +72,7 @@ def measure(folder: str, model: str, limit: int, image_precision: str = "auto") 
     from indexer.workers import decode_all
     from mmsearch import open_library
     from mmsearch.imaging.fingerprint import KnownContent
+    from mmsearch.imaging.preprocess import fit_to_model
 
     logging.getLogger().setLevel(logging.ERROR)
     Image.MAX_IMAGE_PIXELS = None  # the naive path decodes what the others accepted
@@ -99,14 +103,11 @@ def measure(folder: str, model: str, limit: int, image_precision: str = "auto") 
             summary = index_paths(library, [listing], batch_size=BATCH)
             index_s = time.perf_counter() - started
 
-    transform = open_clip.image_transform(cfg.size, is_train=False, mean=cfg.mean, std=cfg.std)
-    model_ = encoder._load()
     usable = [d.path for d in decoded]  # the same files the other paths managed to decode
     started = time.perf_counter()
     for start in range(0, len(usable), BATCH):
-        batch = [transform(_decode_whole(p)) for p in usable[start : start + BATCH]]
-        with torch.inference_mode():
-            model_.encode_image(torch.stack(batch), normalize=True)
+        batch = [fit_to_model(_decode_whole(p), cfg) for p in usable[start : start + BATCH]]
+        encoder.encode_images(np.stack(batch))
     naive_s = time.perf_counter() - started
 
     n = len(pictures)

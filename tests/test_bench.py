@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from mmsearch.encoders.registry import OFFLINE_MODEL
 from tests.conftest import REPO
 from tests.helpers.raw_photos import drawing, save_camera_raw
 
@@ -79,14 +80,16 @@ def test_ann_recall_reports_recall_latency_and_memory():
 
 
 @pytest.mark.slow
-def test_ingest_reports_every_stage_and_the_ratios():
+@pytest.mark.parametrize("model", ["clipart-mini", OFFLINE_MODEL])  # open_clip, towers
+def test_ingest_reports_every_stage_and_the_ratios(model):
     out = subprocess.run(
         [sys.executable, str(REPO / "bench/ingest.py"), str(REPO / "sample_corpus/images"),
-         "--model", "clipart-mini", "--limit", "64", "--image-precision", "fp32"],
+         "--model", model, "--limit", "64", "--image-precision", "fp32"],
         capture_output=True, text=True, check=True, timeout=300,
     ).stdout  # fmt: skip
     report = json.loads(out)
     rates = report["images_per_second"]
+    assert report["model"] == model
     assert report["images"] == 64 and report["image_precision"] == "fp32"
     assert set(rates) == {"encoder", "decode", "index", "naive", "both"}
     assert all(rate > 0 for rate in rates.values())
