@@ -9,6 +9,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+import sys
 
 import pytest
 from PIL import Image
@@ -101,6 +102,17 @@ def test_places_are_named_after_the_nearest_town_and_none_at_sea():
     assert find_place("lisbon, us").region == "Maine"
     with pytest.raises(InputError, match="no town or city called 'Qwzzyx'"):
         find_place("Qwzzyx")
+
+
+def test_a_town_found_by_name_needs_no_tree_of_positions():
+    """`--near Kyoto` on a cold query: scipy's import and the k-d tree wait for a position."""
+    code = ("import sys; from mmsearch.places import find_place, name_places; "
+            "assert find_place('Kyoto').country_code == 'JP'; "
+            "print('scipy.spatial' in sys.modules); "
+            "assert name_places([(35.0116, 135.7681)])[0].city == 'Kyoto'; "
+            "print('scipy.spatial' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
 
 
 def test_distances_and_boxes_hold_at_the_poles_and_across_the_date_line():
